@@ -1,0 +1,827 @@
+//! The public `Cache` and the engine operations behind it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::error::{Error, Result};
+use crate::index::{self, KIND_EMPTY, KIND_GHOST, KIND_ITEM, Slot, tag_of};
+use crate::item::{self, Encoded, FLAG_NEGATIVE, Meta, Read};
+use crate::layout::{LAYOUT_VERSION, NCOUNTERS, NSTRIPES};
+use crate::options::{Expiry, MAX_KEY_LEN, MAX_TAG_LEN, MAX_TAGS, OpenOptions, PutOptions, Ttl};
+use crate::segment::{LogGeom, LogId, Segment};
+use crate::stats::Stats;
+use crate::sys;
+
+/// Segment-wide counters (striped, see `stats.rs`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Counter {
+    Hits = 0,
+    Misses,
+    Inserts,
+    Updates,
+    Deletes,
+    Evictions,
+    Expirations,
+    GetOrSetWaits,
+    Promotions,
+    Reinsertions,
+    LockTakeovers,
+    LeaseTakeovers,
+    GhostHits,
+}
+const _: () = assert!((Counter::GhostHits as usize) < NCOUNTERS);
+
+/// Whether a validated item may be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    Live,
+    /// Past its TTL but inside its grace period (get_or_set serves it).
+    Stale,
+    Expired,
+    /// Cleared, or one of its tags invalidated.
+    Invalidated,
+}
+
+/// A key's current item, as found in its bucket.
+pub(crate) struct Found {
+    pub slot_index: usize,
+    pub slot: Slot,
+    pub meta: Meta,
+}
+
+/// How a write publishes.
+#[derive(Clone, Copy)]
+pub(crate) enum Mode {
+    /// Insert or replace.
+    Upsert,
+    /// Insert only if no live entry exists.
+    AddIfAbsent,
+    /// Publish only if the key's item is still this one (`None`: absent).
+    Expect(Option<u64>),
+}
+
+pub(crate) enum Outcome {
+    Inserted,
+    Updated,
+    NotStored,
+}
+
+/// A parsed write, before allocation.
+pub(crate) struct Write<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub flags: u64,
+    pub expire_ms: u64,
+    pub stale_until_ms: u64,
+    pub tags: &'a [(u64, u64)],
+    pub epoch: Option<u64>,
+}
+
+pub(crate) struct Engine {
+    pub seg: Segment,
+}
+
+const TAG_SALT: u64 = 0x7461_6773_616c_7421;
+
+impl Engine {
+    #[inline]
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        xxh3_64_with_seed(key, self.seg.g.hash_seed)
+    }
+
+    pub fn tag_hash(&self, tag: &[u8]) -> u64 {
+        xxh3_64_with_seed(tag, self.seg.g.hash_seed ^ TAG_SALT)
+    }
+
+    #[inline]
+    pub fn count(&self, c: Counter, n: u64) {
+        self.seg
+            .counter(sys::stripe(NSTRIPES as u32), c as usize)
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn check_key(&self, key: &[u8]) -> Result<()> {
+        if key.is_empty() || key.len() > MAX_KEY_LEN {
+            return Err(Error::KeyTooLong {
+                len: key.len(),
+                max: MAX_KEY_LEN,
+            });
+        }
+        Ok(())
+    }
+
+    /// Tag (hash, current version) pairs for a write.
+    pub fn tag_pairs(&self, tags: &[&[u8]]) -> Result<Vec<(u64, u64)>> {
+        if tags.len() > MAX_TAGS {
+            return Err(Error::InvalidArgument(format!(
+                "{} tags given: an entry carries at most {MAX_TAGS}",
+                tags.len()
+            )));
+        }
+        tags.iter()
+            .map(|t| {
+                if t.is_empty() || t.len() > MAX_TAG_LEN {
+                    return Err(Error::InvalidArgument(format!(
+                        "a tag must be 1 to {MAX_TAG_LEN} bytes (got {})",
+                        t.len()
+                    )));
+                }
+                let h = self.tag_hash(t);
+                Ok((h, self.seg.tag_version(h).load(Ordering::Acquire)))
+            })
+            .collect()
+    }
+
+    /// TTL in ms after defaults and jitter (0 = never).
+    pub fn ttl_ms(&self, ttl: Ttl) -> Result<u64> {
+        let ms = match ttl.validate()? {
+            Ttl::Default => self.seg.g.default_ttl_ms,
+            Ttl::Never => 0,
+            Ttl::After(d) => (d.as_millis() as u64).max(1),
+        };
+        let ppm = self.seg.g.ttl_jitter_ppm;
+        if ms == 0 || ppm == 0 {
+            return Ok(ms);
+        }
+        // Uniform in [ms * (1 - j), ms * (1 + j)].
+        let span = (ms as u128 * ppm as u128 / 1_000_000) as u64;
+        let jittered = ms - span + sys::random_u64() % (2 * span + 1);
+        Ok(jittered.max(1))
+    }
+
+    pub fn liveness(&self, m: &Meta, now: &mut Option<u64>) -> Liveness {
+        if m.epoch() != self.seg.clear_epoch().load(Ordering::Acquire) {
+            return Liveness::Invalidated;
+        }
+        for (h, v) in &m.tags[..m.ntags()] {
+            if self.seg.tag_version(*h).load(Ordering::Acquire) != *v {
+                return Liveness::Invalidated;
+            }
+        }
+        let exp = m.expire_ms();
+        if exp == 0 {
+            return Liveness::Live;
+        }
+        let t = *now.get_or_insert_with(sys::now_ms);
+        if t < exp {
+            Liveness::Live
+        } else if m.stale_until_ms() > t {
+            Liveness::Stale
+        } else {
+            Liveness::Expired
+        }
+    }
+
+    /// Finds `key`'s item in its bucket, copying its value into `value`.
+    /// Slots whose item is invalid for good are cleared on the way.
+    pub fn find(&self, key: &[u8], hash: u64, mut value: Option<&mut Vec<u8>>) -> Option<Found> {
+        let tag = tag_of(hash);
+        for i in 1..8 {
+            let w = self.seg.bucket_word(hash, i);
+            let s = Slot(w.load(Ordering::Acquire));
+            if s.kind() != KIND_ITEM || s.tag() != tag {
+                continue;
+            }
+            let log = self.seg.log(s.log());
+            match item::read(&self.seg, log, s.pos(), Some(key), value.as_deref_mut(), None) {
+                Read::Valid(meta) => {
+                    return Some(Found {
+                        slot_index: i,
+                        slot: s,
+                        meta,
+                    });
+                }
+                Read::OtherKey => {}
+                Read::Invalid => {
+                    let _ = w.compare_exchange(s.0, 0, Ordering::AcqRel, Ordering::Relaxed);
+                }
+            }
+        }
+        None
+    }
+
+    /// Drops a found item whose liveness says it is gone.
+    pub fn reap(&self, hash: u64, f: &Found, l: Liveness) {
+        let w = self.seg.bucket_word(hash, f.slot_index);
+        if w.compare_exchange(f.slot.0, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+            && l == Liveness::Expired
+        {
+            self.count(Counter::Expirations, 1);
+        }
+    }
+
+    pub fn bump(&self, hash: u64, f: &Found) {
+        let fq = f.slot.freq();
+        if fq < 3 {
+            let w = self.seg.bucket_word(hash, f.slot_index);
+            let _ = w.compare_exchange(f.slot.0, f.slot.with_freq(fq + 1).0, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// A lookup for a reader: `Some(Found)` only for a live, non-negative
+    /// entry (value in `buf`). Counts the hit or miss.
+    pub fn lookup(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<Option<Found>> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        if let Some(f) = self.find(key, hash, Some(buf)) {
+            match self.liveness(&f.meta, &mut None) {
+                Liveness::Live if f.meta.flags() & FLAG_NEGATIVE == 0 => {
+                    self.bump(hash, &f);
+                    self.count(Counter::Hits, 1);
+                    return Ok(Some(f));
+                }
+                Liveness::Live | Liveness::Stale => {}
+                l => self.reap(hash, &f, l),
+            }
+        }
+        self.count(Counter::Misses, 1);
+        Ok(None)
+    }
+
+    fn ghost_hit(&self, hash: u64) -> bool {
+        let tag = tag_of(hash);
+        let head = self.seg.head(&self.seg.small).load(Ordering::Relaxed);
+        let window = self.seg.main.len;
+        (1..8).any(|i| {
+            let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Relaxed));
+            s.kind() == KIND_GHOST && s.tag() == tag && {
+                let d = (head / 8).wrapping_sub(s.pos() / 8) & ((1 << 48) - 1);
+                d * 8 <= window
+            }
+        })
+    }
+
+    /// Writes an item and publishes it according to `mode`. `guard` runs
+    /// under the bucket lock just before publishing; `false` aborts.
+    pub fn write(&self, w: &Write<'_>, mode: Mode, guard: Option<&dyn Fn() -> bool>) -> Result<Outcome> {
+        self.check_key(w.key)?;
+        let max = self.seg.g.max_value_size as usize;
+        if w.value.len() > max {
+            return Err(Error::ValueTooLarge {
+                len: w.value.len(),
+                max,
+            });
+        }
+        let size = item::item_size(w.key.len(), w.value.len(), w.tags.len());
+        if size > self.seg.g.max_item() {
+            let other = size - item::item_size(0, w.value.len(), 0) + item::item_size(0, 0, 0);
+            return Err(Error::ValueTooLarge {
+                len: w.value.len(),
+                max: (self.seg.g.max_item() - other.min(self.seg.g.max_item())) as usize,
+            });
+        }
+        let hash = self.hash(w.key);
+        let tag = tag_of(hash);
+        // Unlocked pre-scan: where does the key live, is it a ghost, does an
+        // add already lose?
+        let existing = self.find(w.key, hash, None);
+        if let (Mode::AddIfAbsent, Some(f)) = (mode, &existing) {
+            if self.liveness(&f.meta, &mut None) == Liveness::Live {
+                return Ok(Outcome::NotStored);
+            }
+        }
+        if let (Mode::Expect(want), found) = (mode, &existing) {
+            if found.as_ref().map(|f| f.slot.ident()) != want {
+                return Ok(Outcome::NotStored);
+            }
+        }
+        let log_id = match &existing {
+            Some(f) => f.slot.log(),
+            None if size > self.seg.small.len / 4 => LogId::Main,
+            None if self.ghost_hit(hash) => {
+                self.count(Counter::GhostHits, 1);
+                LogId::Main
+            }
+            None => LogId::Small,
+        };
+        let log: LogGeom = *self.seg.log(log_id);
+        let epoch = w
+            .epoch
+            .unwrap_or_else(|| self.seg.clear_epoch().load(Ordering::Acquire));
+        let mut enc = Encoded::new(w.key, w.value.len(), w.flags, hash, epoch, w.expire_ms, w.stale_until_ms, w.tags);
+        let pos = self.alloc(&log, size, 0);
+        item::write(&self.seg, &log, pos, &mut enc, w.key, w.value);
+
+        let mut steals = 0;
+        let outcome = {
+            let _lock = index::lock_bucket(&self.seg, hash, &mut steals);
+            self.publish(w.key, hash, tag, log_id, pos, mode, guard)
+        };
+        if steals > 0 {
+            self.count(Counter::LockTakeovers, steals);
+        }
+        match outcome {
+            Outcome::Inserted => self.count(Counter::Inserts, 1),
+            Outcome::Updated => self.count(Counter::Updates, 1),
+            Outcome::NotStored => {}
+        }
+        Ok(outcome)
+    }
+
+    /// The locked part of a write: one CAS that makes the new item the key's.
+    #[allow(clippy::too_many_arguments)]
+    fn publish(
+        &self,
+        key: &[u8],
+        hash: u64,
+        tag: u64,
+        log: LogId,
+        pos: u64,
+        mode: Mode,
+        guard: Option<&dyn Fn() -> bool>,
+    ) -> Outcome {
+        loop {
+            let existing = self.find(key, hash, None);
+            match (mode, &existing) {
+                (Mode::AddIfAbsent, Some(f)) if self.liveness(&f.meta, &mut None) == Liveness::Live => {
+                    return Outcome::NotStored;
+                }
+                (Mode::Expect(want), f) if f.as_ref().map(|f| f.slot.ident()) != want => {
+                    return Outcome::NotStored;
+                }
+                _ => {}
+            }
+            if let Some(g) = guard {
+                if !g() {
+                    return Outcome::NotStored;
+                }
+            }
+            if let Some(f) = existing {
+                let w = self.seg.bucket_word(hash, f.slot_index);
+                let new = Slot::item(tag, log, pos, f.slot.freq());
+                if w.compare_exchange(f.slot.0, new.0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    let live = self.liveness(&f.meta, &mut None) == Liveness::Live;
+                    return if live { Outcome::Updated } else { Outcome::Inserted };
+                }
+                continue; // a hit bumped freq, or eviction moved it: look again
+            }
+            let (i, old) = self.free_slot(hash, tag);
+            let w = self.seg.bucket_word(hash, i);
+            if w.compare_exchange(old.0, Slot::item(tag, log, pos, 0).0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                if old.kind() == KIND_ITEM {
+                    self.count(Counter::Evictions, 1);
+                }
+                return Outcome::Inserted;
+            }
+        }
+    }
+
+    /// Picks the slot for a new key: empty, then this key's ghost, then an
+    /// invalid or dead item, then any ghost, then the live item least worth
+    /// keeping (fewest hits, small log first).
+    fn free_slot(&self, hash: u64, tag: u64) -> (usize, Slot) {
+        let mut best = (0usize, Slot(0), u64::MAX);
+        let mut now = None;
+        for i in 1..8 {
+            let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Acquire));
+            let score = match s.kind() {
+                KIND_EMPTY => return (i, s),
+                KIND_GHOST if s.tag() == tag => 1,
+                KIND_GHOST => 3,
+                KIND_ITEM => {
+                    let log = self.seg.log(s.log());
+                    match item::read(&self.seg, log, s.pos(), None, None, None) {
+                        Read::Valid(m) => match self.liveness(&m, &mut now) {
+                            Liveness::Live | Liveness::Stale => {
+                                10 + s.freq() * 2 + (s.log() == LogId::Main) as u64
+                            }
+                            _ => 2,
+                        },
+                        _ => 0,
+                    }
+                }
+                _ => 0,
+            };
+            if score < best.2 {
+                best = (i, s, score);
+            }
+        }
+        (best.0, best.1)
+    }
+
+    /// Removes `key`; voids a get_or_set fill in flight for it. Returns
+    /// whether a live entry was removed.
+    pub fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        let mut steals = 0;
+        let removed = {
+            let _lock = index::lock_bucket(&self.seg, hash, &mut steals);
+            self.void_lease(hash);
+            loop {
+                let Some(f) = self.find(key, hash, None) else { break false };
+                let w = self.seg.bucket_word(hash, f.slot_index);
+                if w.compare_exchange(f.slot.0, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    break self.liveness(&f.meta, &mut None) == Liveness::Live
+                        && f.meta.flags() & FLAG_NEGATIVE == 0;
+                }
+            }
+        };
+        if steals > 0 {
+            self.count(Counter::LockTakeovers, steals);
+        }
+        if removed {
+            self.count(Counter::Deletes, 1);
+        }
+        Ok(removed)
+    }
+}
+
+/// What [`Cache::read`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadInto {
+    /// No live entry.
+    Miss,
+    /// The value's length; the value is in the first bytes of the buffer.
+    Hit(usize),
+    /// The buffer is too small: the value needs this many bytes. Nothing was
+    /// copied; retry with a larger buffer.
+    TooSmall(usize),
+}
+
+/// A handle on a shared segment. Cheap to clone (an `Arc`), `Send + Sync`:
+/// share one between threads, open one per process.
+///
+/// ```
+/// # let name = format!("doc-cache-{}", std::process::id());
+/// let cache = memshelf::Cache::open(&name, 16 << 20)?;
+/// cache.put(b"user:42", b"{\"name\":\"Ada\"}")?;
+/// assert_eq!(cache.get(b"user:42")?.as_deref(), Some(&b"{\"name\":\"Ada\"}"[..]));
+/// assert!(cache.delete(b"user:42")?);
+/// assert_eq!(cache.get(b"user:42")?, None);
+/// # memshelf::unlink(&name)?;
+/// # Ok::<(), memshelf::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) e: Arc<Engine>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("name", &self.e.seg.name)
+            .field("capacity", &self.e.seg.g.capacity)
+            .finish()
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Cache {
+    /// Creates or attaches segment `name` with `capacity` bytes (used only
+    /// when creating) and default options.
+    pub fn open(name: &str, capacity: u64) -> Result<Cache> {
+        OpenOptions::new().capacity(capacity).open(name)
+    }
+
+    pub(crate) fn open_with(name: &str, opts: &OpenOptions) -> Result<Cache> {
+        Ok(Cache {
+            e: Arc::new(Engine {
+                seg: Segment::open(name, opts)?,
+            }),
+        })
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        &self.e.seg.name
+    }
+
+    /// Total bytes of the segment (as created, whatever this handle asked).
+    pub fn capacity(&self) -> u64 {
+        self.e.seg.g.capacity
+    }
+
+    /// Largest value this segment accepts.
+    pub fn max_value_size(&self) -> usize {
+        self.e.seg.g.max_value_size as usize
+    }
+
+    /// The value of `key`, or `None`.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        let mut buf = Vec::new();
+        Ok(self.get_into(key, &mut buf)?.then_some(buf))
+    }
+
+    /// Reads `key`'s value into `buf` (replacing its contents, reusing its
+    /// allocation). Returns whether it was found. No allocation once `buf`
+    /// is large enough.
+    pub fn get_into(&self, key: impl AsRef<[u8]>, buf: &mut Vec<u8>) -> Result<bool> {
+        let hit = self.e.lookup(key.as_ref(), buf)?.is_some();
+        if !hit {
+            buf.clear();
+        }
+        Ok(hit)
+    }
+
+    /// Reads `key`'s value into a caller's fixed buffer (the C ABI's shape).
+    pub fn read(&self, key: impl AsRef<[u8]>, out: &mut [u8]) -> Result<ReadInto> {
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            if self.e.lookup(key.as_ref(), &mut s)?.is_none() {
+                return Ok(ReadInto::Miss);
+            }
+            if s.len() > out.len() {
+                return Ok(ReadInto::TooSmall(s.len()));
+            }
+            out[..s.len()].copy_from_slice(&s);
+            Ok(ReadInto::Hit(s.len()))
+        })
+    }
+
+    /// Whether `key` has a live entry (counts as a get).
+    pub fn contains(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        SCRATCH.with(|s| Ok(self.e.lookup(key.as_ref(), &mut s.borrow_mut())?.is_some()))
+    }
+
+    /// Inserts or replaces `key` with the segment's default TTL.
+    pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        self.put_with(key, value, &PutOptions::default())
+    }
+
+    /// Inserts or replaces `key` with a TTL and tags.
+    ///
+    /// ```
+    /// # let name = format!("doc-put-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use memshelf::PutOptions;
+    /// use std::time::Duration;
+    /// cache.put_with(b"p:7", b"{}", &PutOptions::ttl(Duration::from_secs(30)).with_tags(&[b"product:7"]))?;
+    /// cache.invalidate_tag(b"product:7")?;
+    /// assert_eq!(cache.get(b"p:7")?, None);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
+    pub fn put_with(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>, opts: &PutOptions<'_>) -> Result<()> {
+        self.write(key.as_ref(), value.as_ref(), opts, Mode::Upsert).map(|_| ())
+    }
+
+    /// Inserts `key` only if it has no live entry; returns whether it did.
+    pub fn add(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<bool> {
+        self.add_with(key, value, &PutOptions::default())
+    }
+
+    /// [`add`](Self::add) with a TTL and tags.
+    pub fn add_with(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>, opts: &PutOptions<'_>) -> Result<bool> {
+        Ok(!matches!(
+            self.write(key.as_ref(), value.as_ref(), opts, Mode::AddIfAbsent)?,
+            Outcome::NotStored
+        ))
+    }
+
+    fn write(&self, key: &[u8], value: &[u8], opts: &PutOptions<'_>, mode: Mode) -> Result<Outcome> {
+        self.e.check_key(key)?;
+        let tags = self.e.tag_pairs(opts.tags)?;
+        let ttl = self.e.ttl_ms(opts.ttl)?;
+        let expire = if ttl == 0 { 0 } else { sys::now_ms() + ttl };
+        self.e.write(
+            &Write {
+                key,
+                value,
+                flags: 0,
+                expire_ms: expire,
+                stale_until_ms: expire,
+                tags: &tags,
+                epoch: None,
+            },
+            mode,
+            None,
+        )
+    }
+
+    /// Removes `key`; returns whether a live entry was there.
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        self.e.delete(key.as_ref())
+    }
+
+    /// Atomically adds `delta` to the ASCII decimal integer at `key` (a
+    /// missing key counts as 0) and returns the new value. The entry keeps
+    /// its expiry; a new one gets the default TTL.
+    ///
+    /// ```
+    /// # let name = format!("doc-incr-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// assert_eq!(cache.incr(b"hits", 1)?, 1);
+    /// assert_eq!(cache.incr(b"hits", 41)?, 42);
+    /// assert_eq!(cache.get(b"hits")?.as_deref(), Some(&b"42"[..]));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
+    pub fn incr(&self, key: impl AsRef<[u8]>, delta: i64) -> Result<i64> {
+        self.incr_with(key, delta, Ttl::Default)
+    }
+
+    /// [`incr`](Self::incr); a TTL other than [`Ttl::Default`] also resets
+    /// the entry's expiry.
+    pub fn incr_with(&self, key: impl AsRef<[u8]>, delta: i64, ttl: Ttl) -> Result<i64> {
+        let key = key.as_ref();
+        self.e.check_key(key)?;
+        let ttl = ttl.validate()?;
+        let hash = self.e.hash(key);
+        let mut buf = Vec::new();
+        loop {
+            let found = self.e.find(key, hash, Some(&mut buf));
+            let expect = found.as_ref().map(|f| f.slot.ident());
+            let live = found.as_ref().filter(|f| {
+                self.e.liveness(&f.meta, &mut None) == Liveness::Live && f.meta.flags() & FLAG_NEGATIVE == 0
+            });
+            let (current, keep) = match live {
+                Some(f) => (parse_i64(&buf)?, Some((f.meta.expire_ms(), f.meta.tags, f.meta.ntags()))),
+                None => (0, None),
+            };
+            let new = current.checked_add(delta).ok_or_else(|| Error::NotAnInteger {
+                detail: format!("{current} + {delta} overflows a signed 64-bit integer"),
+            })?;
+            let text = new.to_string();
+            let (expire, tags, ntags) = match (keep, ttl) {
+                (Some(k), Ttl::Default) => k,
+                _ => {
+                    let t = self.e.ttl_ms(ttl)?;
+                    (if t == 0 { 0 } else { sys::now_ms() + t }, [(0, 0); MAX_TAGS], 0)
+                }
+            };
+            let w = Write {
+                key,
+                value: text.as_bytes(),
+                flags: 0,
+                expire_ms: expire,
+                stale_until_ms: expire,
+                tags: &tags[..ntags],
+                epoch: None,
+            };
+            match self.e.write(&w, Mode::Expect(expect), None)? {
+                Outcome::NotStored => continue,
+                _ => return Ok(new),
+            }
+        }
+    }
+
+    /// Remaining lifetime of `key`, or `None` if it has no live entry.
+    pub fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Option<Expiry>> {
+        let key = key.as_ref();
+        self.e.check_key(key)?;
+        let hash = self.e.hash(key);
+        let mut buf = Vec::new();
+        let Some(f) = self.e.find(key, hash, Some(&mut buf)) else { return Ok(None) };
+        let mut now = None;
+        if self.e.liveness(&f.meta, &mut now) != Liveness::Live || f.meta.flags() & FLAG_NEGATIVE != 0 {
+            return Ok(None);
+        }
+        Ok(Some(match f.meta.expire_ms() {
+            0 => Expiry::Never,
+            exp => Expiry::In(Duration::from_millis(exp.saturating_sub(now.unwrap_or_else(sys::now_ms)))),
+        }))
+    }
+
+    /// Gives a live entry a new TTL; returns whether the key was present.
+    pub fn touch(&self, key: impl AsRef<[u8]>, ttl: impl Into<Ttl>) -> Result<bool> {
+        let key = key.as_ref();
+        self.e.check_key(key)?;
+        let t = self.e.ttl_ms(ttl.into())?;
+        let hash = self.e.hash(key);
+        let mut buf = Vec::new();
+        loop {
+            let Some(f) = self.e.find(key, hash, Some(&mut buf)) else { return Ok(false) };
+            if self.e.liveness(&f.meta, &mut None) != Liveness::Live || f.meta.flags() & FLAG_NEGATIVE != 0 {
+                return Ok(false);
+            }
+            let expire = if t == 0 { 0 } else { sys::now_ms() + t };
+            let grace = f.meta.stale_until_ms().saturating_sub(f.meta.expire_ms());
+            let w = Write {
+                key,
+                value: &buf,
+                flags: f.meta.flags(),
+                expire_ms: expire,
+                stale_until_ms: if expire == 0 { 0 } else { expire + grace },
+                tags: &f.meta.tags[..f.meta.ntags()],
+                epoch: Some(f.meta.epoch()),
+            };
+            match self.e.write(&w, Mode::Expect(Some(f.slot.ident())), None)? {
+                Outcome::NotStored => continue,
+                _ => return Ok(true),
+            }
+        }
+    }
+
+    /// Every entry put with `tag` becomes a miss, in O(1).
+    pub fn invalidate_tag(&self, tag: impl AsRef<[u8]>) -> Result<()> {
+        let tag = tag.as_ref();
+        self.e.tag_pairs(&[tag])?;
+        self.e.seg.tag_version(self.e.tag_hash(tag)).fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Every entry becomes a miss, in O(1).
+    pub fn clear(&self) -> Result<()> {
+        self.e.seg.clear_epoch().fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Removes every key starting with `prefix` (a scan of the index);
+    /// returns how many.
+    pub fn delete_prefix(&self, prefix: impl AsRef<[u8]>) -> Result<u64> {
+        let mut n = 0;
+        for key in self.keys(Some(prefix.as_ref())) {
+            if self.delete(&key)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Iterates the live keys (with `prefix`, if given). Best effort under
+    /// concurrent writes: a key written or removed meanwhile may or may not
+    /// appear.
+    pub fn keys(&self, prefix: Option<&[u8]>) -> Keys {
+        Keys {
+            cache: self.clone(),
+            prefix: prefix.unwrap_or_default().to_vec(),
+            next: 0,
+        }
+    }
+
+    /// Segment-wide statistics.
+    pub fn stats(&self) -> Stats {
+        crate::stats::collect(&self.e)
+    }
+
+    /// The layout version this library speaks.
+    pub fn layout_version() -> u32 {
+        LAYOUT_VERSION
+    }
+}
+
+fn parse_i64(b: &[u8]) -> Result<i64> {
+    std::str::from_utf8(b)
+        .ok()
+        .filter(|s| !s.is_empty() && !s.starts_with('+') && s.len() <= 20)
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| Error::NotAnInteger {
+            detail: format!(
+                "the value ({} bytes, {:?}) is not an ASCII decimal signed 64-bit integer",
+                b.len(),
+                String::from_utf8_lossy(&b[..b.len().min(32)])
+            ),
+        })
+}
+
+/// Iterator over live keys, from [`Cache::keys`].
+pub struct Keys {
+    cache: Cache,
+    prefix: Vec<u8>,
+    next: u64,
+}
+
+impl Iterator for Keys {
+    type Item = Vec<u8>;
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let e = &self.cache.e;
+        let total = e.seg.g.nbuckets * 7;
+        let mut value = Vec::new();
+        while self.next < total {
+            let (b, i) = (self.next / 7, (self.next % 7) as usize + 1);
+            self.next += 1;
+            let s = Slot(e.seg.bucket_word(b, i).load(Ordering::Acquire));
+            if s.kind() != KIND_ITEM {
+                continue;
+            }
+            let mut key = Vec::new();
+            let log = e.seg.log(s.log());
+            if let Read::Valid(m) = item::read(&e.seg, log, s.pos(), None, Some(&mut value), Some(&mut key)) {
+                if e.liveness(&m, &mut None) == Liveness::Live
+                    && m.flags() & FLAG_NEGATIVE == 0
+                    && key.starts_with(&self.prefix)
+                {
+                    return Some(key);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Removes segment `name` from /dev/shm. Processes still attached keep
+/// working on their mapping until they drop it.
+pub fn unlink(name: &str) -> Result<()> {
+    crate::options::validate_name(name)?;
+    crate::shm::Location::shm(name).unlink().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::NotFound { name: name.into() }
+        } else {
+            Error::io("shm_unlink", e)
+        }
+    })
+}
+
+/// Removes a file-backed segment (opened with `path`).
+pub fn unlink_path(path: impl AsRef<std::path::Path>) -> Result<()> {
+    crate::shm::Location::File(path.as_ref())
+        .unlink()
+        .map_err(|e| Error::io("unlink", e))
+}

@@ -1,0 +1,343 @@
+//! Items in a log: encoding, checksums, and validated reads.
+//!
+//! ```text
+//! w0  magic 0xC0DE (16) | record kind (8) | ntags (8) | size in 8-byte units (32)
+//! w1  value_len (32) | key_len (16) | flags (16)
+//! w2  hash of the key
+//! w3  clear epoch at write time
+//! w4  expiry, ms since the epoch (0 = never)
+//! w5  end of grace, ms since the epoch (0 = never; >= expiry)
+//! w6  checksum (see `checksum`)
+//! ... ntags x (tag hash, tag version), key padded to 8, value padded to 8
+//! ```
+//!
+//! An item is written once, completely, before any index slot points to it,
+//! and never modified afterwards: it only dies (overwritten when its log
+//! laps it, or abandoned). A reader copies it with atomic loads, then checks
+//! that the log has not lapped it and that the checksum, which covers every
+//! byte and the item's own log position, matches. A torn, overwritten, or
+//! misplaced item (a stalled writer finishing late) therefore never passes.
+
+use std::sync::atomic::{Ordering, fence};
+
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::layout::{ITEM_HEADER, pad8};
+use crate::options::MAX_TAGS;
+use crate::segment::{LogGeom, REC_ITEM, REC_MAGIC, Segment};
+
+pub(crate) const HDR_WORDS: usize = 7;
+pub(crate) const FLAG_NEGATIVE: u64 = 1;
+
+/// What a reader learns from an item's header.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Meta {
+    pub words: [u64; HDR_WORDS],
+    pub tags: [(u64, u64); MAX_TAGS],
+}
+
+impl Meta {
+    pub fn ntags(&self) -> usize {
+        ((self.words[0] >> 32) & 0xff) as usize
+    }
+    pub fn units(&self) -> u64 {
+        self.words[0] & 0xffff_ffff
+    }
+    pub fn value_len(&self) -> usize {
+        (self.words[1] & 0xffff_ffff) as usize
+    }
+    pub fn key_len(&self) -> usize {
+        ((self.words[1] >> 32) & 0xffff) as usize
+    }
+    pub fn flags(&self) -> u64 {
+        self.words[1] >> 48
+    }
+    pub fn hash(&self) -> u64 {
+        self.words[2]
+    }
+    pub fn epoch(&self) -> u64 {
+        self.words[3]
+    }
+    pub fn expire_ms(&self) -> u64 {
+        self.words[4]
+    }
+    pub fn stale_until_ms(&self) -> u64 {
+        self.words[5]
+    }
+    pub fn size(&self) -> u64 {
+        self.units() * 8
+    }
+}
+
+/// Size in bytes of an item with these parts.
+pub(crate) fn item_size(key_len: usize, value_len: usize, ntags: usize) -> u64 {
+    ITEM_HEADER + ntags as u64 * 16 + pad8(key_len as u64) + pad8(value_len as u64)
+}
+
+fn words_as_bytes(w: &[u64]) -> &[u8] {
+    // SAFETY: u64 has no padding and any byte pattern is a valid u8; the
+    // slice covers exactly the memory of `w`, which is local.
+    unsafe { std::slice::from_raw_parts(w.as_ptr().cast(), w.len() * 8) }
+}
+
+/// The checksum of an item at log position `pos`: header words (w0..w5)
+/// and tags, then key, then value, chained through xxh3 seeds.
+pub(crate) fn checksum(seed: u64, pos: u64, hdr: &[u64], tags: &[(u64, u64)], key: &[u8], value: &[u8]) -> u64 {
+    let mut buf = [0u64; 6 + 2 * MAX_TAGS];
+    buf[..6].copy_from_slice(&hdr[..6]);
+    for (i, (h, v)) in tags.iter().enumerate() {
+        buf[6 + 2 * i] = *h;
+        buf[7 + 2 * i] = *v;
+    }
+    let n = 6 + 2 * tags.len();
+    let hm = xxh3_64_with_seed(words_as_bytes(&buf[..n]), seed ^ pos);
+    let hk = xxh3_64_with_seed(key, hm);
+    xxh3_64_with_seed(value, hk)
+}
+
+/// A fully encoded item, ready to be stored at a position.
+pub(crate) struct Encoded {
+    pub hdr: [u64; HDR_WORDS],
+    pub tags: [(u64, u64); MAX_TAGS],
+    pub ntags: usize,
+}
+
+impl Encoded {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        key: &[u8],
+        value_len: usize,
+        flags: u64,
+        hash: u64,
+        epoch: u64,
+        expire_ms: u64,
+        stale_until_ms: u64,
+        tags: &[(u64, u64)],
+    ) -> Encoded {
+        let size = item_size(key.len(), value_len, tags.len());
+        let mut t = [(0, 0); MAX_TAGS];
+        t[..tags.len()].copy_from_slice(tags);
+        Encoded {
+            hdr: [
+                (REC_MAGIC << 48) | (REC_ITEM << 40) | ((tags.len() as u64) << 32) | (size / 8),
+                value_len as u64 | ((key.len() as u64) << 32) | (flags << 48),
+                hash,
+                epoch,
+                expire_ms,
+                stale_until_ms,
+                0,
+            ],
+            tags: t,
+            ntags: tags.len(),
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        (self.hdr[0] & 0xffff_ffff) * 8
+    }
+}
+
+/// Stores `bytes` at mapping offset `off` as whole words (the last one
+/// zero-padded).
+fn store_bytes(seg: &Segment, off: u64, bytes: &[u8]) {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut o = off;
+    for c in &mut chunks {
+        let w = u64::from_ne_bytes(c.try_into().expect("8 bytes"));
+        seg.word(o).store(w, Ordering::Relaxed);
+        o += 8;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        seg.word(o).store(u64::from_ne_bytes(last), Ordering::Relaxed);
+    }
+}
+
+/// Writes an item at `pos` of `log`. The space was allocated by this caller
+/// and its tail processed, so no one else writes there (a writer that
+/// stalled for a whole lap may: the checksum catches that).
+pub(crate) fn write(seg: &Segment, log: &LogGeom, pos: u64, enc: &mut Encoded, key: &[u8], value: &[u8]) {
+    let Some(off) = seg.log_off(log, pos, enc.size()) else {
+        return; // cannot happen: allocation never straddles the log's end
+    };
+    enc.hdr[HDR_WORDS - 1] = checksum(seg.g.hash_seed, pos, &enc.hdr, &enc.tags[..enc.ntags], key, value);
+    // Order the allocation (and the tail processing that made the space
+    // ours) before these stores, so a reader who sees any of them also sees
+    // the head that moved past the old item (seqlock-style, see `read`).
+    fence(Ordering::Release);
+    let mut o = off;
+    for w in &enc.hdr[..HDR_WORDS - 1] {
+        seg.word(o).store(*w, Ordering::Relaxed);
+        o += 8;
+    }
+    o += 8; // checksum last
+    for (h, v) in &enc.tags[..enc.ntags] {
+        seg.word(o).store(*h, Ordering::Relaxed);
+        seg.word(o + 8).store(*v, Ordering::Relaxed);
+        o += 16;
+    }
+    store_bytes(seg, o, key);
+    store_bytes(seg, o + pad8(key.len() as u64), value);
+    seg.word(off + 48).store(enc.hdr[HDR_WORDS - 1], Ordering::Release);
+}
+
+/// Outcome of reading the item a slot points to.
+pub(crate) enum Read {
+    /// Not a valid item (lapped, torn, garbage, bad checksum): the slot is
+    /// dead for good.
+    Invalid,
+    /// A valid item of another key (a tag collision).
+    OtherKey,
+    /// A valid item of the key asked for (or of any key when none was
+    /// given); the value (if asked) is in the caller's buffer.
+    Valid(Meta),
+}
+
+/// Loads the header and tags at `off` (no validation beyond bounds).
+fn load_meta(seg: &Segment, log: &LogGeom, pos: u64) -> Option<(u64, Meta)> {
+    let off = seg.log_off(log, pos, ITEM_HEADER)?;
+    let mut words = [0u64; HDR_WORDS];
+    for (i, w) in words.iter_mut().enumerate() {
+        *w = seg.word(off + 8 * i as u64).load(Ordering::Relaxed);
+    }
+    let mut m = Meta {
+        words,
+        tags: [(0, 0); MAX_TAGS],
+    };
+    if words[0] >> 48 != REC_MAGIC || (words[0] >> 40) & 0xff != REC_ITEM || m.ntags() > MAX_TAGS {
+        return None;
+    }
+    let size = item_size(m.key_len(), m.value_len(), m.ntags());
+    if size != m.size() || seg.log_off(log, pos, size).is_none() {
+        return None;
+    }
+    let mut o = off + ITEM_HEADER;
+    let n = m.ntags();
+    for t in m.tags[..n].iter_mut() {
+        *t = (
+            seg.word(o).load(Ordering::Relaxed),
+            seg.word(o + 8).load(Ordering::Relaxed),
+        );
+        o += 16;
+    }
+    Some((o, m))
+}
+
+/// Copies `len` bytes at mapping offset `off` into `out` (replacing its
+/// contents) with atomic word loads.
+fn copy_out(seg: &Segment, off: u64, len: usize, out: &mut Vec<u8>) {
+    out.clear();
+    let words = pad8(len as u64) as usize / 8;
+    out.reserve(words * 8);
+    let dst = out.as_mut_ptr();
+    for i in 0..words {
+        let w = seg.word(off + 8 * i as u64).load(Ordering::Relaxed);
+        // SAFETY: `out` has capacity for `words * 8` bytes (reserved above);
+        // the write is unaligned-safe.
+        unsafe { dst.add(i * 8).cast::<u64>().write_unaligned(w) };
+    }
+    // SAFETY: the first `len <= words * 8` bytes were initialised above.
+    unsafe { out.set_len(len) };
+}
+
+/// Compares `key` with the key bytes stored at `off` (zero-padded words).
+fn key_equals(seg: &Segment, off: u64, key: &[u8]) -> bool {
+    let mut o = off;
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        if seg.word(o).load(Ordering::Relaxed) != u64::from_ne_bytes(c.try_into().expect("8")) {
+            return false;
+        }
+        o += 8;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        if seg.word(o).load(Ordering::Relaxed) != u64::from_ne_bytes(last) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether the log has not lapped position `pos` (no writer has been given
+/// space that overlaps it).
+#[inline]
+pub(crate) fn not_lapped(seg: &Segment, log: &LogGeom, pos: u64) -> bool {
+    let head = seg.head(log).load(Ordering::Acquire);
+    log.dist(head, pos) <= log.len && !log.before(head, pos)
+}
+
+/// Reads and validates the item at `pos` of `log`.
+///
+/// * `key`: compare against this key (`OtherKey` when different).
+/// * `value`: copy the value here.
+/// * `key_out`: copy the key here (for scans that do not know the key).
+pub(crate) fn read(
+    seg: &Segment,
+    log: &LogGeom,
+    pos: u64,
+    key: Option<&[u8]>,
+    value: Option<&mut Vec<u8>>,
+    key_out: Option<&mut Vec<u8>>,
+) -> Read {
+    if !not_lapped(seg, log, pos) {
+        return Read::Invalid;
+    }
+    let Some((key_off, meta)) = load_meta(seg, log, pos) else {
+        return Read::Invalid;
+    };
+    let val_off = key_off + pad8(meta.key_len() as u64);
+    let mut scratch_key = Vec::new();
+    let key_bytes: &[u8] = match (key, key_out) {
+        (Some(k), _) => {
+            if k.len() != meta.key_len() || !key_equals(seg, key_off, k) {
+                // Either a different key or bytes being overwritten: only a
+                // validated read may say which, and callers treat both as
+                // "not this key" (a lapped item is re-checked below anyway).
+                return if not_lapped(seg, log, pos) { Read::OtherKey } else { Read::Invalid };
+            }
+            k
+        }
+        (None, Some(out)) => {
+            copy_out(seg, key_off, meta.key_len(), out);
+            &out[..]
+        }
+        (None, None) => {
+            copy_out(seg, key_off, meta.key_len(), &mut scratch_key);
+            &scratch_key[..]
+        }
+    };
+    let mut scratch_val = Vec::new();
+    let val: &[u8] = match value {
+        Some(v) => {
+            copy_out(seg, val_off, meta.value_len(), v);
+            &v[..]
+        }
+        None => {
+            copy_out(seg, val_off, meta.value_len(), &mut scratch_val);
+            &scratch_val[..]
+        }
+    };
+    // Seqlock-style validation: the loads above happen before this fence;
+    // if any of them saw bytes of a newer writer, that writer's head advance
+    // (made before its release fence) is visible to the load below.
+    fence(Ordering::Acquire);
+    if !not_lapped(seg, log, pos) {
+        return Read::Invalid;
+    }
+    let sum = checksum(seg.g.hash_seed, pos, &meta.words, &meta.tags[..meta.ntags()], key_bytes, val);
+    if sum != meta.words[HDR_WORDS - 1] {
+        return Read::Invalid;
+    }
+    Read::Valid(meta)
+}
+
+/// Reads only the header of the item at `pos` (for eviction decisions);
+/// not checksummed, so callers use it as a hint only.
+pub(crate) fn peek(seg: &Segment, log: &LogGeom, pos: u64) -> Option<Meta> {
+    load_meta(seg, log, pos).map(|(_, m)| m)
+}

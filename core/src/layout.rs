@@ -1,0 +1,312 @@
+//! The byte layout of a segment. See `core/ARCHITECTURE.md` for the
+//! invariants; every structure here is `#[repr(C)]` with its size checked at
+//! compile time.
+//!
+//! ```text
+//! 0        Header (4 KiB): magic, version, geometry (written once at
+//!          creation), then the live words (clear epoch, log cursors),
+//!          each on its own cache line.
+//! stats    NSTRIPES x 128 B of counters
+//! tags     ntags x u64 tag versions
+//! leases   nleases x 64 B lease records (get_or_set)
+//! index    nbuckets x 64 B buckets: 1 lock word + 7 slots
+//! small    the small FIFO log (10 % of the data bytes)
+//! main     the main FIFO log (90 %)
+//! ```
+
+use std::sync::atomic::AtomicU64;
+
+use memoffset::offset_of;
+
+use crate::error::{Error, Result};
+
+/// `"MEMSHELF"` little-endian.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"MEMSHELF");
+/// Version of this layout. Any change to the bytes of a segment bumps it.
+pub const LAYOUT_VERSION: u32 = 1;
+
+pub(crate) const HEADER_SIZE: u64 = 4096;
+pub(crate) const NSTRIPES: u64 = 64;
+pub(crate) const STRIPE_SIZE: u64 = 128;
+pub(crate) const NCOUNTERS: usize = 16;
+pub(crate) const BUCKET_SIZE: u64 = 64;
+pub(crate) const SLOTS_PER_BUCKET: usize = 7;
+pub(crate) const LEASE_SIZE: u64 = 64;
+
+pub(crate) const STATE_READY: u32 = 0x5245_4459; // "READY"
+
+/// One cache line holding one live word.
+#[repr(C, align(64))]
+pub(crate) struct Line {
+    pub word: AtomicU64,
+    _pad: [u64; 7],
+}
+
+/// The segment header, used for its layout (offsets) only: every access goes
+/// through atomic word loads and stores at these offsets. The geometry
+/// fields are written once, before the magic and `state`, and never change;
+/// every process copies them into its own memory at attach (after checking
+/// them) and never reads them again.
+#[repr(C)]
+pub(crate) struct Header {
+    pub magic: u64,
+    pub layout_version: u32,
+    pub state: u32,
+    pub capacity: u64,
+    pub hash_seed: u64,
+    pub created_ms: u64,
+    pub default_ttl_ms: u64,
+    pub ttl_jitter_ppm: u64,
+    pub max_value_size: u64,
+    pub stats_off: u64,
+    pub tags_off: u64,
+    pub ntags: u64,
+    pub leases_off: u64,
+    pub nleases: u64,
+    pub index_off: u64,
+    pub nbuckets: u64,
+    pub small_off: u64,
+    pub small_len: u64,
+    pub main_off: u64,
+    pub main_len: u64,
+    /// xxh3 of the bytes from `capacity` to `main_len`.
+    pub geometry_check: u64,
+    _pad0: [u64; 10],
+    /// Bumped by `clear()`: entries written under an older epoch are dead.
+    pub clear_epoch: Line,
+    pub small_head: Line,
+    pub small_tail: Line,
+    pub main_head: Line,
+    pub main_tail: Line,
+}
+
+const _: () = assert!(offset_of!(Header, capacity) == 16);
+const _: () = assert!(offset_of!(Header, geometry_check) == 152);
+const _: () = assert!(offset_of!(Header, clear_epoch) == 256);
+const _: () = assert!(offset_of!(Header, main_tail) == 512);
+const _: () = assert!(std::mem::size_of::<Header>() == 576);
+const _: () = assert!(std::mem::size_of::<Header>() as u64 <= HEADER_SIZE);
+const _: () = assert!(std::mem::size_of::<Line>() == 64);
+
+/// The geometry of a segment, as copied into process memory at attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub capacity: u64,
+    pub hash_seed: u64,
+    pub default_ttl_ms: u64,
+    pub ttl_jitter_ppm: u64,
+    pub max_value_size: u64,
+    pub stats_off: u64,
+    pub tags_off: u64,
+    pub ntags: u64,
+    pub leases_off: u64,
+    pub nleases: u64,
+    pub index_off: u64,
+    pub nbuckets: u64,
+    pub small_off: u64,
+    pub small_len: u64,
+    pub main_off: u64,
+    pub main_len: u64,
+}
+
+/// Bytes of the item header (see `item.rs`).
+pub(crate) const ITEM_HEADER: u64 = 56;
+
+pub(crate) fn pad8(n: u64) -> u64 {
+    (n + 7) & !7
+}
+
+fn pow2_floor(n: u64) -> u64 {
+    if n == 0 { 0 } else { 1 << (63 - n.leading_zeros()) }
+}
+
+/// Largest item (header + tags + key + value, padded) a log of `main_len`
+/// bytes accepts.
+pub(crate) fn max_item_for(main_len: u64) -> u64 {
+    (main_len / 8) & !7
+}
+
+impl Geometry {
+    /// Lays out a segment of `capacity` bytes.
+    pub fn compute(
+        capacity: u64,
+        hash_seed: u64,
+        default_ttl_ms: u64,
+        ttl_jitter_ppm: u64,
+        max_value_size: Option<u64>,
+    ) -> Result<Geometry> {
+        let stats_off = HEADER_SIZE;
+        let tags_off = stats_off + NSTRIPES * STRIPE_SIZE;
+        let ntags = pow2_floor(capacity / 2048).clamp(256, 65536);
+        let leases_off = tags_off + ntags * 8;
+        let nleases = pow2_floor(capacity / 32768).clamp(64, 4096);
+        let index_off = leases_off + nleases * LEASE_SIZE;
+        // About one index slot per 64 bytes of capacity (pow2 rounding keeps
+        // it between 1/14 and 1/7 of the capacity).
+        let nbuckets = pow2_floor(capacity / 64 / SLOTS_PER_BUCKET as u64).max(8);
+        let small_off = index_off + nbuckets * BUCKET_SIZE;
+        if small_off + 4096 > capacity {
+            return Err(Error::InvalidArgument(format!(
+                "capacity {capacity} bytes leaves no room for data"
+            )));
+        }
+        let data = (capacity - small_off) & !63;
+        let small_len = (data / 10) & !63;
+        let main_len = data - small_len;
+        let max_item = max_item_for(main_len);
+        // The value limit assumes a short key and no tags; `put` checks the
+        // whole item against `max_item` as well.
+        let limit = max_item.saturating_sub(ITEM_HEADER + 64);
+        if limit < 64 {
+            return Err(Error::InvalidArgument(format!(
+                "capacity {capacity} bytes is too small to hold any entry"
+            )));
+        }
+        let requested = max_value_size.unwrap_or(crate::options::DEFAULT_MAX_VALUE_SIZE as u64);
+        Ok(Geometry {
+            capacity,
+            hash_seed,
+            default_ttl_ms,
+            ttl_jitter_ppm,
+            max_value_size: requested.min(limit),
+            stats_off,
+            tags_off,
+            ntags,
+            leases_off,
+            nleases,
+            index_off,
+            nbuckets,
+            small_off,
+            small_len,
+            main_off: small_off + small_len,
+            main_len,
+        })
+    }
+
+    /// Reads the geometry from a header through `word(offset)` and checks
+    /// that it is internally consistent and fits in `map_len` bytes, so that
+    /// no later access derived from it can leave the mapping.
+    pub fn read(word: impl Fn(usize) -> u64, map_len: u64) -> std::result::Result<Geometry, String> {
+        let g = Geometry {
+            capacity: word(offset_of!(Header, capacity)),
+            hash_seed: word(offset_of!(Header, hash_seed)),
+            default_ttl_ms: word(offset_of!(Header, default_ttl_ms)),
+            ttl_jitter_ppm: word(offset_of!(Header, ttl_jitter_ppm)),
+            max_value_size: word(offset_of!(Header, max_value_size)),
+            stats_off: word(offset_of!(Header, stats_off)),
+            tags_off: word(offset_of!(Header, tags_off)),
+            ntags: word(offset_of!(Header, ntags)),
+            leases_off: word(offset_of!(Header, leases_off)),
+            nleases: word(offset_of!(Header, nleases)),
+            index_off: word(offset_of!(Header, index_off)),
+            nbuckets: word(offset_of!(Header, nbuckets)),
+            small_off: word(offset_of!(Header, small_off)),
+            small_len: word(offset_of!(Header, small_len)),
+            main_off: word(offset_of!(Header, main_off)),
+            main_len: word(offset_of!(Header, main_len)),
+        };
+        if g.checksum() != word(offset_of!(Header, geometry_check)) {
+            return Err("header geometry checksum mismatch (corrupt header)".into());
+        }
+        let pow2 = |n: u64| n != 0 && n.is_power_of_two();
+        let ok = g.capacity <= map_len
+            && g.stats_off == HEADER_SIZE
+            && g.tags_off == g.stats_off + NSTRIPES * STRIPE_SIZE
+            && pow2(g.ntags)
+            && g.leases_off == g.tags_off + g.ntags * 8
+            && pow2(g.nleases)
+            && g.index_off == g.leases_off + g.nleases * LEASE_SIZE
+            && pow2(g.nbuckets)
+            && g.small_off == g.index_off + g.nbuckets * BUCKET_SIZE
+            && g.small_len >= 64
+            && g.small_len % 64 == 0
+            && g.main_off == g.small_off + g.small_len
+            && g.main_len >= 4096
+            && g.main_len % 64 == 0
+            && g.main_off.checked_add(g.main_len).is_some_and(|e| e <= map_len)
+            && g.ttl_jitter_ppm <= 500_000
+            && g.max_value_size + ITEM_HEADER <= max_item_for(g.main_len);
+        if ok { Ok(g) } else { Err("header geometry is inconsistent (corrupt header)".into()) }
+    }
+
+    pub fn checksum(&self) -> u64 {
+        let words = [
+            self.capacity,
+            self.hash_seed,
+            0, // created_ms is not part of the geometry
+            self.default_ttl_ms,
+            self.ttl_jitter_ppm,
+            self.max_value_size,
+            self.stats_off,
+            self.tags_off,
+            self.ntags,
+            self.leases_off,
+            self.nleases,
+            self.index_off,
+            self.nbuckets,
+            self.small_off,
+            self.small_len,
+            self.main_off,
+            self.main_len,
+        ];
+        let mut bytes = [0u8; 17 * 8];
+        for (i, w) in words.iter().enumerate() {
+            bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, MAGIC)
+    }
+
+    /// Writes the geometry into a fresh header (before magic and state)
+    /// through `store(offset, value)`.
+    pub fn write(&self, store: impl Fn(usize, u64), created_ms: u64) {
+        store(offset_of!(Header, capacity), self.capacity);
+        store(offset_of!(Header, hash_seed), self.hash_seed);
+        store(offset_of!(Header, created_ms), created_ms);
+        store(offset_of!(Header, default_ttl_ms), self.default_ttl_ms);
+        store(offset_of!(Header, ttl_jitter_ppm), self.ttl_jitter_ppm);
+        store(offset_of!(Header, max_value_size), self.max_value_size);
+        store(offset_of!(Header, stats_off), self.stats_off);
+        store(offset_of!(Header, tags_off), self.tags_off);
+        store(offset_of!(Header, ntags), self.ntags);
+        store(offset_of!(Header, leases_off), self.leases_off);
+        store(offset_of!(Header, nleases), self.nleases);
+        store(offset_of!(Header, index_off), self.index_off);
+        store(offset_of!(Header, nbuckets), self.nbuckets);
+        store(offset_of!(Header, small_off), self.small_off);
+        store(offset_of!(Header, small_len), self.small_len);
+        store(offset_of!(Header, main_off), self.main_off);
+        store(offset_of!(Header, main_len), self.main_len);
+        store(offset_of!(Header, geometry_check), self.checksum());
+    }
+
+    /// Index slots in the segment.
+    pub fn index_slots(&self) -> u64 {
+        self.nbuckets * SLOTS_PER_BUCKET as u64
+    }
+
+    /// Largest item the engine stores.
+    pub fn max_item(&self) -> u64 {
+        max_item_for(self.main_len)
+    }
+}
+
+/// Smallest capacity whose logs hold `entries` items of `key_len`-byte keys
+/// and `value_len`-byte values (no tags). Used to translate a capacity in
+/// entries (as cache simulators count) into bytes.
+pub fn capacity_for_entries(entries: u64, key_len: u64, value_len: u64) -> u64 {
+    let item = ITEM_HEADER + pad8(key_len) + pad8(value_len);
+    let want = (entries.max(1) * item + 63) & !63;
+    // Fixed point: capacity = overheads(capacity) + log bytes. Overheads
+    // grow with capacity in power-of-two steps, so iterate a few times and
+    // keep the largest answer seen (never too small).
+    let mut cap = want + (16 << 10);
+    for _ in 0..16 {
+        let next = match Geometry::compute(cap, 0, 0, 0, None) {
+            Ok(g) if g.small_len + g.main_len >= want => return cap,
+            Ok(g) => cap.max(g.small_off + want),
+            Err(_) => cap * 2,
+        };
+        cap = next.max(cap + 64);
+    }
+    cap
+}

@@ -1,0 +1,48 @@
+//! memshelf: a shared-memory key-value cache that every process on a host
+//! uses at memory speed.
+//!
+//! One lock-free-read hash table lives in a named POSIX shared-memory
+//! segment (`/dev/shm/memshelf.<name>`). Any number of processes open it by
+//! name and `get`/`put`/`delete` with per-entry TTLs; memory is bounded and
+//! an S3-FIFO policy evicts. A process killed at any instruction blocks no
+//! one and never makes another see a torn value. See `ARCHITECTURE.md` for
+//! the layout and the protocols.
+//!
+//! ```
+//! # let name = format!("doc-lib-{}", std::process::id());
+//! use std::time::Duration;
+//! use memshelf::{Cache, PutOptions};
+//!
+//! let cache = Cache::open(&name, 64 << 20)?;          // create or attach
+//! cache.put_with(b"session:1", b"alice", &PutOptions::ttl(Duration::from_secs(60)))?;
+//! assert_eq!(cache.get(b"session:1")?.as_deref(), Some(&b"alice"[..]));
+//! # memshelf::unlink(&name)?;
+//! # Ok::<(), memshelf::Error>(())
+//! ```
+#![warn(missing_docs)]
+#![allow(clippy::new_without_default)]
+
+mod cache;
+mod error;
+mod index;
+mod item;
+mod layout;
+mod lease;
+mod log;
+pub mod message;
+mod options;
+mod segment;
+mod shm;
+mod stats;
+mod sys;
+
+pub use cache::{Cache, Keys, ReadInto, unlink, unlink_path};
+pub use error::{Error, Result};
+pub use layout::{LAYOUT_VERSION, capacity_for_entries};
+pub use lease::{Fill, FillError, FillLease, WaitTicket};
+pub use options::{
+    DEFAULT_CAPACITY, DEFAULT_MAX_VALUE_SIZE, Expiry, GetOrSetOptions, MAX_CAPACITY, MAX_KEY_LEN,
+    MAX_TAG_LEN, MAX_TAGS, MAX_TTL, MIN_CAPACITY, OpenOptions, PutOptions, Ttl, parse_size,
+    validate_name,
+};
+pub use stats::Stats;

@@ -1,0 +1,234 @@
+//! The two FIFO logs and S3-FIFO eviction.
+//!
+//! A log is a ring of `len` bytes addressed by ever-growing positions
+//! (modulo `wrap`). A writer claims `[pos, pos+size)` by moving the head
+//! with one CAS (skipping to the next lap when the item would straddle the
+//! end, leaving a pad record). Before writing it makes sure the tail has
+//! passed `pos + size - len`: it processes the records at the tail, one CAS
+//! of the tail per record, which is where eviction happens:
+//!
+//! * small log: an item hit since insertion moves to the main log; one
+//!   never hit leaves a ghost slot (quick demotion);
+//! * main log: an item hit since it was (re)inserted is reinserted at the
+//!   head with its count decremented (lazy promotion); one never hit is
+//!   evicted;
+//! * expired or invalidated items are dropped, never moved.
+//!
+//! Several writers process the tail at once, each claiming records with a
+//! CAS. A writer killed at any point leaves at worst garbage bytes (skipped
+//! 8 bytes at a time by the next tail pass) or an item no slot points to.
+
+use std::sync::atomic::Ordering;
+
+use crate::cache::{Counter, Engine, Liveness};
+use crate::index::{KIND_ITEM, Slot, tag_of};
+use crate::item::{self, Encoded, Read};
+use crate::layout::ITEM_HEADER;
+use crate::segment::{LogGeom, LogId, REC_ITEM, REC_MAGIC, REC_PAD};
+
+/// Most reinsertions one tail pass does before it evicts regardless.
+const REINSERT_BUDGET: u32 = 64;
+
+impl Engine {
+    /// Claims `size` bytes in `log` and clears room for them. Returns the
+    /// position.
+    pub(crate) fn alloc(&self, log: &LogGeom, size: u64, depth: u32) -> u64 {
+        let pos = self.alloc_raw(log, size);
+        if depth <= 2 {
+            self.make_room(log, log.add(pos, size), depth);
+        }
+        pos
+    }
+
+    fn alloc_raw(&self, log: &LogGeom, size: u64) -> u64 {
+        debug_assert!(size <= log.len && size % 8 == 0);
+        let head = self.seg.head(log);
+        loop {
+            let h0 = head.load(Ordering::Relaxed);
+            let h = h0 % log.wrap;
+            let off = h % log.len;
+            let start = if off + size > log.len { log.add(h, log.len - off) } else { h };
+            let new = log.add(start, size);
+            if head
+                .compare_exchange_weak(h0, new, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                if start != h {
+                    // Mark the skipped end of the lap so tail passes jump it.
+                    let units = (log.len - off) / 8;
+                    let w0 = (REC_MAGIC << 48) | (REC_PAD << 40) | units;
+                    self.seg.word(log.off + off).store(w0, Ordering::Relaxed);
+                }
+                return start;
+            }
+        }
+    }
+
+    /// Processes the tail of `log` until it has passed `need - len`.
+    fn make_room(&self, log: &LogGeom, need: u64, depth: u32) {
+        let mut need = need;
+        let mut reinserts = 0u32;
+        let tail = self.seg.tail(log);
+        loop {
+            let t0 = tail.load(Ordering::Acquire);
+            let t = t0 % log.wrap;
+            let target = log.add(need, log.wrap - log.len);
+            if !log.before(t, target) {
+                return;
+            }
+            let h = self.seg.head(log).load(Ordering::Acquire) % log.wrap;
+            if log.before(h, t) || log.dist(target, t) > 2 * log.len {
+                // A tail ahead of the head, or laps behind: only corruption
+                // (or a torn pair of cursors) gets here. Resynchronise.
+                let _ = tail.compare_exchange(t0, target, Ordering::AcqRel, Ordering::Relaxed);
+                continue;
+            }
+            let (len, is_item) = self.record_at(log, t, target);
+            if tail
+                .compare_exchange(t0, log.add(t, len), Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            if is_item {
+                if let Some(end) = self.evict_at(log, t, depth, &mut reinserts) {
+                    if log.before(need, end) {
+                        need = end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Length of the record at `pos`, and whether it is an item. Garbage
+    /// (a writer killed before its header) is skipped up to the next
+    /// plausible header, the lap's end or `limit`.
+    fn record_at(&self, log: &LogGeom, pos: u64, limit: u64) -> (u64, bool) {
+        let mut p = pos;
+        loop {
+            let off = p % log.len;
+            let room = log.len - off;
+            if p != pos && (!log.before(p, limit) || off == 0) {
+                return (log.dist(p, pos), false);
+            }
+            if room < ITEM_HEADER {
+                if p == pos {
+                    return (room, false);
+                }
+                return (log.dist(p, pos), false);
+            }
+            let w0 = self.seg.word(log.off + off).load(Ordering::Acquire);
+            let units = w0 & 0xffff_ffff;
+            if w0 >> 48 == REC_MAGIC {
+                let kind = (w0 >> 40) & 0xff;
+                if kind == REC_PAD && units * 8 == room {
+                    return if p == pos { (room, false) } else { (log.dist(p, pos), false) };
+                }
+                if kind == REC_ITEM && units * 8 >= ITEM_HEADER && units * 8 <= room {
+                    return if p == pos { (units * 8, true) } else { (log.dist(p, pos), false) };
+                }
+            }
+            p = log.add(p, 8);
+        }
+    }
+
+    /// Applies S3-FIFO to the item at the tail position `pos`. Returns the
+    /// end of a reinsertion into the same log, which the caller must also
+    /// make room for.
+    fn evict_at(&self, log: &LogGeom, pos: u64, depth: u32, reinserts: &mut u32) -> Option<u64> {
+        let meta = item::peek(&self.seg, log, pos)?;
+        let hash = meta.hash();
+        let tag = tag_of(hash);
+        let (word, slot) = (1..8).find_map(|i| {
+            let w = self.seg.bucket_word(hash, i);
+            let s = Slot(w.load(Ordering::Acquire));
+            (s.kind() == KIND_ITEM && s.tag() == tag && s.log() == log.id && s.pos() == pos)
+                .then_some((w, s))
+        })?;
+        let remove = |with: Slot, counter: Option<Counter>| {
+            if word
+                .compare_exchange(slot.0, with.0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                if let Some(c) = counter {
+                    self.count(c, 1);
+                }
+            }
+        };
+        match self.liveness(&meta, &mut None) {
+            Liveness::Live | Liveness::Stale => {}
+            Liveness::Expired => {
+                remove(Slot(0), Some(Counter::Expirations));
+                return None;
+            }
+            Liveness::Invalidated => {
+                remove(Slot(0), None);
+                return None;
+            }
+        }
+        match log.id {
+            LogId::Small if slot.freq() >= 1 && depth < 2 => {
+                match self.copy_item(log, pos, LogId::Main, depth + 1, false) {
+                    Some((npos, _)) => {
+                        remove(Slot::item(tag, LogId::Main, npos, 0), Some(Counter::Promotions))
+                    }
+                    None => remove(Slot(0), None),
+                }
+                None
+            }
+            LogId::Small => {
+                let head = self.seg.head(&self.seg.small).load(Ordering::Relaxed);
+                remove(Slot::ghost(tag, head), Some(Counter::Evictions));
+                None
+            }
+            LogId::Main if slot.freq() >= 1 && *reinserts < REINSERT_BUDGET => {
+                *reinserts += 1;
+                match self.copy_item(log, pos, LogId::Main, depth, true) {
+                    Some((npos, end)) => {
+                        remove(
+                            Slot::item(tag, LogId::Main, npos, slot.freq() - 1),
+                            Some(Counter::Reinsertions),
+                        );
+                        Some(end)
+                    }
+                    None => {
+                        remove(Slot(0), None);
+                        None
+                    }
+                }
+            }
+            LogId::Main => {
+                remove(Slot(0), Some(Counter::Evictions));
+                None
+            }
+        }
+    }
+
+    /// Copies a valid item to the head of `to`. `raw`: skip making room
+    /// (the caller's tail pass does it). Returns the new position and end.
+    fn copy_item(&self, from: &LogGeom, pos: u64, to: LogId, depth: u32, raw: bool) -> Option<(u64, u64)> {
+        let mut key = Vec::new();
+        let mut value = Vec::new();
+        let Read::Valid(meta) = item::read(&self.seg, from, pos, None, Some(&mut value), Some(&mut key))
+        else {
+            return None;
+        };
+        let mut enc = Encoded::new(
+            &key,
+            value.len(),
+            meta.flags(),
+            meta.hash(),
+            meta.epoch(),
+            meta.expire_ms(),
+            meta.stale_until_ms(),
+            &meta.tags[..meta.ntags()],
+        );
+        let dst = *self.seg.log(to);
+        if enc.size() > dst.len {
+            return None;
+        }
+        let npos = if raw { self.alloc_raw(&dst, enc.size()) } else { self.alloc(&dst, enc.size(), depth) };
+        item::write(&self.seg, &dst, npos, &mut enc, &key, &value);
+        Some((npos, dst.add(npos, enc.size())))
+    }
+}

@@ -1,0 +1,353 @@
+//! Options for opening a segment and for single operations, and the
+//! parsing/validation helpers every binding shares (sizes, TTLs, names).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Longest key, in bytes.
+pub const MAX_KEY_LEN: usize = 4096;
+/// Most tags one entry can carry.
+pub const MAX_TAGS: usize = 8;
+/// Longest tag, in bytes.
+pub const MAX_TAG_LEN: usize = 4096;
+/// Default `max_value_size`: 1 MiB (lowered automatically in small segments).
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 1 << 20;
+/// Default capacity when none is given: 64 MiB.
+pub const DEFAULT_CAPACITY: u64 = 64 << 20;
+/// Smallest capacity accepted.
+pub const MIN_CAPACITY: u64 = 16 << 10;
+/// Largest capacity accepted (1 TiB).
+pub const MAX_CAPACITY: u64 = 1 << 40;
+/// Longest TTL accepted (100 years), so deadlines never overflow.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// How long an entry lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Ttl {
+    /// The segment's default TTL if one was set at creation, else never.
+    #[default]
+    Default,
+    /// Never expires (overrides a segment default).
+    Never,
+    /// Expires this long after the write.
+    After(Duration),
+}
+
+impl Ttl {
+    /// From seconds as the Python and Node bindings take them: `0` means
+    /// [`Ttl::Default`]; negative, NaN, infinite or absurdly large values are
+    /// [`Error::InvalidTtl`].
+    pub fn from_secs_f64(secs: f64) -> Result<Ttl> {
+        if secs.is_nan() || secs.is_infinite() || secs < 0.0 {
+            return Err(Error::InvalidTtl(format!(
+                "{secs} seconds: a TTL must be a finite number >= 0 (0 or None means the default)"
+            )));
+        }
+        if secs == 0.0 {
+            return Ok(Ttl::Default);
+        }
+        if secs > MAX_TTL.as_secs_f64() {
+            return Err(Error::InvalidTtl(format!(
+                "{secs} seconds is longer than the limit of {} seconds",
+                MAX_TTL.as_secs()
+            )));
+        }
+        let d = Duration::from_secs_f64(secs);
+        // Resolution is 1 ms: round tiny positive TTLs up so they are not 0.
+        Ok(Ttl::After(d.max(Duration::from_millis(1))))
+    }
+
+    /// From milliseconds as the C ABI takes them: `0` means [`Ttl::Default`],
+    /// `u64::MAX` means [`Ttl::Never`].
+    pub fn from_millis(ms: u64) -> Result<Ttl> {
+        match ms {
+            0 => Ok(Ttl::Default),
+            u64::MAX => Ok(Ttl::Never),
+            ms if Duration::from_millis(ms) > MAX_TTL => Err(Error::InvalidTtl(format!(
+                "{ms} ms is longer than the limit of {} ms",
+                MAX_TTL.as_millis()
+            ))),
+            ms => Ok(Ttl::After(Duration::from_millis(ms))),
+        }
+    }
+
+    pub(crate) fn validate(self) -> Result<Ttl> {
+        if let Ttl::After(d) = self {
+            if d.is_zero() {
+                return Ok(Ttl::Default);
+            }
+            if d > MAX_TTL {
+                return Err(Error::InvalidTtl(format!(
+                    "{d:?} is longer than the limit of {} seconds",
+                    MAX_TTL.as_secs()
+                )));
+            }
+        }
+        Ok(self)
+    }
+}
+
+impl From<Duration> for Ttl {
+    fn from(d: Duration) -> Ttl {
+        if d.is_zero() { Ttl::Default } else { Ttl::After(d) }
+    }
+}
+
+impl From<Option<Duration>> for Ttl {
+    fn from(d: Option<Duration>) -> Ttl {
+        d.map_or(Ttl::Default, Ttl::from)
+    }
+}
+
+/// Remaining lifetime of a present entry, as returned by
+/// [`Cache::ttl`](crate::Cache::ttl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// The entry never expires.
+    Never,
+    /// The entry expires after this long.
+    In(Duration),
+}
+
+/// Options for [`Cache::put_with`](crate::Cache::put_with) and
+/// [`Cache::add_with`](crate::Cache::add_with).
+#[derive(Clone, Debug, Default)]
+pub struct PutOptions<'a> {
+    /// Lifetime of the entry.
+    pub ttl: Ttl,
+    /// Tags for [`Cache::invalidate_tag`](crate::Cache::invalidate_tag), at
+    /// most [`MAX_TAGS`].
+    pub tags: &'a [&'a [u8]],
+}
+
+impl<'a> PutOptions<'a> {
+    /// Options with the given TTL and no tags.
+    pub fn ttl(ttl: impl Into<Ttl>) -> Self {
+        PutOptions {
+            ttl: ttl.into(),
+            tags: &[],
+        }
+    }
+    /// Adds tags.
+    pub fn with_tags(mut self, tags: &'a [&'a [u8]]) -> Self {
+        self.tags = tags;
+        self
+    }
+}
+
+/// Options for [`Cache::get_or_set`](crate::Cache::get_or_set).
+#[derive(Clone, Debug)]
+pub struct GetOrSetOptions<'a> {
+    /// Lifetime of the stored value.
+    pub ttl: Ttl,
+    /// Tags of the stored value.
+    pub tags: &'a [&'a [u8]],
+    /// How long the leader may take before a waiter takes over (default 10 s).
+    pub lease: Duration,
+    /// Keep the entry this long past its TTL and serve it stale while one
+    /// caller refreshes it (stale-while-revalidate).
+    pub grace: Option<Duration>,
+    /// Cache a factory's `None` for this long (negative caching).
+    pub negative_ttl: Option<Duration>,
+}
+
+impl Default for GetOrSetOptions<'_> {
+    fn default() -> Self {
+        GetOrSetOptions {
+            ttl: Ttl::Default,
+            tags: &[],
+            lease: Duration::from_secs(10),
+            grace: None,
+            negative_ttl: None,
+        }
+    }
+}
+
+/// How to open (create or attach) a segment, in the style of
+/// [`std::fs::OpenOptions`].
+///
+/// ```
+/// # let name = format!("doc-open-{}", std::process::id());
+/// use std::time::Duration;
+/// let cache = memshelf::OpenOptions::new()
+///     .capacity(8 << 20)
+///     .ttl(Duration::from_secs(60))
+///     .open(&name)?;
+/// cache.put(b"k", b"v")?;
+/// assert_eq!(cache.get(b"k")?.as_deref(), Some(&b"v"[..]));
+/// # memshelf::unlink(&name)?;
+/// # Ok::<(), memshelf::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    pub(crate) capacity: u64,
+    pub(crate) create: bool,
+    pub(crate) mode: u32,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) ttl_jitter: f64,
+    pub(crate) max_value_size: Option<usize>,
+    pub(crate) path: Option<PathBuf>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OpenOptions {
+    /// 64 MiB, create-or-attach, mode 0o600, no default TTL, no jitter.
+    pub fn new() -> Self {
+        OpenOptions {
+            capacity: DEFAULT_CAPACITY,
+            create: true,
+            mode: 0o600,
+            ttl: None,
+            ttl_jitter: 0.0,
+            max_value_size: None,
+            path: None,
+        }
+    }
+    /// Total bytes of the segment (fixed at creation; ignored on attach).
+    pub fn capacity(&mut self, bytes: u64) -> &mut Self {
+        self.capacity = bytes;
+        self
+    }
+    /// `true` (default): create if absent, else attach. `false`: attach only.
+    pub fn create(&mut self, create: bool) -> &mut Self {
+        self.create = create;
+        self
+    }
+    /// Permission bits of a created segment (default `0o600`).
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+    /// Default TTL for puts that give none (set at creation).
+    pub fn ttl(&mut self, ttl: Duration) -> &mut Self {
+        self.ttl = if ttl.is_zero() { None } else { Some(ttl) };
+        self
+    }
+    /// Spread every TTL uniformly by ± this fraction (0 to 0.5).
+    pub fn ttl_jitter(&mut self, fraction: f64) -> &mut Self {
+        self.ttl_jitter = fraction;
+        self
+    }
+    /// Largest value accepted (default 1 MiB, lowered to what the segment
+    /// can hold).
+    pub fn max_value_size(&mut self, bytes: usize) -> &mut Self {
+        self.max_value_size = Some(bytes);
+        self
+    }
+    /// Map this file (on tmpfs or disk) instead of `/dev/shm/memshelf.<name>`.
+    pub fn path(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.path = Some(path.into());
+        self
+    }
+    /// Opens (creates or attaches) the segment `name`.
+    pub fn open(&self, name: &str) -> Result<crate::Cache> {
+        crate::Cache::open_with(name, self)
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&self.capacity) {
+            return Err(Error::InvalidArgument(format!(
+                "capacity {} bytes is outside {MIN_CAPACITY}..={MAX_CAPACITY}",
+                self.capacity
+            )));
+        }
+        if !(0.0..=0.5).contains(&self.ttl_jitter) {
+            return Err(Error::InvalidArgument(format!(
+                "ttl_jitter {} is outside 0.0..=0.5",
+                self.ttl_jitter
+            )));
+        }
+        if self.mode & !0o777 != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "mode {:#o} has bits outside 0o777",
+                self.mode
+            )));
+        }
+        if let Some(t) = self.ttl {
+            Ttl::After(t).validate()?;
+        }
+        if self.max_value_size == Some(0) {
+            return Err(Error::InvalidArgument(
+                "max_value_size must be at least 1 byte".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a segment name: 1-200 characters of `[A-Za-z0-9._-]`, not
+/// starting with `.`.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("a name must not be empty");
+    }
+    if name.len() > 200 {
+        return bad("a name is at most 200 characters");
+    }
+    if name.starts_with('.') {
+        return bad("a name must not start with '.'");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return bad("a name may only contain A-Z a-z 0-9 . _ - (no '/', no spaces)");
+    }
+    Ok(())
+}
+
+/// Parses a size such as `"64MiB"`, `"1.5GiB"`, `"512k"`, `"1000000"` into
+/// bytes. Units: B, K/KB/KiB, M/MB/MiB, G/GB/GiB, T/TB/TiB (powers of 1024,
+/// as memory sizes are), case-insensitive, optional space.
+///
+/// ```
+/// assert_eq!(memshelf::parse_size("64MiB").unwrap(), 64 << 20);
+/// assert_eq!(memshelf::parse_size("1.5 GiB").unwrap(), 3 << 29);
+/// assert!(memshelf::parse_size("lots").is_err());
+/// ```
+pub fn parse_size(text: &str) -> Result<u64> {
+    let bad = || {
+        Error::InvalidArgument(format!(
+            "cannot parse size {text:?}: expected a number with an optional unit (B, KiB, MiB, GiB, TiB)"
+        ))
+    };
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim().to_ascii_lowercase();
+    let mult: u64 = match unit.as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    if num.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(n) = num.parse::<u64>() {
+        return n.checked_mul(mult).ok_or_else(bad);
+    }
+    let f: f64 = num.parse().map_err(|_| bad())?;
+    let bytes = f * mult as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}

@@ -1,0 +1,298 @@
+//! A mapped segment: creation and attach, and bounds-checked atomic access
+//! to its words. Every pointer into shared memory is made here.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use memoffset::offset_of;
+
+use crate::error::{Error, Result};
+use crate::layout::{
+    BUCKET_SIZE, Geometry, HEADER_SIZE, Header, LAYOUT_VERSION, LEASE_SIZE, MAGIC, NCOUNTERS,
+    NSTRIPES, STATE_READY, STRIPE_SIZE,
+};
+use crate::options::OpenOptions;
+use crate::shm::{self, Fd, Location, Mapping};
+use crate::sys;
+
+/// Which log an item lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LogId {
+    Small = 0,
+    Main = 1,
+}
+
+/// Process-local description of one log.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LogGeom {
+    pub id: LogId,
+    /// Offset of the log's first byte in the mapping.
+    pub off: u64,
+    /// Bytes in the log (a multiple of 64).
+    pub len: u64,
+    /// Positions run modulo `wrap`, a multiple of `len` below 2^51, so that
+    /// a position fits the 48 bits (in 8-byte units) of an index slot.
+    pub wrap: u64,
+    pub head_off: u64,
+    pub tail_off: u64,
+}
+
+impl LogGeom {
+    fn new(id: LogId, off: u64, len: u64, head_off: u64, tail_off: u64) -> LogGeom {
+        let wrap = len * ((1u64 << 50) / len);
+        LogGeom {
+            id,
+            off,
+            len,
+            wrap,
+            head_off,
+            tail_off,
+        }
+    }
+    /// `a - b` modulo `wrap`.
+    #[inline]
+    pub fn dist(&self, a: u64, b: u64) -> u64 {
+        (a % self.wrap + self.wrap - b % self.wrap) % self.wrap
+    }
+    /// `a + n` modulo `wrap`.
+    #[inline]
+    pub fn add(&self, a: u64, n: u64) -> u64 {
+        (a % self.wrap + n % self.wrap) % self.wrap
+    }
+    /// Whether `a` comes strictly before `b` (within half the position
+    /// space, which every live position is).
+    #[inline]
+    pub fn before(&self, a: u64, b: u64) -> bool {
+        let d = self.dist(b, a);
+        d != 0 && d < self.wrap / 2
+    }
+}
+
+/// Kinds of records in a log (byte 5 of an item's first word).
+pub(crate) const REC_ITEM: u64 = 1;
+pub(crate) const REC_PAD: u64 = 2;
+pub(crate) const REC_MAGIC: u64 = 0xC0DE;
+
+pub(crate) struct Segment {
+    map: Mapping,
+    pub g: Geometry,
+    pub name: String,
+    pub small: LogGeom,
+    pub main: LogGeom,
+}
+
+impl Segment {
+    /// Creates or attaches the segment `name` (see `shm.rs` for the
+    /// protocol).
+    pub fn open(name: &str, opts: &OpenOptions) -> Result<Segment> {
+        crate::options::validate_name(name)?;
+        opts.validate()?;
+        let loc = match &opts.path {
+            Some(p) => Location::File(p.as_path()),
+            None => Location::shm(name),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_millis(500);
+        loop {
+            let fd = match loc.open(opts.create, opts.mode) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !opts.create => {
+                    return Err(Error::NotFound { name: name.into() });
+                }
+                Err(e) => return Err(Error::io("open segment", e)),
+            };
+            shm::lock_exclusive(&fd, Duration::from_secs(30))?;
+            let r = Self::open_locked(name, &loc, &fd, opts);
+            shm::unlock(&fd);
+            match r {
+                // Attach-only found a segment that its creator has not
+                // initialised yet: wait a little for it.
+                Err(Error::NotFound { .. })
+                    if !opts.create && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn open_locked(name: &str, loc: &Location<'_>, fd: &Fd, opts: &OpenOptions) -> Result<Segment> {
+        let size = shm::file_size(fd)?;
+        let incompatible = |found, detail: String| Error::IncompatibleSegment {
+            name: name.into(),
+            found,
+            expected: LAYOUT_VERSION,
+            detail,
+        };
+        if size > 0 && size < HEADER_SIZE {
+            return Err(incompatible(None, format!("it is only {size} bytes long")));
+        }
+        if size >= HEADER_SIZE {
+            let map = shm::map(fd, size)?;
+            let word = |off: usize| -> u64 {
+                // SAFETY: `off` is a header offset below HEADER_SIZE <= size,
+                // 8-aligned; the mapping is page-aligned.
+                unsafe { AtomicU64::from_ptr(map.ptr.add(off).cast()) }.load(Ordering::Acquire)
+            };
+            let magic = word(offset_of!(Header, magic));
+            let vs = word(offset_of!(Header, layout_version));
+            let (version, state) = (vs as u32, (vs >> 32) as u32);
+            let all_zero = (0..HEADER_SIZE as usize / 8).all(|i| word(i * 8) == 0);
+            let half_made = magic == MAGIC && version == LAYOUT_VERSION && state != STATE_READY;
+            if !(all_zero || half_made) {
+                if magic != MAGIC {
+                    return Err(incompatible(None, "bad magic number".into()));
+                }
+                if version != LAYOUT_VERSION {
+                    return Err(incompatible(Some(version), "layout versions differ".into()));
+                }
+                let g = Geometry::read(word, size).map_err(|d| incompatible(Some(version), d))?;
+                return Ok(Self::from_parts(map, g, name));
+            }
+            // A creator died while initialising (we hold the lock, so no one
+            // else is at it): initialise it again below.
+            if !opts.create {
+                return Err(Error::NotFound { name: name.into() });
+            }
+            drop(map);
+        } else if !opts.create {
+            return Err(Error::NotFound { name: name.into() });
+        }
+        let g = Geometry::compute(
+            opts.capacity,
+            sys::seed_entropy(),
+            opts.ttl.map_or(0, |d| d.as_millis().max(1) as u64),
+            (opts.ttl_jitter * 1e6).round() as u64,
+            opts.max_value_size.map(|v| v as u64),
+        )?;
+        if let Err(e) = shm::reserve(fd, name, g.capacity, opts.mode) {
+            let _ = loc.unlink();
+            return Err(e);
+        }
+        let map = shm::map(fd, g.capacity)?;
+        let store = |off: usize, v: u64| {
+            // SAFETY: header offsets are in bounds and 8-aligned.
+            unsafe { AtomicU64::from_ptr(map.ptr.add(off).cast()) }.store(v, Ordering::Relaxed)
+        };
+        // posix_fallocate zero-fills, but a half-made segment may hold old
+        // bytes: zero the header and the control areas (not the logs: their
+        // contents are validated on every read).
+        for off in (0..g.small_off as usize).step_by(8) {
+            store(off, 0);
+        }
+        g.write(store, sys::now_ms());
+        store(offset_of!(Header, magic), MAGIC);
+        let vs = u64::from(LAYOUT_VERSION) | (u64::from(STATE_READY) << 32);
+        // Release: everything above is visible before anyone sees READY.
+        // SAFETY: as above.
+        unsafe { AtomicU64::from_ptr(map.ptr.add(offset_of!(Header, layout_version)).cast()) }
+            .store(vs, Ordering::Release);
+        Ok(Self::from_parts(map, g, name))
+    }
+
+    fn from_parts(map: Mapping, g: Geometry, name: &str) -> Segment {
+        let small = LogGeom::new(
+            LogId::Small,
+            g.small_off,
+            g.small_len,
+            offset_of!(Header, small_head) as u64,
+            offset_of!(Header, small_tail) as u64,
+        );
+        let main = LogGeom::new(
+            LogId::Main,
+            g.main_off,
+            g.main_len,
+            offset_of!(Header, main_head) as u64,
+            offset_of!(Header, main_tail) as u64,
+        );
+        Segment {
+            map,
+            g,
+            name: name.into(),
+            small,
+            main,
+        }
+    }
+
+    /// The atomic word at byte offset `off` of the mapping.
+    ///
+    /// Every caller derives `off` from the process-local geometry (checked
+    /// at attach) plus values reduced modulo a log length, never from an
+    /// unchecked value read from shared memory.
+    #[inline(always)]
+    pub fn word(&self, off: u64) -> &AtomicU64 {
+        assert!(off % 8 == 0 && off + 8 <= self.map.len as u64, "segment offset out of bounds");
+        // SAFETY: in bounds and 8-aligned (checked above; the mapping is
+        // page-aligned); the mapping lives as long as `self`; all accesses to
+        // shared memory are atomic, so concurrent access is not a data race.
+        unsafe { AtomicU64::from_ptr(self.map.ptr.add(off as usize).cast()) }
+    }
+
+    /// The atomic 32-bit word at byte offset `off`.
+    #[inline(always)]
+    pub fn word32(&self, off: u64) -> &AtomicU32 {
+        assert!(off % 4 == 0 && off + 4 <= self.map.len as u64, "segment offset out of bounds");
+        // SAFETY: as in `word`.
+        unsafe { AtomicU32::from_ptr(self.map.ptr.add(off as usize).cast()) }
+    }
+
+    #[inline]
+    pub fn log(&self, id: LogId) -> &LogGeom {
+        match id {
+            LogId::Small => &self.small,
+            LogId::Main => &self.main,
+        }
+    }
+
+    #[inline]
+    pub fn clear_epoch(&self) -> &AtomicU64 {
+        self.word(offset_of!(Header, clear_epoch) as u64)
+    }
+
+    #[inline]
+    pub fn head(&self, log: &LogGeom) -> &AtomicU64 {
+        self.word(log.head_off)
+    }
+
+    #[inline]
+    pub fn tail(&self, log: &LogGeom) -> &AtomicU64 {
+        self.word(log.tail_off)
+    }
+
+    /// Word `i` (0 = lock, 1..8 = slots) of bucket `b`.
+    #[inline]
+    pub fn bucket_word(&self, b: u64, i: usize) -> &AtomicU64 {
+        debug_assert!(i < 8);
+        self.word(self.g.index_off + (b & (self.g.nbuckets - 1)) * BUCKET_SIZE + i as u64 * 8)
+    }
+
+    #[inline]
+    pub fn tag_version(&self, tag_hash: u64) -> &AtomicU64 {
+        self.word(self.g.tags_off + (tag_hash & (self.g.ntags - 1)) * 8)
+    }
+
+    /// Byte offset of lease record `i`.
+    #[inline]
+    pub fn lease_off(&self, i: u64) -> u64 {
+        self.g.leases_off + (i & (self.g.nleases - 1)) * LEASE_SIZE
+    }
+
+    #[inline]
+    pub fn counter(&self, stripe: u32, c: usize) -> &AtomicU64 {
+        debug_assert!(c < NCOUNTERS);
+        self.word(self.g.stats_off + u64::from(stripe) % NSTRIPES * STRIPE_SIZE + c as u64 * 8)
+    }
+
+    /// Byte offset in the mapping of log position `pos` if a record of
+    /// `len` bytes starting there lies within the log.
+    #[inline]
+    pub fn log_off(&self, log: &LogGeom, pos: u64, len: u64) -> Option<u64> {
+        let phys = pos % log.len;
+        (phys % 8 == 0 && len <= log.len - phys).then_some(log.off + phys)
+    }
+
+    #[allow(dead_code)]
+    pub fn map_len(&self) -> u64 {
+        self.map.len as u64
+    }
+}

@@ -1,0 +1,110 @@
+//! Segment-wide statistics. Counters are striped over 64 cache lines
+//! (each thread adds to its own stripe), so no single line bounces between
+//! cores on every get; `stats()` sums the stripes.
+
+use std::sync::atomic::Ordering;
+
+use crate::cache::{Counter, Engine};
+use crate::index::{KIND_GHOST, KIND_ITEM, Slot};
+use crate::layout::{LAYOUT_VERSION, NSTRIPES};
+
+/// A snapshot of a segment's statistics. Counters are monotonic for the
+/// segment's life and cover every process.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Bytes of the segment.
+    pub capacity_bytes: u64,
+    /// Bytes of the logs holding items (live or not yet reclaimed).
+    pub used_bytes: u64,
+    /// Bytes available to items (both logs).
+    pub data_bytes: u64,
+    /// Index slots holding an entry (including expired or invalidated ones
+    /// not yet reclaimed).
+    pub entries: u64,
+    /// Index slots holding a ghost (a recently evicted key).
+    pub ghosts: u64,
+    /// Index slots in all.
+    pub index_slots: u64,
+    /// Gets that found a live entry.
+    pub hits: u64,
+    /// Gets that found none.
+    pub misses: u64,
+    /// Puts of a key that had no live entry.
+    pub inserts: u64,
+    /// Puts that replaced a live entry.
+    pub updates: u64,
+    /// Deletes that removed a live entry.
+    pub deletes: u64,
+    /// Entries evicted to make room.
+    pub evictions: u64,
+    /// Entries dropped because their TTL passed.
+    pub expirations: u64,
+    /// `get_or_set` calls that waited for another caller's factory.
+    pub get_or_set_waits: u64,
+    /// Items moved from the small to the main log (hit while small).
+    pub promotions: u64,
+    /// Items kept in the main log at its tail (hit since insertion).
+    pub reinsertions: u64,
+    /// Inserts that found their key's ghost (went straight to main).
+    pub ghost_hits: u64,
+    /// Bucket locks taken over from a dead (or stalled) holder.
+    pub lock_takeovers: u64,
+    /// get_or_set leases taken over from a dead or late leader.
+    pub lease_takeovers: u64,
+    /// Largest value accepted.
+    pub max_value_size: u64,
+    /// Layout version of the segment.
+    pub layout_version: u32,
+}
+
+pub(crate) fn collect(e: &Engine) -> Stats {
+    let seg = &e.seg;
+    let sum = |c: Counter| {
+        (0..NSTRIPES as u32)
+            .map(|s| seg.counter(s, c as usize).load(Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add)
+    };
+    let mut entries = 0;
+    let mut ghosts = 0;
+    for b in 0..seg.g.nbuckets {
+        for i in 1..8 {
+            match Slot(seg.bucket_word(b, i).load(Ordering::Relaxed)).kind() {
+                KIND_ITEM => entries += 1,
+                KIND_GHOST => ghosts += 1,
+                _ => {}
+            }
+        }
+    }
+    let used = [&seg.small, &seg.main]
+        .iter()
+        .map(|l| {
+            let h = seg.head(l).load(Ordering::Relaxed);
+            let t = seg.tail(l).load(Ordering::Relaxed);
+            l.dist(h, t).min(l.len)
+        })
+        .sum();
+    Stats {
+        capacity_bytes: seg.g.capacity,
+        used_bytes: used,
+        data_bytes: seg.small.len + seg.main.len,
+        entries,
+        ghosts,
+        index_slots: seg.g.index_slots(),
+        hits: sum(Counter::Hits),
+        misses: sum(Counter::Misses),
+        inserts: sum(Counter::Inserts),
+        updates: sum(Counter::Updates),
+        deletes: sum(Counter::Deletes),
+        evictions: sum(Counter::Evictions),
+        expirations: sum(Counter::Expirations),
+        get_or_set_waits: sum(Counter::GetOrSetWaits),
+        promotions: sum(Counter::Promotions),
+        reinsertions: sum(Counter::Reinsertions),
+        ghost_hits: sum(Counter::GhostHits),
+        lock_takeovers: sum(Counter::LockTakeovers),
+        lease_takeovers: sum(Counter::LeaseTakeovers),
+        max_value_size: seg.g.max_value_size,
+        layout_version: LAYOUT_VERSION,
+    }
+}
