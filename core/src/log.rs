@@ -33,14 +33,18 @@ impl Engine {
     /// Claims `size` bytes in `log` and clears room for them. Returns the
     /// position.
     pub(crate) fn alloc(&self, log: &LogGeom, size: u64, depth: u32) -> u64 {
-        let pos = self.alloc_raw(log, size);
+        let (pos, skipped) = self.alloc_raw(log, size);
         if depth <= 2 {
             self.make_room(log, log.add(pos, size), depth);
         }
+        self.write_pad(log, skipped);
         pos
     }
 
-    fn alloc_raw(&self, log: &LogGeom, size: u64) -> u64 {
+    /// Claims `size` bytes at the head. Returns the position and, when the
+    /// claim skipped the end of a lap, where the skipped bytes start (the
+    /// caller writes a pad record there once the tail has passed it).
+    fn alloc_raw(&self, log: &LogGeom, size: u64) -> (u64, Option<u64>) {
         debug_assert!(size <= log.len && size % 8 == 0);
         let head = self.seg.head(log);
         loop {
@@ -53,14 +57,18 @@ impl Engine {
                 .compare_exchange_weak(h0, new, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                if start != h {
-                    // Mark the skipped end of the lap so tail passes jump it.
-                    let units = (log.len - off) / 8;
-                    let w0 = (REC_MAGIC << 48) | (REC_PAD << 40) | units;
-                    self.seg.word(log.off + off).store(w0, Ordering::Relaxed);
-                }
-                return start;
+                return (start, (start != h).then_some(h));
             }
+        }
+    }
+
+    /// Marks the skipped end of a lap so tail passes jump it.
+    fn write_pad(&self, log: &LogGeom, from: Option<u64>) {
+        if let Some(h) = from {
+            let off = h % log.len;
+            let units = (log.len - off) / 8;
+            let w0 = (REC_MAGIC << 48) | (REC_PAD << 40) | units;
+            self.seg.word(log.off + off).store(w0, Ordering::Relaxed);
         }
     }
 
@@ -145,13 +153,20 @@ impl Engine {
             (s.kind() == KIND_ITEM && s.tag() == tag && s.log() == log.id && s.pos() == pos)
                 .then_some((w, s))
         })?;
+        // Replaces the slot while it still points at this item (a hit may
+        // bump its frequency bits meanwhile: that is not a reason to fail).
         let remove = |with: Slot, counter: Option<Counter>| {
-            if word
-                .compare_exchange(slot.0, with.0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                if let Some(c) = counter {
-                    self.count(c, 1);
+            let mut cur = slot;
+            loop {
+                match word.compare_exchange(cur.0, with.0, Ordering::AcqRel, Ordering::Relaxed) {
+                    Ok(_) => {
+                        if let Some(c) = counter {
+                            self.count(c, 1);
+                        }
+                        return;
+                    }
+                    Err(now) if Slot(now).ident() == slot.ident() => cur = Slot(now),
+                    Err(_) => return,
                 }
             }
         };
@@ -227,7 +242,14 @@ impl Engine {
         if enc.size() > dst.len {
             return None;
         }
-        let npos = if raw { self.alloc_raw(&dst, enc.size()) } else { self.alloc(&dst, enc.size(), depth) };
+        let npos = if raw {
+            // The caller's tail pass makes room for it. No pad record: the
+            // skipped bytes may still hold unprocessed items, and a tail pass
+            // over them finds no slot pointing at this lap's positions.
+            self.alloc_raw(&dst, enc.size()).0
+        } else {
+            self.alloc(&dst, enc.size(), depth)
+        };
         item::write(&self.seg, &dst, npos, &mut enc, &key, &value);
         Some((npos, dst.add(npos, enc.size())))
     }
