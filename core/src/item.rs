@@ -156,16 +156,17 @@ fn store_bytes(seg: &Segment, off: u64, bytes: &[u8]) {
 }
 
 /// Writes an item at `pos` of `log`. The space was allocated by this caller
-/// and its tail processed, so no one else writes there (a writer that
-/// stalled for a whole lap may: the checksum catches that).
+/// and the tail has passed the bytes it overwrites, so no reader validates
+/// them any more and no one else writes there (a writer that stalled for a
+/// whole lap may: the checksum catches that).
 pub(crate) fn write(seg: &Segment, log: &LogGeom, pos: u64, enc: &mut Encoded, key: &[u8], value: &[u8]) {
     let Some(off) = seg.log_off(log, pos, enc.size()) else {
         return; // cannot happen: allocation never straddles the log's end
     };
     enc.hdr[HDR_WORDS - 1] = checksum(seg.g.hash_seed, pos, &enc.hdr, &enc.tags[..enc.ntags], key, value);
-    // Order the allocation (and the tail processing that made the space
-    // ours) before these stores, so a reader who sees any of them also sees
-    // the head that moved past the old item (seqlock-style, see `read`).
+    // Order our observation of the tail (which made the space ours) before
+    // these stores, so a reader who sees any of them also sees a tail past
+    // the old item (seqlock-style, see `readable`).
     fence(Ordering::Release);
     let mut o = off;
     for w in &enc.hdr[..HDR_WORDS - 1] {
@@ -263,12 +264,31 @@ fn key_equals(seg: &Segment, off: u64, key: &[u8]) -> bool {
     true
 }
 
-/// Whether the log has not lapped position `pos` (no writer has been given
-/// space that overlaps it).
+/// Whether the item at `pos` may still be read: the log's tail has not
+/// passed it (so no writer has been allowed to overwrite it) and it is not
+/// ahead of the head (a junk slot).
+///
+/// Writers write only after the tail has passed the bytes they overwrite
+/// (`log.rs`), and publish their tail observation before their stores with a
+/// release fence (`write`); a reader that saw any overwritten byte therefore
+/// sees the advanced tail here after its acquire fence (seqlock argument).
 #[inline]
-pub(crate) fn not_lapped(seg: &Segment, log: &LogGeom, pos: u64) -> bool {
+pub(crate) fn readable(seg: &Segment, log: &LogGeom, pos: u64) -> bool {
+    let tail = seg.tail(log).load(Ordering::Acquire);
     let head = seg.head(log).load(Ordering::Acquire);
-    log.dist(head, pos) <= log.len && !log.before(head, pos)
+    !log.before(pos, tail) && !log.before(head, pos)
+}
+
+/// How `read` validates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// A reader: the tail must not have passed the item, before and after
+    /// the copy, and the checksum must match.
+    Reader,
+    /// The tail pass copying an item it has just claimed (the tail is past
+    /// it by construction): the checksum alone must match; a writer that
+    /// overwrote part of it meanwhile makes it fail.
+    Evictor,
 }
 
 /// Reads and validates the item at `pos` of `log`.
@@ -283,8 +303,10 @@ pub(crate) fn read(
     key: Option<&[u8]>,
     value: Option<&mut Vec<u8>>,
     key_out: Option<&mut Vec<u8>>,
+    check: Check,
 ) -> Read {
-    if !not_lapped(seg, log, pos) {
+    let reader = check == Check::Reader;
+    if reader && !readable(seg, log, pos) {
         return Read::Invalid;
     }
     let Some((key_off, meta)) = load_meta(seg, log, pos) else {
@@ -298,7 +320,7 @@ pub(crate) fn read(
                 // Either a different key or bytes being overwritten: only a
                 // validated read may say which, and callers treat both as
                 // "not this key" (a lapped item is re-checked below anyway).
-                return if not_lapped(seg, log, pos) { Read::OtherKey } else { Read::Invalid };
+                return if !reader || readable(seg, log, pos) { Read::OtherKey } else { Read::Invalid };
             }
             k
         }
@@ -326,7 +348,7 @@ pub(crate) fn read(
     // if any of them saw bytes of a newer writer, that writer's head advance
     // (made before its release fence) is visible to the load below.
     fence(Ordering::Acquire);
-    if !not_lapped(seg, log, pos) {
+    if reader && !readable(seg, log, pos) {
         return Read::Invalid;
     }
     let sum = checksum(seg.g.hash_seed, pos, &meta.words, &meta.tags[..meta.ntags()], key_bytes, val);

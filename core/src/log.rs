@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 
 use crate::cache::{Counter, Engine, Liveness};
 use crate::index::{KIND_ITEM, Slot, tag_of};
-use crate::item::{self, Encoded, Read};
+use crate::item::{self, Check, Encoded, Read};
 use crate::layout::ITEM_HEADER;
 use crate::segment::{LogGeom, LogId, REC_ITEM, REC_MAGIC, REC_PAD};
 
@@ -224,7 +224,8 @@ impl Engine {
     fn copy_item(&self, from: &LogGeom, pos: u64, to: LogId, depth: u32, raw: bool) -> Option<(u64, u64)> {
         let mut key = Vec::new();
         let mut value = Vec::new();
-        let Read::Valid(meta) = item::read(&self.seg, from, pos, None, Some(&mut value), Some(&mut key))
+        let Read::Valid(meta) =
+            item::read(&self.seg, from, pos, None, Some(&mut value), Some(&mut key), Check::Evictor)
         else {
             return None;
         };
