@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting, lints, the Rust workspace
+# (engine unit/doc tests, multi-process and kill tests, the agent against a
+# real redis-server), the C/C++ tests (with valgrind), the Python module and
+# the Node addon. Run scripts/setup.sh once first.
+#   scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+step "C and C++ (scripts/test-c.sh)"
+bash scripts/test-c.sh
+
+step "Python (scripts/test-python.sh)"
+bash scripts/test-python.sh
+
+step "Node (scripts/test-node.sh)"
+bash scripts/test-node.sh
+
+printf '\nall tests passed\n'
