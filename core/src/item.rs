@@ -265,8 +265,9 @@ fn key_equals(seg: &Segment, off: u64, key: &[u8]) -> bool {
 }
 
 /// Whether the item at `pos` may still be read: the log's tail has not
-/// passed it (so no writer has been allowed to overwrite it) and it is not
-/// ahead of the head (a junk slot).
+/// passed it, so no writer has been allowed to overwrite it. (A junk slot
+/// pointing ahead of the head reads bytes of an older lap, whose checksum,
+/// seeded with their own position, does not match.)
 ///
 /// Writers write only after the tail has passed the bytes they overwrite
 /// (`log.rs`), and publish their tail observation before their stores with a
@@ -275,8 +276,7 @@ fn key_equals(seg: &Segment, off: u64, key: &[u8]) -> bool {
 #[inline]
 pub(crate) fn readable(seg: &Segment, log: &LogGeom, pos: u64) -> bool {
     let tail = seg.tail(log).load(Ordering::Acquire);
-    let head = seg.head(log).load(Ordering::Acquire);
-    !log.before(pos, tail) && !log.before(head, pos)
+    !log.before(pos, tail)
 }
 
 /// How `read` validates.
