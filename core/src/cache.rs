@@ -287,8 +287,9 @@ impl Engine {
             }
         }
         let log_id = match &existing {
+            // Large items skip the small log (it must hold several).
+            _ if size > self.seg.small.len / 4 => LogId::Main,
             Some(f) => f.slot.log(),
-            None if size > self.seg.small.len / 4 => LogId::Main,
             None if self.ghost_hit(hash) => {
                 self.count(Counter::GhostHits, 1);
                 LogId::Main
@@ -833,6 +834,17 @@ mod tests {
     fn slot_of(c: &Cache, key: &[u8]) -> Slot {
         let h = c.e.hash(key);
         c.e.find(key, h, None).expect("present").slot
+    }
+
+    #[test]
+    fn large_update_of_a_small_key_goes_to_main() {
+        let name = format!("unit-large-{}", std::process::id());
+        let c = Cache::open(&name, 1 << 20).unwrap();
+        c.put(b"k", b"small").unwrap();
+        let big = vec![7u8; c.max_value_size()];
+        c.put(b"k", &big).unwrap();
+        assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&big[..]));
+        crate::unlink(&name).unwrap();
     }
 
     #[test]
