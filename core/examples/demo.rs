@@ -26,7 +26,9 @@ fn value_for(key: &str) -> Vec<u8> {
 
 fn xxh(b: &[u8]) -> u64 {
     // FNV-1a: enough for a self-check in a demo.
-    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &c| (h ^ u64::from(c)).wrapping_mul(0x100_0000_01b3))
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &c| {
+        (h ^ u64::from(c)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn worker(name: &str, id: u64, seconds: u64) -> Result<(), Box<dyn std::error::Error>> {

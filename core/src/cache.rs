@@ -188,9 +188,15 @@ impl Engine {
             // An invalid item's slot is left alone: the tail pass that is
             // evicting it owns the slot (it may be moving the item), and an
             // insert into this bucket reuses junk slots first.
-            if let Read::Valid(meta) =
-                item::read(&self.seg, log, s.pos(), Some(key), value.as_deref_mut(), None, Check::Reader)
-            {
+            if let Read::Valid(meta) = item::read(
+                &self.seg,
+                log,
+                s.pos(),
+                Some(key),
+                value.as_deref_mut(),
+                None,
+                Check::Reader,
+            ) {
                 return Some(Found {
                     slot_index: i,
                     slot: s,
@@ -204,7 +210,8 @@ impl Engine {
     /// Drops a found item whose liveness says it is gone.
     pub fn reap(&self, hash: u64, f: &Found, l: Liveness) {
         let w = self.seg.bucket_word(hash, f.slot_index);
-        if w.compare_exchange(f.slot.0, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        if w.compare_exchange(f.slot.0, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
             && l == Liveness::Expired
         {
             self.count(Counter::Expirations, 1);
@@ -215,7 +222,12 @@ impl Engine {
         let fq = f.slot.freq();
         if fq < 3 {
             let w = self.seg.bucket_word(hash, f.slot_index);
-            let _ = w.compare_exchange(f.slot.0, f.slot.with_freq(fq + 1).0, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = w.compare_exchange(
+                f.slot.0,
+                f.slot.with_freq(fq + 1).0,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -254,7 +266,12 @@ impl Engine {
 
     /// Writes an item and publishes it according to `mode`. `guard` runs
     /// under the bucket lock just before publishing; `false` aborts.
-    pub fn write(&self, w: &Write<'_>, mode: Mode, guard: Option<&dyn Fn() -> bool>) -> Result<Outcome> {
+    pub fn write(
+        &self,
+        w: &Write<'_>,
+        mode: Mode,
+        guard: Option<&dyn Fn() -> bool>,
+    ) -> Result<Outcome> {
         self.check_key(w.key)?;
         let max = self.seg.g.max_value_size as usize;
         if w.value.len() > max {
@@ -300,7 +317,16 @@ impl Engine {
         let epoch = w
             .epoch
             .unwrap_or_else(|| self.seg.clear_epoch().load(Ordering::Acquire));
-        let mut enc = Encoded::new(w.key, w.value.len(), w.flags, hash, epoch, w.expire_ms, w.stale_until_ms, w.tags);
+        let mut enc = Encoded::new(
+            w.key,
+            w.value.len(),
+            w.flags,
+            hash,
+            epoch,
+            w.expire_ms,
+            w.stale_until_ms,
+            w.tags,
+        );
         let pos = self.alloc(&log, size, 0);
         item::write(&self.seg, &log, pos, &mut enc, w.key, w.value);
 
@@ -335,7 +361,9 @@ impl Engine {
         loop {
             let existing = self.find(key, hash, None);
             match (mode, &existing) {
-                (Mode::AddIfAbsent, Some(f)) if self.liveness(&f.meta, &mut None) == Liveness::Live => {
+                (Mode::AddIfAbsent, Some(f))
+                    if self.liveness(&f.meta, &mut None) == Liveness::Live =>
+                {
                     return Outcome::NotStored;
                 }
                 (Mode::Expect(want), f) if f.as_ref().map(|f| f.slot.ident()) != want => {
@@ -351,15 +379,28 @@ impl Engine {
             if let Some(f) = existing {
                 let w = self.seg.bucket_word(hash, f.slot_index);
                 let new = Slot::item(tag, log, pos, f.slot.freq());
-                if w.compare_exchange(f.slot.0, new.0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                if w.compare_exchange(f.slot.0, new.0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
                     let live = self.liveness(&f.meta, &mut None) == Liveness::Live;
-                    return if live { Outcome::Updated } else { Outcome::Inserted };
+                    return if live {
+                        Outcome::Updated
+                    } else {
+                        Outcome::Inserted
+                    };
                 }
                 continue; // a hit bumped freq, or eviction moved it: look again
             }
             let (i, old) = self.free_slot(hash, tag);
             let w = self.seg.bucket_word(hash, i);
-            if w.compare_exchange(old.0, Slot::item(tag, log, pos, 0).0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if w.compare_exchange(
+                old.0,
+                Slot::item(tag, log, pos, 0).0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+            {
                 if old.kind() == KIND_ITEM {
                     self.count(Counter::Evictions, 1);
                 }
@@ -411,9 +452,13 @@ impl Engine {
             let _lock = index::lock_bucket(&self.seg, hash, &mut steals);
             self.void_lease(hash);
             loop {
-                let Some(f) = self.find(key, hash, None) else { break false };
+                let Some(f) = self.find(key, hash, None) else {
+                    break false;
+                };
                 let w = self.seg.bucket_word(hash, f.slot_index);
-                if w.compare_exchange(f.slot.0, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                if w.compare_exchange(f.slot.0, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
                     break self.liveness(&f.meta, &mut None) == Liveness::Live
                         && f.meta.flags() & FLAG_NEGATIVE == 0;
                 }
@@ -557,8 +602,14 @@ impl Cache {
     /// # memshelf::unlink(&name)?;
     /// # Ok::<(), memshelf::Error>(())
     /// ```
-    pub fn put_with(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>, opts: &PutOptions<'_>) -> Result<()> {
-        self.write(key.as_ref(), value.as_ref(), opts, Mode::Upsert).map(|_| ())
+    pub fn put_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        opts: &PutOptions<'_>,
+    ) -> Result<()> {
+        self.write(key.as_ref(), value.as_ref(), opts, Mode::Upsert)
+            .map(|_| ())
     }
 
     /// Inserts `key` only if it has no live entry; returns whether it did.
@@ -567,14 +618,25 @@ impl Cache {
     }
 
     /// [`add`](Self::add) with a TTL and tags.
-    pub fn add_with(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>, opts: &PutOptions<'_>) -> Result<bool> {
+    pub fn add_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        opts: &PutOptions<'_>,
+    ) -> Result<bool> {
         Ok(!matches!(
             self.write(key.as_ref(), value.as_ref(), opts, Mode::AddIfAbsent)?,
             Outcome::NotStored
         ))
     }
 
-    fn write(&self, key: &[u8], value: &[u8], opts: &PutOptions<'_>, mode: Mode) -> Result<Outcome> {
+    fn write(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        opts: &PutOptions<'_>,
+        mode: Mode,
+    ) -> Result<Outcome> {
         self.e.check_key(key)?;
         let tags = self.e.tag_pairs(opts.tags)?;
         let ttl = self.e.ttl_ms(opts.ttl)?;
@@ -628,21 +690,31 @@ impl Cache {
             let found = self.e.find(key, hash, Some(&mut buf));
             let expect = found.as_ref().map(|f| f.slot.ident());
             let live = found.as_ref().filter(|f| {
-                self.e.liveness(&f.meta, &mut None) == Liveness::Live && f.meta.flags() & FLAG_NEGATIVE == 0
+                self.e.liveness(&f.meta, &mut None) == Liveness::Live
+                    && f.meta.flags() & FLAG_NEGATIVE == 0
             });
             let (current, keep) = match live {
-                Some(f) => (parse_i64(&buf)?, Some((f.meta.expire_ms(), f.meta.tags, f.meta.ntags()))),
+                Some(f) => (
+                    parse_i64(&buf)?,
+                    Some((f.meta.expire_ms(), f.meta.tags, f.meta.ntags())),
+                ),
                 None => (0, None),
             };
-            let new = current.checked_add(delta).ok_or_else(|| Error::NotAnInteger {
-                detail: format!("{current} + {delta} overflows a signed 64-bit integer"),
-            })?;
+            let new = current
+                .checked_add(delta)
+                .ok_or_else(|| Error::NotAnInteger {
+                    detail: format!("{current} + {delta} overflows a signed 64-bit integer"),
+                })?;
             let text = new.to_string();
             let (expire, tags, ntags) = match (keep, ttl) {
                 (Some(k), Ttl::Default) => k,
                 _ => {
                     let t = self.e.ttl_ms(ttl)?;
-                    (if t == 0 { 0 } else { sys::now_ms() + t }, [(0, 0); MAX_TAGS], 0)
+                    (
+                        if t == 0 { 0 } else { sys::now_ms() + t },
+                        [(0, 0); MAX_TAGS],
+                        0,
+                    )
                 }
             };
             let w = Write {
@@ -667,14 +739,20 @@ impl Cache {
         self.e.check_key(key)?;
         let hash = self.e.hash(key);
         let mut buf = Vec::new();
-        let Some(f) = self.e.find(key, hash, Some(&mut buf)) else { return Ok(None) };
+        let Some(f) = self.e.find(key, hash, Some(&mut buf)) else {
+            return Ok(None);
+        };
         let mut now = None;
-        if self.e.liveness(&f.meta, &mut now) != Liveness::Live || f.meta.flags() & FLAG_NEGATIVE != 0 {
+        if self.e.liveness(&f.meta, &mut now) != Liveness::Live
+            || f.meta.flags() & FLAG_NEGATIVE != 0
+        {
             return Ok(None);
         }
         Ok(Some(match f.meta.expire_ms() {
             0 => Expiry::Never,
-            exp => Expiry::In(Duration::from_millis(exp.saturating_sub(now.unwrap_or_else(sys::now_ms)))),
+            exp => Expiry::In(Duration::from_millis(
+                exp.saturating_sub(now.unwrap_or_else(sys::now_ms)),
+            )),
         }))
     }
 
@@ -686,8 +764,12 @@ impl Cache {
         let hash = self.e.hash(key);
         let mut buf = Vec::new();
         loop {
-            let Some(f) = self.e.find(key, hash, Some(&mut buf)) else { return Ok(false) };
-            if self.e.liveness(&f.meta, &mut None) != Liveness::Live || f.meta.flags() & FLAG_NEGATIVE != 0 {
+            let Some(f) = self.e.find(key, hash, Some(&mut buf)) else {
+                return Ok(false);
+            };
+            if self.e.liveness(&f.meta, &mut None) != Liveness::Live
+                || f.meta.flags() & FLAG_NEGATIVE != 0
+            {
                 return Ok(false);
             }
             let expire = if t == 0 { 0 } else { sys::now_ms() + t };
@@ -712,7 +794,10 @@ impl Cache {
     pub fn invalidate_tag(&self, tag: impl AsRef<[u8]>) -> Result<()> {
         let tag = tag.as_ref();
         self.e.tag_pairs(&[tag])?;
-        self.e.seg.tag_version(self.e.tag_hash(tag)).fetch_add(1, Ordering::SeqCst);
+        self.e
+            .seg
+            .tag_version(self.e.tag_hash(tag))
+            .fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
@@ -792,9 +877,15 @@ impl Iterator for Keys {
             }
             let mut key = Vec::new();
             let log = e.seg.log(s.log());
-            if let Read::Valid(m) =
-                item::read(&e.seg, log, s.pos(), None, Some(&mut value), Some(&mut key), Check::Reader)
-            {
+            if let Read::Valid(m) = item::read(
+                &e.seg,
+                log,
+                s.pos(),
+                None,
+                Some(&mut value),
+                Some(&mut key),
+                Check::Reader,
+            ) {
                 if e.liveness(&m, &mut None) == Liveness::Live
                     && m.flags() & FLAG_NEGATIVE == 0
                     && key.starts_with(&self.prefix)
@@ -876,9 +967,14 @@ mod eviction_tests {
         // log holds, so a key's second insert finds its ghost and goes to
         // the main log; each new set then pushes the previous one out of it.
         for i in 0..100_000u32 {
-            c.put(format!("cold{}:{}", i / 40_000, i % 4000), [0u8; 100]).unwrap();
+            c.put(format!("cold{}:{}", i / 40_000, i % 4000), [0u8; 100])
+                .unwrap();
             if i % 10 == 0 {
-                assert!(c.get(b"hot").unwrap().is_some(), "hot key lost at {i}: {:?}", c.stats());
+                assert!(
+                    c.get(b"hot").unwrap().is_some(),
+                    "hot key lost at {i}: {:?}",
+                    c.stats()
+                );
             }
         }
         let s = c.stats();

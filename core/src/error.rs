@@ -40,7 +40,11 @@ pub enum Error {
     NotAnInteger { detail: String },
     /// The memory for the segment could not be reserved (full /dev/shm).
     #[allow(missing_docs)]
-    NoSpace { name: String, bytes: u64, source: io::Error },
+    NoSpace {
+        name: String,
+        bytes: u64,
+        source: io::Error,
+    },
     /// An operating-system call failed.
     #[allow(missing_docs)]
     Io { op: &'static str, source: io::Error },
@@ -94,7 +98,10 @@ impl fmt::Display for Error {
                 write!(f, "empty key: keys must be 1 to {max} bytes")
             }
             Error::KeyTooLong { len, max } => {
-                write!(f, "key of {len} bytes is too long: the limit is {max} bytes")
+                write!(
+                    f,
+                    "key of {len} bytes is too long: the limit is {max} bytes"
+                )
             }
             Error::ValueTooLarge { len, max } => write!(
                 f,

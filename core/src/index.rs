@@ -46,7 +46,11 @@ impl Slot {
         )
     }
     pub fn ghost(tag: u64, small_head: u64) -> Slot {
-        Slot((KIND_GHOST << 62) | ((tag & ((1 << TAG_BITS) - 1)) << 49) | ((small_head / 8) & POS_MASK))
+        Slot(
+            (KIND_GHOST << 62)
+                | ((tag & ((1 << TAG_BITS) - 1)) << 49)
+                | ((small_head / 8) & POS_MASK),
+        )
     }
     pub fn kind(self) -> u64 {
         self.0 >> 62
@@ -58,7 +62,11 @@ impl Slot {
         (self.0 >> 49) & ((1 << TAG_BITS) - 1)
     }
     pub fn log(self) -> LogId {
-        if (self.0 >> 48) & 1 == 0 { LogId::Small } else { LogId::Main }
+        if (self.0 >> 48) & 1 == 0 {
+            LogId::Small
+        } else {
+            LogId::Main
+        }
     }
     pub fn pos(self) -> u64 {
         (self.0 & POS_MASK) * 8

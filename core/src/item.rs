@@ -82,7 +82,14 @@ fn words_as_bytes(w: &[u64]) -> &[u8] {
 
 /// The checksum of an item at log position `pos`: header words (w0..w5)
 /// and tags, then key, then value, chained through xxh3 seeds.
-pub(crate) fn checksum(seed: u64, pos: u64, hdr: &[u64], tags: &[(u64, u64)], key: &[u8], value: &[u8]) -> u64 {
+pub(crate) fn checksum(
+    seed: u64,
+    pos: u64,
+    hdr: &[u64],
+    tags: &[(u64, u64)],
+    key: &[u8],
+    value: &[u8],
+) -> u64 {
     let mut buf = [0u64; 6 + 2 * MAX_TAGS];
     buf[..6].copy_from_slice(&hdr[..6]);
     for (i, (h, v)) in tags.iter().enumerate() {
@@ -151,7 +158,8 @@ fn store_bytes(seg: &Segment, off: u64, bytes: &[u8]) {
     if !rest.is_empty() {
         let mut last = [0u8; 8];
         last[..rest.len()].copy_from_slice(rest);
-        seg.word(o).store(u64::from_ne_bytes(last), Ordering::Relaxed);
+        seg.word(o)
+            .store(u64::from_ne_bytes(last), Ordering::Relaxed);
     }
 }
 
@@ -159,11 +167,25 @@ fn store_bytes(seg: &Segment, off: u64, bytes: &[u8]) {
 /// and the tail has passed the bytes it overwrites, so no reader validates
 /// them any more and no one else writes there (a writer that stalled for a
 /// whole lap may: the checksum catches that).
-pub(crate) fn write(seg: &Segment, log: &LogGeom, pos: u64, enc: &mut Encoded, key: &[u8], value: &[u8]) {
+pub(crate) fn write(
+    seg: &Segment,
+    log: &LogGeom,
+    pos: u64,
+    enc: &mut Encoded,
+    key: &[u8],
+    value: &[u8],
+) {
     let Some(off) = seg.log_off(log, pos, enc.size()) else {
         return; // cannot happen: allocation never straddles the log's end
     };
-    enc.hdr[HDR_WORDS - 1] = checksum(seg.g.hash_seed, pos, &enc.hdr, &enc.tags[..enc.ntags], key, value);
+    enc.hdr[HDR_WORDS - 1] = checksum(
+        seg.g.hash_seed,
+        pos,
+        &enc.hdr,
+        &enc.tags[..enc.ntags],
+        key,
+        value,
+    );
     // Order our observation of the tail (which made the space ours) before
     // these stores, so a reader who sees any of them also sees a tail past
     // the old item (seqlock-style, see `readable`).
@@ -181,7 +203,8 @@ pub(crate) fn write(seg: &Segment, log: &LogGeom, pos: u64, enc: &mut Encoded, k
     }
     store_bytes(seg, o, key);
     store_bytes(seg, o + pad8(key.len() as u64), value);
-    seg.word(off + 48).store(enc.hdr[HDR_WORDS - 1], Ordering::Release);
+    seg.word(off + 48)
+        .store(enc.hdr[HDR_WORDS - 1], Ordering::Release);
 }
 
 /// Outcome of reading the item a slot points to.
@@ -320,7 +343,11 @@ pub(crate) fn read(
                 // Either a different key or bytes being overwritten: only a
                 // validated read may say which, and callers treat both as
                 // "not this key" (a lapped item is re-checked below anyway).
-                return if !reader || readable(seg, log, pos) { Read::OtherKey } else { Read::Invalid };
+                return if !reader || readable(seg, log, pos) {
+                    Read::OtherKey
+                } else {
+                    Read::Invalid
+                };
             }
             k
         }
@@ -351,7 +378,14 @@ pub(crate) fn read(
     if reader && !readable(seg, log, pos) {
         return Read::Invalid;
     }
-    let sum = checksum(seg.g.hash_seed, pos, &meta.words, &meta.tags[..meta.ntags()], key_bytes, val);
+    let sum = checksum(
+        seg.g.hash_seed,
+        pos,
+        &meta.words,
+        &meta.tags[..meta.ntags()],
+        key_bytes,
+        val,
+    );
     if sum != meta.words[HDR_WORDS - 1] {
         return Read::Invalid;
     }

@@ -117,7 +117,11 @@ pub(crate) fn pad8(n: u64) -> u64 {
 }
 
 fn pow2_floor(n: u64) -> u64 {
-    if n == 0 { 0 } else { 1 << (63 - n.leading_zeros()) }
+    if n == 0 {
+        0
+    } else {
+        1 << (63 - n.leading_zeros())
+    }
 }
 
 /// Largest item (header + tags + key + value, padded) a log of `main_len`
@@ -186,7 +190,10 @@ impl Geometry {
     /// Reads the geometry from a header through `word(offset)` and checks
     /// that it is internally consistent and fits in `map_len` bytes, so that
     /// no later access derived from it can leave the mapping.
-    pub fn read(word: impl Fn(usize) -> u64, map_len: u64) -> std::result::Result<Geometry, String> {
+    pub fn read(
+        word: impl Fn(usize) -> u64,
+        map_len: u64,
+    ) -> std::result::Result<Geometry, String> {
         let g = Geometry {
             capacity: word(offset_of!(Header, capacity)),
             hash_seed: word(offset_of!(Header, hash_seed)),
@@ -223,10 +230,16 @@ impl Geometry {
             && g.main_off == g.small_off + g.small_len
             && g.main_len >= 4096
             && g.main_len % 64 == 0
-            && g.main_off.checked_add(g.main_len).is_some_and(|e| e <= map_len)
+            && g.main_off
+                .checked_add(g.main_len)
+                .is_some_and(|e| e <= map_len)
             && g.ttl_jitter_ppm <= 500_000
             && g.max_value_size + ITEM_HEADER <= max_item_for(g.main_len);
-        if ok { Ok(g) } else { Err("header geometry is inconsistent (corrupt header)".into()) }
+        if ok {
+            Ok(g)
+        } else {
+            Err("header geometry is inconsistent (corrupt header)".into())
+        }
     }
 
     pub fn checksum(&self) -> u64 {

@@ -218,7 +218,11 @@ impl Cache {
         let e = &self.e;
         e.check_key(key)?;
         let lease_ms = check_duration("lease", opts.lease, false)?;
-        let grace_ms = opts.grace.map(|g| check_duration("grace", g, true)).transpose()?.unwrap_or(0);
+        let grace_ms = opts
+            .grace
+            .map(|g| check_duration("grace", g, true))
+            .transpose()?
+            .unwrap_or(0);
         let negative_ms = opts
             .negative_ttl
             .map(|g| check_duration("negative_ttl", g, false))
@@ -251,9 +255,13 @@ impl Cache {
         let now = sys::now_ms();
         let cur = claim_w.load(Ordering::Acquire);
         let taken = if cur == 0 {
-            claim_w.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+            claim_w
+                .compare_exchange(0, mine, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
         } else if e.lease_abandoned(rec, cur, now) {
-            let ok = claim_w.compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+            let ok = claim_w
+                .compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
             if ok {
                 e.count(Counter::LeaseTakeovers, 1);
                 // Wake the old holder's waiters: they may now lead.
@@ -277,17 +285,27 @@ impl Cache {
             stale: stale.clone(),
         };
         if taken {
-            e.seg.word(rec + HOLDER).store(sys::process_token(), Ordering::Release);
-            e.seg.word(rec + DEADLINE).store(now + lease_ms, Ordering::Release);
+            e.seg
+                .word(rec + HOLDER)
+                .store(sys::process_token(), Ordering::Release);
+            e.seg
+                .word(rec + DEADLINE)
+                .store(now + lease_ms, Ordering::Release);
             e.seg.word32(rec + VOIDED).store(0, Ordering::Release);
             let lease = make(Some((rec, mine)));
-            e.seg.word(rec + EPOCH).store(lease.epoch, Ordering::Release);
+            e.seg
+                .word(rec + EPOCH)
+                .store(lease.epoch, Ordering::Release);
             // Someone may have filled between our miss and our claim.
             let mut buf = Vec::new();
             if let Some(f) = e.find(key, hash, Some(&mut buf)) {
                 if e.liveness(&f.meta, &mut None) == Liveness::Live {
                     drop(lease);
-                    return Ok(if f.meta.flags() & FLAG_NEGATIVE != 0 { Fill::Absent } else { Fill::Hit(buf) });
+                    return Ok(if f.meta.flags() & FLAG_NEGATIVE != 0 {
+                        Fill::Absent
+                    } else {
+                        Fill::Hit(buf)
+                    });
                 }
             }
             e.count(Counter::Misses, 1);
@@ -333,7 +351,10 @@ impl FillLease {
             // Still validate the value for the caller's sake.
             if let Some(v) = value {
                 if v.len() > e.seg.g.max_value_size as usize {
-                    return Err(Error::ValueTooLarge { len: v.len(), max: e.seg.g.max_value_size as usize });
+                    return Err(Error::ValueTooLarge {
+                        len: v.len(),
+                        max: e.seg.g.max_value_size as usize,
+                    });
                 }
             }
             return Ok(false);
@@ -358,7 +379,10 @@ impl FillLease {
             e.seg.word(rec + CLAIM).load(Ordering::Acquire) == mine
                 && e.seg.word32(rec + VOIDED).load(Ordering::Acquire) == 0
         };
-        let stored = !matches!(e.write(&w, Mode::Upsert, Some(&still_ours))?, Outcome::NotStored);
+        let stored = !matches!(
+            e.write(&w, Mode::Upsert, Some(&still_ours))?,
+            Outcome::NotStored
+        );
         Ok(stored)
     }
 }

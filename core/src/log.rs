@@ -51,7 +51,11 @@ impl Engine {
             let h0 = head.load(Ordering::Relaxed);
             let h = h0 % log.wrap;
             let off = h % log.len;
-            let start = if off + size > log.len { log.add(h, log.len - off) } else { h };
+            let start = if off + size > log.len {
+                log.add(h, log.len - off)
+            } else {
+                h
+            };
             let new = log.add(start, size);
             if head
                 .compare_exchange_weak(h0, new, Ordering::AcqRel, Ordering::Relaxed)
@@ -130,10 +134,18 @@ impl Engine {
             if w0 >> 48 == REC_MAGIC {
                 let kind = (w0 >> 40) & 0xff;
                 if kind == REC_PAD && units * 8 == room {
-                    return if p == pos { (room, false) } else { (log.dist(p, pos), false) };
+                    return if p == pos {
+                        (room, false)
+                    } else {
+                        (log.dist(p, pos), false)
+                    };
                 }
                 if kind == REC_ITEM && units * 8 >= ITEM_HEADER && units * 8 <= room {
-                    return if p == pos { (units * 8, true) } else { (log.dist(p, pos), false) };
+                    return if p == pos {
+                        (units * 8, true)
+                    } else {
+                        (log.dist(p, pos), false)
+                    };
                 }
             }
             p = log.add(p, 8);
@@ -184,9 +196,10 @@ impl Engine {
         match log.id {
             LogId::Small if slot.freq() >= 1 && depth < 2 => {
                 match self.copy_item(log, pos, LogId::Main, depth + 1, false) {
-                    Some((npos, _)) => {
-                        remove(Slot::item(tag, LogId::Main, npos, 0), Some(Counter::Promotions))
-                    }
+                    Some((npos, _)) => remove(
+                        Slot::item(tag, LogId::Main, npos, 0),
+                        Some(Counter::Promotions),
+                    ),
                     None => remove(Slot(0), None),
                 }
                 None
@@ -221,12 +234,25 @@ impl Engine {
 
     /// Copies a valid item to the head of `to`. `raw`: skip making room
     /// (the caller's tail pass does it). Returns the new position and end.
-    fn copy_item(&self, from: &LogGeom, pos: u64, to: LogId, depth: u32, raw: bool) -> Option<(u64, u64)> {
+    fn copy_item(
+        &self,
+        from: &LogGeom,
+        pos: u64,
+        to: LogId,
+        depth: u32,
+        raw: bool,
+    ) -> Option<(u64, u64)> {
         let mut key = Vec::new();
         let mut value = Vec::new();
-        let Read::Valid(meta) =
-            item::read(&self.seg, from, pos, None, Some(&mut value), Some(&mut key), Check::Evictor)
-        else {
+        let Read::Valid(meta) = item::read(
+            &self.seg,
+            from,
+            pos,
+            None,
+            Some(&mut value),
+            Some(&mut key),
+            Check::Evictor,
+        ) else {
             return None;
         };
         let mut enc = Encoded::new(

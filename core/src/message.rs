@@ -39,7 +39,13 @@ pub enum Op {
 
 impl Message {
     fn new(op: Op) -> Message {
-        Message { op, cache: None, origin: None, seq: None, ts: None }
+        Message {
+            op,
+            cache: None,
+            origin: None,
+            seq: None,
+            ts: None,
+        }
     }
     /// `{"op":"del"}` of these keys.
     pub fn delete(keys: &[&[u8]]) -> Message {
@@ -84,7 +90,8 @@ impl Message {
         match &self.op {
             Op::Del(keys) => {
                 s.push_str("\"op\":\"del\",");
-                let (text, bin): (Vec<_>, Vec<_>) = keys.iter().partition(|k| std::str::from_utf8(k).is_ok());
+                let (text, bin): (Vec<_>, Vec<_>) =
+                    keys.iter().partition(|k| std::str::from_utf8(k).is_ok());
                 let mut first = true;
                 if !text.is_empty() || bin.is_empty() {
                     s.push_str("\"keys\":[");
@@ -164,11 +171,21 @@ pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
         s.push(T[(n >> 18) as usize & 63] as char);
         s.push(T[(n >> 12) as usize & 63] as char);
-        s.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        s.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        s.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        s.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     s
 }

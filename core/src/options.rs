@@ -91,7 +91,11 @@ impl Ttl {
 
 impl From<Duration> for Ttl {
     fn from(d: Duration) -> Ttl {
-        if d.is_zero() { Ttl::Default } else { Ttl::After(d) }
+        if d.is_zero() {
+            Ttl::Default
+        } else {
+            Ttl::After(d)
+        }
     }
 }
 

@@ -221,7 +221,10 @@ impl Segment {
     /// unchecked value read from shared memory.
     #[inline(always)]
     pub fn word(&self, off: u64) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.map.len as u64, "segment offset out of bounds");
+        assert!(
+            off % 8 == 0 && off + 8 <= self.map.len as u64,
+            "segment offset out of bounds"
+        );
         // SAFETY: in bounds and 8-aligned (checked above; the mapping is
         // page-aligned); the mapping lives as long as `self`; all accesses to
         // shared memory are atomic, so concurrent access is not a data race.
@@ -231,7 +234,10 @@ impl Segment {
     /// The atomic 32-bit word at byte offset `off`.
     #[inline(always)]
     pub fn word32(&self, off: u64) -> &AtomicU32 {
-        assert!(off % 4 == 0 && off + 4 <= self.map.len as u64, "segment offset out of bounds");
+        assert!(
+            off % 4 == 0 && off + 4 <= self.map.len as u64,
+            "segment offset out of bounds"
+        );
         // SAFETY: as in `word`.
         unsafe { AtomicU32::from_ptr(self.map.ptr.add(off as usize).cast()) }
     }

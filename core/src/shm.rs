@@ -70,13 +70,18 @@ impl Location<'_> {
             // SAFETY: `c` is a valid NUL-terminated string.
             Location::Shm(c) => unsafe { libc::shm_open(c.as_ptr(), flags, mode as libc::mode_t) },
             Location::File(p) => {
-                let c = CString::new(p.as_os_str().as_bytes())
-                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
+                let c = CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte")
+                })?;
                 // SAFETY: `c` is a valid NUL-terminated string.
                 unsafe { libc::open(c.as_ptr(), flags | libc::O_NOFOLLOW, mode as libc::c_uint) }
             }
         };
-        if fd < 0 { Err(io::Error::last_os_error()) } else { Ok(Fd(fd)) }
+        if fd < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(Fd(fd))
+        }
     }
 
     pub fn unlink(&self) -> io::Result<()> {
@@ -85,7 +90,11 @@ impl Location<'_> {
             Location::Shm(c) => unsafe { libc::shm_unlink(c.as_ptr()) },
             Location::File(p) => return std::fs::remove_file(p),
         };
-        if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 use memshelf::*;
 use std::time::Duration;
 
-fn name(t: &str) -> String { format!("t-{t}-{}", std::process::id()) }
+fn name(t: &str) -> String {
+    format!("t-{t}-{}", std::process::id())
+}
 
 #[test]
 fn basic_ops() {
@@ -25,7 +27,8 @@ fn basic_ops() {
     assert!(s.evictions > 0, "{s:?}");
     let last = c.get(b"k199999").unwrap().unwrap();
     assert_eq!(last, vec![(199999u32) as u8; 100]);
-    c.put_with(b"t", b"v", &PutOptions::ttl(Duration::from_millis(30))).unwrap();
+    c.put_with(b"t", b"v", &PutOptions::ttl(Duration::from_millis(30)))
+        .unwrap();
     assert!(c.get(b"t").unwrap().is_some());
     std::thread::sleep(Duration::from_millis(40));
     assert!(c.get(b"t").unwrap().is_none());
