@@ -1,0 +1,378 @@
+//! Single-process API tests: parsing helpers, messages, every operation's
+//! basic contract. (Multi-process, crash and corruption tests live in the
+//! workspace's `tests/` package.)
+
+use std::time::Duration;
+
+use memshelf::message::Message;
+use memshelf::*;
+
+struct Seg(String);
+impl Seg {
+    fn new(t: &str) -> Seg {
+        Seg(format!("api-{t}-{}-{}", std::process::id(), rand()))
+    }
+}
+impl Drop for Seg {
+    fn drop(&mut self) {
+        let _ = unlink(&self.0);
+    }
+}
+fn rand() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+}
+
+#[test]
+fn parse_size_units() {
+    assert_eq!(parse_size("1024").unwrap(), 1024);
+    assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+    assert_eq!(parse_size("64mb").unwrap(), 64 << 20);
+    assert_eq!(parse_size(" 2 GiB ").unwrap(), 2 << 30);
+    assert_eq!(parse_size("0.5k").unwrap(), 512);
+    for bad in [
+        "",
+        "MiB",
+        "12 parsecs",
+        "-1",
+        "1e3",
+        "99999999999999999999TiB",
+    ] {
+        assert!(parse_size(bad).is_err(), "{bad:?} parsed");
+    }
+}
+
+#[test]
+fn names() {
+    for ok in ["a", "cache-1", "A.b_c-9", &"x".repeat(200)] {
+        validate_name(ok).unwrap();
+    }
+    for bad in [
+        "",
+        ".hidden",
+        "..",
+        "a/b",
+        "/abs",
+        "sp ace",
+        "ü",
+        &"x".repeat(201),
+        "a\0b",
+    ] {
+        match validate_name(bad) {
+            Err(Error::InvalidName { .. }) => {}
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn ttl_conversions() {
+    assert_eq!(Ttl::from_secs_f64(0.0).unwrap(), Ttl::Default);
+    assert_eq!(
+        Ttl::from_secs_f64(1.5).unwrap(),
+        Ttl::After(Duration::from_millis(1500))
+    );
+    assert_eq!(
+        Ttl::from_secs_f64(1e-6).unwrap(),
+        Ttl::After(Duration::from_millis(1))
+    );
+    for bad in [-1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e12] {
+        assert!(
+            matches!(Ttl::from_secs_f64(bad), Err(Error::InvalidTtl(_))),
+            "{bad}"
+        );
+    }
+    assert_eq!(Ttl::from_millis(0).unwrap(), Ttl::Default);
+    assert_eq!(Ttl::from_millis(u64::MAX).unwrap(), Ttl::Never);
+    assert!(Ttl::from_millis(u64::MAX - 1).is_err());
+}
+
+#[test]
+fn messages() {
+    assert_eq!(Message::clear().to_json(), r#"{"v":1,"op":"clear"}"#);
+    assert_eq!(
+        Message::heartbeat().origin("h1:abc", 7).ts(5).to_json(),
+        r#"{"v":1,"op":"hb","origin":"h1:abc","seq":7,"ts":5}"#
+    );
+    assert_eq!(
+        Message::tag(b"product:\"7\"").to_json(),
+        r#"{"v":1,"op":"tag","tag":"product:\"7\""}"#
+    );
+    assert_eq!(
+        Message::delete_prefix(b"user:").to_json(),
+        r#"{"v":1,"op":"del_prefix","prefix":"user:"}"#
+    );
+    assert_eq!(
+        Message::delete(&[b"a", b"\xff\x00"]).to_json(),
+        r#"{"v":1,"op":"del","keys":["a"],"keys_b64":["/wA="]}"#
+    );
+}
+
+#[test]
+fn operations() {
+    let s = Seg::new("ops");
+    let c = OpenOptions::new().capacity(4 << 20).open(&s.0).unwrap();
+    // put / get / get_into / read
+    c.put(b"k", b"hello").unwrap();
+    let mut buf = Vec::with_capacity(64);
+    assert!(c.get_into(b"k", &mut buf).unwrap());
+    assert_eq!(buf, b"hello");
+    let mut small = [0u8; 2];
+    assert_eq!(c.read(b"k", &mut small).unwrap(), ReadInto::TooSmall(5));
+    let mut big = [0u8; 16];
+    assert_eq!(c.read(b"k", &mut big).unwrap(), ReadInto::Hit(5));
+    assert_eq!(&big[..5], b"hello");
+    assert_eq!(c.read(b"nope", &mut big).unwrap(), ReadInto::Miss);
+    // empty values are values
+    c.put(b"empty", b"").unwrap();
+    assert_eq!(c.get(b"empty").unwrap(), Some(vec![]));
+    // add
+    assert!(!c.add(b"k", b"x").unwrap());
+    assert!(c.add(b"new", b"x").unwrap());
+    // incr
+    assert_eq!(c.incr(b"n", 1).unwrap(), 1);
+    assert_eq!(c.incr(b"n", i64::MAX - 1).unwrap(), i64::MAX);
+    assert!(matches!(c.incr(b"n", 1), Err(Error::NotAnInteger { .. })));
+    assert!(matches!(c.incr(b"k", 1), Err(Error::NotAnInteger { .. })));
+    assert_eq!(
+        c.get(b"k").unwrap().as_deref(),
+        Some(&b"hello"[..]),
+        "failed incr changed nothing"
+    );
+    // ttl / touch
+    assert_eq!(c.ttl(b"k").unwrap(), Some(Expiry::Never));
+    assert_eq!(c.ttl(b"absent").unwrap(), None);
+    assert!(c.touch(b"k", Duration::from_secs(100)).unwrap());
+    match c.ttl(b"k").unwrap() {
+        Some(Expiry::In(d)) => assert!(
+            d > Duration::from_secs(98) && d <= Duration::from_secs(100),
+            "{d:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(!c.touch(b"absent", Duration::from_secs(1)).unwrap());
+    assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&b"hello"[..]));
+    // tags
+    let tagged = PutOptions::default().with_tags(&[b"t1", b"t2"]);
+    c.put_with(b"a", b"1", &tagged).unwrap();
+    c.put_with(b"b", b"2", &PutOptions::default().with_tags(&[b"t2"]))
+        .unwrap();
+    c.invalidate_tag(b"t1").unwrap();
+    assert_eq!(c.get(b"a").unwrap(), None);
+    assert!(c.get(b"b").unwrap().is_some());
+    c.invalidate_tag(b"t2").unwrap();
+    assert_eq!(c.get(b"b").unwrap(), None);
+    c.put_with(b"a", b"again", &tagged).unwrap();
+    assert_eq!(
+        c.get(b"a").unwrap().as_deref(),
+        Some(&b"again"[..]),
+        "a new put after invalidation lives"
+    );
+    // keys / delete_prefix
+    for i in 0..10 {
+        c.put(format!("user:{i}"), b"u").unwrap();
+    }
+    let mut keys: Vec<_> = c.keys(Some(b"user:")).collect();
+    keys.sort();
+    assert_eq!(keys.len(), 10);
+    assert_eq!(c.delete_prefix(b"user:").unwrap(), 10);
+    assert_eq!(c.keys(Some(b"user:")).count(), 0);
+    // clear
+    c.clear().unwrap();
+    assert_eq!(c.get(b"k").unwrap(), None);
+    assert_eq!(c.keys(None).count(), 0);
+    c.put(b"k", b"after clear").unwrap();
+    assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&b"after clear"[..]));
+    let st = c.stats();
+    assert_eq!(st.layout_version, LAYOUT_VERSION);
+    assert!(
+        st.hits > 0 && st.misses > 0 && st.inserts > 0 && st.deletes >= 10,
+        "{st:?}"
+    );
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let s = Seg::new("bad");
+    let c = Cache::open(&s.0, 1 << 20).unwrap();
+    c.put(b"keep", b"v").unwrap();
+    let before = c.stats();
+    assert!(matches!(
+        c.put(b"", b"v"),
+        Err(Error::KeyTooLong { len: 0, .. })
+    ));
+    let long = vec![b'k'; MAX_KEY_LEN + 1];
+    let e = c.put(&long, b"v").unwrap_err();
+    assert!(e.to_string().contains("4096"), "{e}");
+    let big = vec![0u8; c.max_value_size() + 1];
+    let e = c.put(b"big", &big).unwrap_err();
+    assert!(
+        matches!(e, Error::ValueTooLarge { .. })
+            && e.to_string().contains(&c.max_value_size().to_string()),
+        "{e}"
+    );
+    let tags: Vec<&[u8]> = vec![b"t"; MAX_TAGS + 1];
+    assert!(matches!(
+        c.put_with(b"t", b"v", &PutOptions::default().with_tags(&tags)),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        c.put_with(
+            b"t",
+            b"v",
+            &PutOptions::ttl(MAX_TTL + Duration::from_secs(1))
+        ),
+        Err(Error::InvalidTtl(_))
+    ));
+    assert_eq!(c.get(b"big").unwrap(), None);
+    assert_eq!(c.get(b"t").unwrap(), None);
+    assert_eq!(c.get(b"keep").unwrap().as_deref(), Some(&b"v"[..]));
+    let after = c.stats();
+    assert_eq!(before.inserts, after.inserts);
+}
+
+#[test]
+fn default_ttl_and_jitter() {
+    let s = Seg::new("ttl");
+    let c = OpenOptions::new()
+        .capacity(1 << 20)
+        .ttl(Duration::from_secs(10))
+        .ttl_jitter(0.2)
+        .open(&s.0)
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..200 {
+        let k = format!("k{i}");
+        c.put(&k, b"v").unwrap();
+        match c.ttl(&k).unwrap() {
+            Some(Expiry::In(d)) => {
+                assert!(
+                    d >= Duration::from_millis(7_900) && d <= Duration::from_secs(12),
+                    "{d:?}"
+                );
+                seen.insert(d.as_millis() / 100);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(seen.len() > 10, "jitter spreads TTLs: {seen:?}");
+    c.put_with(b"forever", b"v", &PutOptions::ttl(Ttl::Never))
+        .unwrap();
+    assert_eq!(c.ttl(b"forever").unwrap(), Some(Expiry::Never));
+}
+
+#[test]
+fn get_or_set_single_process() {
+    let s = Seg::new("gos");
+    let c = Cache::open(&s.0, 1 << 20).unwrap();
+    let opts = GetOrSetOptions::default();
+    let mut runs = 0;
+    for _ in 0..3 {
+        let v = c
+            .get_or_set(b"g", &opts, || {
+                runs += 1;
+                Ok::<_, String>(Some(b"computed".to_vec()))
+            })
+            .unwrap();
+        assert_eq!(v.as_deref(), Some(&b"computed"[..]));
+    }
+    assert_eq!(runs, 1);
+    // A failing factory stores nothing and reports its error.
+    let e = c
+        .get_or_set(b"f", &opts, || Err::<Option<Vec<u8>>, _>("origin down"))
+        .unwrap_err();
+    assert!(matches!(e, FillError::Factory("origin down")));
+    assert_eq!(c.get(b"f").unwrap(), None);
+    // Negative caching.
+    let neg = GetOrSetOptions {
+        negative_ttl: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
+    let mut asked = 0;
+    for _ in 0..3 {
+        let v = c.get_or_set(b"none", &neg, || {
+            asked += 1;
+            Ok::<_, String>(None)
+        });
+        assert_eq!(v.unwrap(), None);
+    }
+    assert_eq!(asked, 1);
+    assert_eq!(c.get(b"none").unwrap(), None);
+    // Grace: an expired entry is served stale to others while one refreshes.
+    let grace = GetOrSetOptions {
+        ttl: Ttl::After(Duration::from_millis(20)),
+        grace: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
+    c.get_or_set(b"sw", &grace, || Ok::<_, String>(Some(b"v1".to_vec())))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(
+        c.get(b"sw").unwrap(),
+        None,
+        "get does not serve stale values"
+    );
+    match c.begin_fill(b"sw", &grace).unwrap() {
+        Fill::Lead(lease) => {
+            assert_eq!(lease.stale_value(), Some(&b"v1"[..]));
+            // While this caller refreshes, another gets the stale value at once.
+            match c.begin_fill(b"sw", &grace).unwrap() {
+                Fill::Stale(v) => assert_eq!(v, b"v1"),
+                other => panic!("{other:?}"),
+            }
+            assert!(lease.fill(Some(b"v2")).unwrap());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.get(b"sw").unwrap().as_deref(), Some(&b"v2"[..]));
+    // A delete while the factory runs voids the fill.
+    match c.begin_fill(b"race", &opts).unwrap() {
+        Fill::Lead(lease) => {
+            c.put(b"race", b"old").unwrap();
+            assert!(c.delete(b"race").unwrap());
+            assert!(
+                !lease.fill(Some(b"stale")).unwrap(),
+                "voided fill must not be stored"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.get(b"race").unwrap(), None);
+    // A clear while the factory runs voids it too.
+    match c.begin_fill(b"race2", &opts).unwrap() {
+        Fill::Lead(lease) => {
+            c.clear().unwrap();
+            lease.fill(Some(b"stale")).unwrap();
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.get(b"race2").unwrap(), None);
+}
+
+#[test]
+fn attach_sees_creator_capacity_and_data() {
+    let s = Seg::new("attach");
+    let a = Cache::open(&s.0, 2 << 20).unwrap();
+    a.put(b"x", b"1").unwrap();
+    let b = OpenOptions::new()
+        .capacity(64 << 20)
+        .create(false)
+        .open(&s.0)
+        .unwrap();
+    assert_eq!(b.capacity(), 2 << 20);
+    assert_eq!(b.stats().capacity_bytes, 2 << 20);
+    assert_eq!(b.get(b"x").unwrap().as_deref(), Some(&b"1"[..]));
+    assert!(matches!(
+        OpenOptions::new()
+            .create(false)
+            .open(&format!("{}-missing", s.0)),
+        Err(Error::NotFound { .. })
+    ));
+    unlink(&s.0).unwrap();
+    // Attached handles keep working after unlink.
+    a.put(b"y", b"2").unwrap();
+    assert_eq!(b.get(b"y").unwrap().as_deref(), Some(&b"2"[..]));
+    assert!(matches!(unlink(&s.0), Err(Error::NotFound { .. })));
+}
