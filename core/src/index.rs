@@ -113,7 +113,7 @@ const LOCK_STALL_LIMIT: Duration = Duration::from_secs(2);
 pub(crate) fn lock_bucket<'a>(seg: &'a Segment, b: u64, steals: &mut u64) -> BucketGuard<'a> {
     let word = seg.bucket_word(b, 0);
     let me = sys::process_token();
-    let mut spins = 0u32;
+    let backoff = crossbeam_utils::Backoff::new();
     let mut seen = 0u64;
     let mut seen_since = Instant::now();
     loop {
@@ -130,17 +130,13 @@ pub(crate) fn lock_bucket<'a>(seg: &'a Segment, b: u64, steals: &mut u64) -> Buc
         if cur != seen {
             seen = cur;
             seen_since = Instant::now();
-            spins = 0;
+            backoff.reset();
         }
-        spins += 1;
-        if spins < 64 {
-            std::hint::spin_loop();
+        if !backoff.is_completed() {
+            backoff.snooze();
             continue;
         }
-        if spins < 128 {
-            std::thread::yield_now();
-            continue;
-        }
+        // Held for a while: ask the kernel whether the holder still lives.
         let stalled = seen_since.elapsed() > LOCK_STALL_LIMIT;
         if (stalled || !sys::token_alive(cur))
             && word
@@ -150,7 +146,6 @@ pub(crate) fn lock_bucket<'a>(seg: &'a Segment, b: u64, steals: &mut u64) -> Buc
             *steals += 1;
             return BucketGuard { word, token: me };
         }
-        spins = 64;
         std::thread::sleep(Duration::from_micros(50));
     }
 }
