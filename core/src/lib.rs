@@ -46,3 +46,10 @@ pub use options::{
     validate_name,
 };
 pub use stats::Stats;
+
+// `Cache` is shared between threads by cloning (an `Arc` inside).
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Cache>();
+    assert_send_sync::<FillLease>();
+};
