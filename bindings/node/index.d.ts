@@ -1,0 +1,206 @@
+// Type declarations for memshelf's Node.js addon. Hand-written for the
+// JavaScript wrapper in index.js; test/typedefs.test.js checks that every
+// export and Cache member declared here exists on the loaded module and
+// vice versa.
+
+/// <reference types="node" />
+
+/** A key: a string (stored as UTF-8) or bytes. 1 to 4096 bytes. */
+export type Key = string | Buffer | Uint8Array;
+/** A value: a string (stored as UTF-8) or bytes, up to `maxValueSize`. */
+export type Value = string | Buffer | Uint8Array;
+
+/**
+ * Errors thrown by memshelf carry `code`:
+ * - `TypeError` (code `ERR_INVALID_ARG_TYPE`): an argument of the wrong type.
+ * - `RangeError` (code `InvalidName`, `KeyTooLong`, `ValueTooLarge`,
+ *   `InvalidTtl` or `InvalidArgument`): a value outside its limits.
+ * - `Error` (code `NotFound`, `NotAnInteger`, `IncompatibleSegment`,
+ *   `NoSpace`, `Io`, `Timeout` or `Closed`): anything else.
+ */
+export interface MemshelfError extends Error {
+  code: string;
+}
+
+/** Options of `new Cache(name, options)`. */
+export interface OpenOptions {
+  /** Total bytes of the segment, e.g. `67108864` or `'64MiB'` (default 64 MiB). Used only when creating. */
+  capacity?: number | string;
+  /** `true` (default): create if absent, else attach. `false`: attach only (`NotFound` if absent). */
+  create?: boolean;
+  /** Permission bits of a created segment (default `0o600`). */
+  mode?: number;
+  /** Default TTL in seconds for puts that give none (set at creation; default none). */
+  ttl?: number;
+  /** Spread every TTL uniformly by plus or minus this fraction (0 to 0.5). */
+  ttlJitter?: number;
+  /** Largest value accepted, bytes or a size string (default 1 MiB, lowered to what the segment holds). */
+  maxValueSize?: number | string;
+  /** Map this file (tmpfs or disk) instead of `/dev/shm/memshelf.<name>`. */
+  path?: string;
+}
+
+/** Options of `put` and `add`. */
+export interface PutOptions {
+  /** Seconds until expiry; 0 or absent: the segment's default TTL (else never). */
+  ttl?: number;
+  /** Tags for `invalidateTag` (at most 8). */
+  tags?: Array<string | Buffer | Uint8Array>;
+}
+
+/** Options of `incr`. */
+export interface IncrOptions {
+  /** A TTL (seconds) other than the default also resets the entry's expiry. */
+  ttl?: number;
+}
+
+/** Options of `getOrSet`. */
+export interface GetOrSetOptions {
+  /** Seconds the stored value lives (default: the segment's default TTL). */
+  ttl?: number;
+  /** Seconds the leader may take before a waiter takes over (default 10). */
+  lease?: number;
+  /** Keep the entry this many seconds past its TTL and serve it stale while one caller refreshes it. */
+  grace?: number;
+  /** A factory result of `null`/`undefined` is cached as an absence for this many seconds. */
+  negativeTtl?: number;
+  /** Tags of the stored value. */
+  tags?: Array<string | Buffer | Uint8Array>;
+}
+
+/** Segment-wide statistics (all processes); the SPEC's field names. */
+export interface Stats {
+  capacity_bytes: number;
+  used_bytes: number;
+  data_bytes: number;
+  entries: number;
+  ghosts: number;
+  index_slots: number;
+  hits: number;
+  misses: number;
+  inserts: number;
+  updates: number;
+  deletes: number;
+  evictions: number;
+  expirations: number;
+  get_or_set_waits: number;
+  promotions: number;
+  reinsertions: number;
+  ghost_hits: number;
+  lock_takeovers: number;
+  lease_takeovers: number;
+  max_value_size: number;
+  layout_version: number;
+}
+
+/**
+ * A handle on a named shared-memory segment (`/dev/shm/memshelf.<name>`),
+ * shared by every process and worker thread that opens the same name.
+ *
+ * ```js
+ * const { Cache } = require('memshelf');
+ * const cache = new Cache('sessions', { capacity: '256MiB' });
+ * cache.put('user:42', JSON.stringify({ name: 'Ada' }), { ttl: 60 });
+ * cache.getString('user:42'); // '{"name":"Ada"}'
+ * ```
+ */
+export class Cache {
+  /**
+   * Opens (creates or attaches) segment `name`: 1-200 characters of
+   * `[A-Za-z0-9._-]`, not starting with `.`.
+   */
+  constructor(name: string, options?: OpenOptions);
+  /** The segment's name. */
+  readonly name: string;
+  /** The segment's real capacity in bytes (fixed by its creator). */
+  readonly capacity: number;
+  /** Largest value this segment accepts, in bytes. */
+  readonly maxValueSize: number;
+  /** Whether `close()` was called. */
+  readonly closed: boolean;
+
+  /** The value as a new Buffer, or `null`. */
+  get(key: Key): Buffer | null;
+  /** The value decoded as UTF-8, or `null` (the fastest read for text). */
+  getString(key: Key): string | null;
+  /**
+   * Copies the value into `buf` without allocating. Returns the value's
+   * length if it fit (`<= buf.length`), `-1` on a miss, or the needed length
+   * (`> buf.length`, nothing copied) if `buf` is too small.
+   */
+  getInto(key: Key, buf: Uint8Array): number;
+  /** Whether `key` has a live entry (counts as a get). */
+  has(key: Key): boolean;
+  /** Inserts or replaces `key`. */
+  put(key: Key, value: Value, options?: PutOptions): void;
+  /** Inserts `key` only if it has no live entry; returns whether it did. */
+  add(key: Key, value: Value, options?: PutOptions): boolean;
+  /** Removes `key`; returns whether it was present. */
+  delete(key: Key): boolean;
+  /**
+   * Atomically adds `delta` (default 1) to the ASCII decimal integer at
+   * `key` (missing counts as 0) and returns the new value, as a `bigint`
+   * beyond 2^53. Throws `NotAnInteger` for a non-integer value.
+   */
+  incr(key: Key, delta?: number | bigint, options?: IncrOptions): number | bigint;
+  /** Remaining seconds, `Infinity` for no expiry, `null` if absent. */
+  ttl(key: Key): number | null;
+  /** Gives a present key a new TTL (seconds); returns whether it was present. */
+  touch(key: Key, ttl: number): boolean;
+  /** Every entry put with `tag` becomes a miss, in O(1). */
+  invalidateTag(tag: string | Buffer | Uint8Array): void;
+  /** Removes every key starting with `prefix` (a scan); returns how many. */
+  deletePrefix(prefix: string | Buffer | Uint8Array): number;
+  /** Every entry becomes a miss, in O(1). */
+  clear(): void;
+  /** Live keys (with `prefix`) decoded as UTF-8; best effort under concurrent writes. */
+  keys(prefix?: string | Buffer | Uint8Array): string[];
+  /** Live keys (with `prefix`) as Buffers (for binary keys). */
+  keyBuffers(prefix?: string | Buffer | Uint8Array): Buffer[];
+  /** Segment-wide statistics. */
+  stats(): Stats;
+  /** Detaches; later calls throw an `Error` with code `Closed`. Idempotent. */
+  close(): void;
+  /**
+   * Returns `key`'s value; on a miss exactly one caller across all
+   * processes runs `factory` while the others wait (on a libuv worker
+   * thread: the event loop is never blocked) and get its value. If the
+   * factory throws or rejects, the error goes to its caller and a waiter
+   * takes over. A factory result of `null`/`undefined` stores nothing (or a
+   * cached absence with `negativeTtl`) and resolves to `null`. The value
+   * resolves as a Buffer.
+   */
+  getOrSet(
+    key: Key,
+    factory: () => Value | null | undefined | Promise<Value | null | undefined>,
+    options?: GetOrSetOptions,
+  ): Promise<Buffer | null>;
+}
+
+/** Removes segment `name` (or the file at `options.path`). Attached processes keep their mapping. */
+export function unlink(name: string, options?: { path?: string }): void;
+
+/** Fields of an invalidation message (SPEC section 6). */
+export interface InvalidationMessage {
+  /** `del` (needs `keys`), `del_prefix` (needs `prefix`), `tag` (needs `tag`), `clear` or `hb`. */
+  op: 'del' | 'del_prefix' | 'tag' | 'clear' | 'hb';
+  keys?: Array<string | Buffer | Uint8Array>;
+  prefix?: string | Buffer | Uint8Array;
+  tag?: string | Buffer | Uint8Array;
+  /** Only this segment (absent: every segment the agent serves). */
+  cache?: string;
+  /** Writer id plus per-boot nonce; goes with `seq`. */
+  origin?: string;
+  /** Per-origin contiguous sequence number; goes with `origin`. */
+  seq?: number;
+  /** Sender's unix time in ms. */
+  ts?: number;
+}
+
+/** The JSON payload for the invalidation agent (binary keys go in `keys_b64`). */
+export function invalidationMessage(message: InvalidationMessage): string;
+
+/** The segment layout version this addon speaks. */
+export const LAYOUT_VERSION: number;
+/** Longest key, in bytes. */
+export const MAX_KEY_LEN: number;
