@@ -42,7 +42,8 @@ fn main() -> ExitCode {
 fn write(c: &memshelf::Cache) -> Result<(), String> {
     let e = |e: memshelf::Error| e.to_string();
     c.put("from-rust:text", "héllo from Rust").map_err(e)?;
-    c.put(b"from-rust:\x00\xffbin", [0u8, 1, 2, 255]).map_err(e)?;
+    c.put(b"from-rust:\x00\xffbin", [0u8, 1, 2, 255])
+        .map_err(e)?;
     c.put("from-rust:empty", b"").map_err(e)?;
     c.put("from-rust:big", vec![b'r'; 200_000]).map_err(e)?;
     c.incr("from-rust:counter", 41).map_err(e)?;

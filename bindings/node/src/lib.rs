@@ -8,7 +8,7 @@
 //! allocating, and hands `read` a scratch buffer to copy the value into.
 
 mod error;
-mod fill;
+pub mod fill;
 
 use std::time::Duration;
 
@@ -42,7 +42,10 @@ fn prefix<'v>(env: &Env, view: &'v [u8], len: i64) -> Result<&'v [u8]> {
         .ok_or_else(|| {
             to_js(
                 env,
-                invalid(format!("length {len} is outside the {}-byte view", view.len())),
+                invalid(format!(
+                    "length {len} is outside the {}-byte view",
+                    view.len()
+                )),
             )
         })
 }
@@ -347,11 +350,7 @@ pub fn keys(env: &Env, h: &External<Handle>, prefix: Option<&[u8]>) -> Result<Ve
 
 /// Live keys (with `prefix`) as Buffers.
 #[napi]
-pub fn key_buffers(
-    env: &Env,
-    h: &External<Handle>,
-    prefix: Option<&[u8]>,
-) -> Result<Vec<Buffer>> {
+pub fn key_buffers(env: &Env, h: &External<Handle>, prefix: Option<&[u8]>) -> Result<Vec<Buffer>> {
     let c = h.cache(env)?;
     Ok(c.keys(prefix).map(Buffer::from).collect())
 }
@@ -444,7 +443,9 @@ pub fn invalidation_message(env: &Env, args: MessageArgs) -> Result<String> {
                 let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
                 Message::delete(&refs)
             }
-            "del_prefix" => Message::delete_prefix(need(args.prefix.as_ref(), "del_prefix", "prefix")?),
+            "del_prefix" => {
+                Message::delete_prefix(need(args.prefix.as_ref(), "del_prefix", "prefix")?)
+            }
             "tag" => Message::tag(need(args.tag.as_ref(), "tag", "tag")?),
             "clear" => Message::clear(),
             "hb" => Message::heartbeat(),
