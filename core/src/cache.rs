@@ -176,6 +176,7 @@ impl Engine {
     }
 
     /// Finds `key`'s item in its bucket, copying its value into `value`.
+    #[inline(always)]
     pub fn find(&self, key: &[u8], hash: u64, mut value: Option<&mut Vec<u8>>) -> Option<Found> {
         let tag = tag_of(hash);
         for i in 1..8 {
@@ -233,6 +234,7 @@ impl Engine {
 
     /// A lookup for a reader: `Some(Found)` only for a live, non-negative
     /// entry (value in `buf`). Counts the hit or miss.
+    #[inline]
     pub fn lookup(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<Option<Found>> {
         self.check_key(key)?;
         let hash = self.hash(key);

@@ -80,8 +80,7 @@ fn words_as_bytes(w: &[u64]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(w.as_ptr().cast(), w.len() * 8) }
 }
 
-/// The checksum of an item at log position `pos`: header words (w0..w5)
-/// and tags, then key, then value, chained through xxh3 seeds.
+/// The checksum of an item at log position `pos` (see `partial_checksum`).
 pub(crate) fn checksum(
     seed: u64,
     pos: u64,
@@ -90,16 +89,14 @@ pub(crate) fn checksum(
     key: &[u8],
     value: &[u8],
 ) -> u64 {
-    let mut buf = [0u64; 6 + 2 * MAX_TAGS];
-    buf[..6].copy_from_slice(&hdr[..6]);
-    for (i, (h, v)) in tags.iter().enumerate() {
-        buf[6 + 2 * i] = *h;
-        buf[7 + 2 * i] = *v;
-    }
-    let n = 6 + 2 * tags.len();
-    let hm = xxh3_64_with_seed(words_as_bytes(&buf[..n]), seed ^ pos);
-    let hk = xxh3_64_with_seed(key, hm);
-    xxh3_64_with_seed(value, hk)
+    let mut m = Meta {
+        words: [0; HDR_WORDS],
+        tags: [(0, 0); MAX_TAGS],
+    };
+    m.words[..6].copy_from_slice(&hdr[..6]);
+    m.tags[..tags.len()].copy_from_slice(tags);
+    debug_assert_eq!(m.ntags(), tags.len());
+    xxh3_64_with_seed(value, partial_checksum(seed, pos, &m, key))
 }
 
 /// A fully encoded item, ready to be stored at a position.
@@ -147,19 +144,19 @@ impl Encoded {
 /// Stores `bytes` at mapping offset `off` as whole words (the last one
 /// zero-padded).
 fn store_bytes(seg: &Segment, off: u64, bytes: &[u8]) {
+    let dst = seg.words(off, bytes.len().div_ceil(8));
     let mut chunks = bytes.chunks_exact(8);
-    let mut o = off;
-    for c in &mut chunks {
-        let w = u64::from_ne_bytes(c.try_into().expect("8 bytes"));
-        seg.word(o).store(w, Ordering::Relaxed);
-        o += 8;
+    for (d, c) in dst.iter().zip(&mut chunks) {
+        d.store(
+            u64::from_ne_bytes(c.try_into().expect("8 bytes")),
+            Ordering::Relaxed,
+        );
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
         let mut last = [0u8; 8];
         last[..rest.len()].copy_from_slice(rest);
-        seg.word(o)
-            .store(u64::from_ne_bytes(last), Ordering::Relaxed);
+        dst[dst.len() - 1].store(u64::from_ne_bytes(last), Ordering::Relaxed);
     }
 }
 
@@ -190,17 +187,16 @@ pub(crate) fn write(
     // these stores, so a reader who sees any of them also sees a tail past
     // the old item (seqlock-style, see `readable`).
     fence(Ordering::Release);
-    let mut o = off;
-    for w in &enc.hdr[..HDR_WORDS - 1] {
-        seg.word(o).store(*w, Ordering::Relaxed);
-        o += 8;
+    let hdr = seg.words(off, HDR_WORDS + 2 * enc.ntags);
+    for (d, w) in hdr.iter().zip(&enc.hdr[..HDR_WORDS - 1]) {
+        d.store(*w, Ordering::Relaxed);
     }
-    o += 8; // checksum last
-    for (h, v) in &enc.tags[..enc.ntags] {
-        seg.word(o).store(*h, Ordering::Relaxed);
-        seg.word(o + 8).store(*v, Ordering::Relaxed);
-        o += 16;
+    // (the checksum, word HDR_WORDS - 1, is stored last)
+    for (i, (h, v)) in enc.tags[..enc.ntags].iter().enumerate() {
+        hdr[HDR_WORDS + 2 * i].store(*h, Ordering::Relaxed);
+        hdr[HDR_WORDS + 2 * i + 1].store(*v, Ordering::Relaxed);
     }
+    let o = off + ITEM_HEADER + 16 * enc.ntags as u64;
     store_bytes(seg, o, key);
     store_bytes(seg, o + pad8(key.len() as u64), value);
     seg.word(off + 48)
@@ -219,68 +215,71 @@ pub(crate) enum Read {
     Valid(Meta),
 }
 
-/// Loads the header and tags at `off` (no validation beyond bounds).
+/// Loads the header and tags of the record at `pos` (bounds-checked, no
+/// checksum). Returns the offset of the key and the header.
+#[inline(always)]
 fn load_meta(seg: &Segment, log: &LogGeom, pos: u64) -> Option<(u64, Meta)> {
     let off = seg.log_off(log, pos, ITEM_HEADER)?;
-    let mut words = [0u64; HDR_WORDS];
-    for (i, w) in words.iter_mut().enumerate() {
-        *w = seg.word(off + 8 * i as u64).load(Ordering::Relaxed);
-    }
+    let src = seg.words(off, HDR_WORDS);
     let mut m = Meta {
-        words,
+        words: std::array::from_fn(|i| src[i].load(Ordering::Relaxed)),
         tags: [(0, 0); MAX_TAGS],
     };
-    if words[0] >> 48 != REC_MAGIC || (words[0] >> 40) & 0xff != REC_ITEM || m.ntags() > MAX_TAGS {
+    let w0 = m.words[0];
+    if w0 >> 48 != REC_MAGIC || (w0 >> 40) & 0xff != REC_ITEM || m.ntags() > MAX_TAGS {
         return None;
     }
     let size = item_size(m.key_len(), m.value_len(), m.ntags());
     if size != m.size() || seg.log_off(log, pos, size).is_none() {
         return None;
     }
-    let mut o = off + ITEM_HEADER;
     let n = m.ntags();
-    for t in m.tags[..n].iter_mut() {
-        *t = (
-            seg.word(o).load(Ordering::Relaxed),
-            seg.word(o + 8).load(Ordering::Relaxed),
-        );
-        o += 16;
+    if n > 0 {
+        let t = seg.words(off + ITEM_HEADER, 2 * n);
+        for (i, slot) in m.tags[..n].iter_mut().enumerate() {
+            *slot = (
+                t[2 * i].load(Ordering::Relaxed),
+                t[2 * i + 1].load(Ordering::Relaxed),
+            );
+        }
     }
-    Some((o, m))
+    Some((off + ITEM_HEADER + 16 * n as u64, m))
 }
 
 /// Copies `len` bytes at mapping offset `off` into `out` (replacing its
 /// contents) with atomic word loads.
 fn copy_out(seg: &Segment, off: u64, len: usize, out: &mut Vec<u8>) {
     out.clear();
-    let words = pad8(len as u64) as usize / 8;
-    out.reserve(words * 8);
+    let src = seg.words(off, len.div_ceil(8));
+    out.reserve(src.len() * 8);
     let dst = out.as_mut_ptr();
-    for i in 0..words {
-        let w = seg.word(off + 8 * i as u64).load(Ordering::Relaxed);
-        // SAFETY: `out` has capacity for `words * 8` bytes (reserved above);
-        // the write is unaligned-safe.
-        unsafe { dst.add(i * 8).cast::<u64>().write_unaligned(w) };
+    for (i, w) in src.iter().enumerate() {
+        // SAFETY: `out` has capacity for `src.len() * 8` bytes (reserved
+        // above); the write is unaligned-safe.
+        unsafe {
+            dst.add(i * 8)
+                .cast::<u64>()
+                .write_unaligned(w.load(Ordering::Relaxed))
+        };
     }
-    // SAFETY: the first `len <= words * 8` bytes were initialised above.
+    // SAFETY: the first `len <= src.len() * 8` bytes were initialised above.
     unsafe { out.set_len(len) };
 }
 
 /// Compares `key` with the key bytes stored at `off` (zero-padded words).
 fn key_equals(seg: &Segment, off: u64, key: &[u8]) -> bool {
-    let mut o = off;
+    let src = seg.words(off, key.len().div_ceil(8));
     let mut chunks = key.chunks_exact(8);
-    for c in &mut chunks {
-        if seg.word(o).load(Ordering::Relaxed) != u64::from_ne_bytes(c.try_into().expect("8")) {
+    for (w, c) in src.iter().zip(&mut chunks) {
+        if w.load(Ordering::Relaxed) != u64::from_ne_bytes(c.try_into().expect("8")) {
             return false;
         }
-        o += 8;
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
         let mut last = [0u8; 8];
         last[..rest.len()].copy_from_slice(rest);
-        if seg.word(o).load(Ordering::Relaxed) != u64::from_ne_bytes(last) {
+        if src[src.len() - 1].load(Ordering::Relaxed) != u64::from_ne_bytes(last) {
             return false;
         }
     }
@@ -319,6 +318,7 @@ pub(crate) enum Check {
 /// * `key`: compare against this key (`OtherKey` when different).
 /// * `value`: copy the value here.
 /// * `key_out`: copy the key here (for scans that do not know the key).
+#[inline(always)]
 pub(crate) fn read(
     seg: &Segment,
     log: &LogGeom,
@@ -336,60 +336,98 @@ pub(crate) fn read(
         return Read::Invalid;
     };
     let val_off = key_off + pad8(meta.key_len() as u64);
-    let mut scratch_key = Vec::new();
-    let key_bytes: &[u8] = match (key, key_out) {
-        (Some(k), _) => {
-            if k.len() != meta.key_len() || !key_equals(seg, key_off, k) {
-                // Either a different key or bytes being overwritten: only a
-                // validated read may say which, and callers treat both as
-                // "not this key" (a lapped item is re-checked below anyway).
-                return if !reader || readable(seg, log, pos) {
-                    Read::OtherKey
-                } else {
-                    Read::Invalid
-                };
-            }
-            k
+    if let Some(k) = key {
+        if k.len() != meta.key_len() || !key_equals(seg, key_off, k) {
+            // A different key, or bytes being overwritten: callers treat
+            // both as "not this key".
+            return if !reader || readable(seg, log, pos) {
+                Read::OtherKey
+            } else {
+                Read::Invalid
+            };
         }
-        (None, Some(out)) => {
-            copy_out(seg, key_off, meta.key_len(), out);
-            &out[..]
-        }
-        (None, None) => {
-            copy_out(seg, key_off, meta.key_len(), &mut scratch_key);
-            &scratch_key[..]
-        }
-    };
-    let mut scratch_val = Vec::new();
-    let val: &[u8] = match value {
-        Some(v) => {
+    }
+    let seed = seg.g.hash_seed;
+    // The checksum chain runs over the copies, never over shared memory.
+    let sum = match (key, key_out, value) {
+        (Some(k), _, Some(v)) => {
             copy_out(seg, val_off, meta.value_len(), v);
-            &v[..]
+            xxh3_64_with_seed(v, partial_checksum(seed, pos, &meta, k))
         }
-        None => {
-            copy_out(seg, val_off, meta.value_len(), &mut scratch_val);
-            &scratch_val[..]
+        (Some(k), _, None) => with_scratch(|s| {
+            copy_out(seg, val_off, meta.value_len(), s);
+            xxh3_64_with_seed(s, partial_checksum(seed, pos, &meta, k))
+        }),
+        (None, Some(ko), v) => {
+            copy_out(seg, key_off, meta.key_len(), ko);
+            let kh = partial_checksum(seed, pos, &meta, ko);
+            match v {
+                Some(v) => {
+                    copy_out(seg, val_off, meta.value_len(), v);
+                    xxh3_64_with_seed(v, kh)
+                }
+                None => with_scratch(|s| {
+                    copy_out(seg, val_off, meta.value_len(), s);
+                    xxh3_64_with_seed(s, kh)
+                }),
+            }
+        }
+        (None, None, v) => {
+            let kh = with_scratch(|s| {
+                copy_out(seg, key_off, meta.key_len(), s);
+                partial_checksum(seed, pos, &meta, s)
+            });
+            match v {
+                Some(v) => {
+                    copy_out(seg, val_off, meta.value_len(), v);
+                    xxh3_64_with_seed(v, kh)
+                }
+                None => with_scratch(|s| {
+                    copy_out(seg, val_off, meta.value_len(), s);
+                    xxh3_64_with_seed(s, kh)
+                }),
+            }
         }
     };
-    // Seqlock-style validation: the loads above happen before this fence;
-    // if any of them saw bytes of a newer writer, that writer's head advance
-    // (made before its release fence) is visible to the load below.
+    // Seqlock-style validation: the copies above happen before this fence;
+    // if any of them saw a byte of a newer writer, the tail that writer
+    // waited for is visible to the load below.
     fence(Ordering::Acquire);
     if reader && !readable(seg, log, pos) {
         return Read::Invalid;
     }
-    let sum = checksum(
-        seg.g.hash_seed,
-        pos,
-        &meta.words,
-        &meta.tags[..meta.ntags()],
-        key_bytes,
-        val,
-    );
     if sum != meta.words[HDR_WORDS - 1] {
         return Read::Invalid;
     }
     Read::Valid(meta)
+}
+
+thread_local! {
+    /// Reused buffer for bytes a caller does not want back.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    SCRATCH.with(|c| match c.try_borrow_mut() {
+        Ok(mut v) => f(&mut v),
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+/// The checksum chain over header words w0..w5, tags and key; the value
+/// is hashed last, seeded with this.
+fn partial_checksum(seed: u64, pos: u64, meta: &Meta, key: &[u8]) -> u64 {
+    let mut h = xxh3_64_with_seed(words_as_bytes(&meta.words[..6]), seed ^ pos);
+    let tags = &meta.tags[..meta.ntags()];
+    if !tags.is_empty() {
+        // SAFETY: `(u64, u64)` pairs are plain integers; viewing the local
+        // slice as bytes reads exactly its memory.
+        let t = unsafe {
+            std::slice::from_raw_parts(tags.as_ptr().cast::<u8>(), std::mem::size_of_val(tags))
+        };
+        h = xxh3_64_with_seed(t, h);
+    }
+    xxh3_64_with_seed(key, h)
 }
 
 /// Reads only the header of the item at `pos` (for eviction decisions);

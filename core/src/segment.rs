@@ -231,6 +231,24 @@ impl Segment {
         unsafe { AtomicU64::from_ptr(self.map.ptr.add(off as usize).cast()) }
     }
 
+    /// The `n` atomic words starting at byte offset `off` (one bounds check
+    /// for a whole copy loop).
+    #[inline(always)]
+    pub fn words(&self, off: u64, n: usize) -> &[AtomicU64] {
+        assert!(
+            off % 8 == 0
+                && off
+                    .checked_add(8 * n as u64)
+                    .is_some_and(|e| e <= self.map.len as u64),
+            "segment range out of bounds"
+        );
+        // SAFETY: the range is in bounds and 8-aligned (checked above); it
+        // lives as long as `self`; `AtomicU64` has the size and alignment of
+        // `u64` and permits shared mutation, so a shared slice of them over
+        // memory other processes write is sound.
+        unsafe { std::slice::from_raw_parts(self.map.ptr.add(off as usize).cast::<AtomicU64>(), n) }
+    }
+
     /// The atomic 32-bit word at byte offset `off`.
     #[inline(always)]
     pub fn word32(&self, off: u64) -> &AtomicU32 {
