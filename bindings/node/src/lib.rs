@@ -148,9 +148,9 @@ pub fn describe(env: &Env, h: &External<Handle>) -> Result<(String, f64, f64)> {
     ))
 }
 
-/// Copies the value of `key[..klen]` into `out`. Returns the value's length
-/// (`<= out.length`: copied), `-1` on a miss, or the needed length
-/// (`> out.length`: nothing copied).
+/// Copies the value of `key[..klen]` into `out[off..]`. Returns the value's
+/// length (`<= out.length - off`: copied), `-1` on a miss, or the needed
+/// length (`> out.length - off`: nothing copied).
 #[napi]
 pub fn read(
     env: &Env,
@@ -158,10 +158,20 @@ pub fn read(
     key: &[u8],
     klen: i64,
     mut out: BufferSlice<'_>,
+    off: i64,
 ) -> Result<i64> {
     let c = h.cache(env)?;
-    let out: &mut [u8] = &mut out;
     let key = prefix(env, key, klen)?;
+    let out: &mut [u8] = &mut out;
+    let out = usize::try_from(off)
+        .ok()
+        .and_then(|o| out.get_mut(o..))
+        .ok_or_else(|| {
+            to_js(
+                env,
+                invalid(format!("offset {off} is outside the output buffer")),
+            )
+        })?;
     // The wrapper never passes overlapping views; refuse them rather than
     // let the engine write over the key it is reading.
     let (kp, op) = (key.as_ptr() as usize, out.as_ptr() as usize);
@@ -172,23 +182,6 @@ pub fn read(
         ReadInto::Miss => -1,
         ReadInto::Hit(n) | ReadInto::TooSmall(n) => n as i64,
     })
-}
-
-/// The value of `key[..klen]` as a new Buffer (used when it does not fit
-/// the wrapper's scratch buffer), or null.
-#[napi]
-pub fn get_buffer<'e>(
-    env: &'e Env,
-    h: &External<Handle>,
-    key: &[u8],
-    klen: i64,
-) -> Result<Option<BufferSlice<'e>>> {
-    let c = h.cache(env)?;
-    let key = prefix(env, key, klen)?;
-    match c.get(key).or_throw(env)? {
-        Some(v) => Ok(Some(BufferSlice::from_data(env, v)?)),
-        None => Ok(None),
-    }
 }
 
 /// Tags as byte strings.

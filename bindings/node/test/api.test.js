@@ -122,6 +122,26 @@ test('get / getString / getInto / has / put / delete', () => {
   c.close();
 });
 
+test('get returns independent buffers across slab refills', () => {
+  const c = open('slab');
+  const sizes = [0, 1, 7, 100, 1000, 4095, 4096, 4097, 9000, 16 * 1024, 70 * 1024];
+  for (const n of sizes) c.put(`v${n}`, Buffer.alloc(n, n % 251));
+  const got = [];
+  for (let r = 0; r < 300; r++) {
+    for (const n of sizes) got.push([n, c.get(`v${n}`)]);
+  }
+  for (const [n, b] of got) {
+    assert.equal(b.length, n);
+    assert.ok(b.every((x) => x === n % 251), `value of ${n} bytes changed`);
+  }
+  // Writing into one returned buffer leaves the others alone.
+  const a = c.get('v100');
+  const b = c.get('v100');
+  a.fill(0);
+  assert.ok(b.every((x) => x === 100));
+  c.close();
+});
+
 test('large values go past the scratch buffer', () => {
   const c = open('large', { capacity: '16MiB' });
   const big = Buffer.alloc(c.maxValueSize, 0x61);
