@@ -87,6 +87,26 @@ test('a writer killed with SIGKILL does not disturb the others', async () => {
   c.close();
 });
 
+test('getOrSet: a waiter takes over from a leader killed with SIGKILL', async () => {
+  const name = segName('gos-kill');
+  const c = new memshelf.Cache(name, { capacity: '8MiB' });
+  const leader = start(['gos-hang', name, 'k']);
+  assert.deepEqual(await leader.next(), { leading: true });
+  let ran = 0;
+  const waiting = c.getOrSet('k', async () => {
+    ran++;
+    return 'after takeover';
+  }, { lease: 60 });
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(ran, 0, 'the waiter must wait while the leader lives');
+  leader.child.kill('SIGKILL');
+  await leader.exited;
+  assert.deepEqual(await waiting, Buffer.from('after takeover'));
+  assert.equal(ran, 1);
+  assert.ok(c.stats().lease_takeovers >= 1);
+  c.close();
+});
+
 test('worker_threads share one segment', async () => {
   const name = segName('threads');
   const c = new memshelf.Cache(name, { capacity: '8MiB' });

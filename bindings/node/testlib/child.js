@@ -3,6 +3,7 @@
 //   child.js rw NAME ID OPS    random puts/gets of self-checking values
 //   child.js gos NAME KEY      getOrSet whose factory counts its runs
 //   child.js spin NAME         puts forever (to be SIGKILLed)
+//   child.js gos-hang NAME KEY leads a getOrSet that never finishes
 // Reports one JSON message to the parent and exits.
 const crypto = require('node:crypto');
 const { memshelf, makeValue, checkValue } = require('./util.js');
@@ -51,6 +52,15 @@ async function gos(key) {
   return { value: v.toString() };
 }
 
+async function gosHang(key) {
+  await cache.getOrSet(key, async () => {
+    await send({ leading: true });
+    // Never settles (killed while leading); the timer keeps it reachable,
+    // as pending I/O would.
+    return new Promise((resolve) => setTimeout(resolve, 1e9));
+  }, { lease: 60 });
+}
+
 async function spin() {
   await send({ ready: true });
   for (let i = 0; ; i++) {
@@ -63,6 +73,7 @@ async function spin() {
   if (mode === 'rw') result = await rw(rest[0], Number(rest[1]));
   else if (mode === 'gos') result = await gos(rest[0]);
   else if (mode === 'spin') result = await spin();
+  else if (mode === 'gos-hang') result = await gosHang(rest[0]);
   else throw new Error(`unknown mode ${mode}`);
   await send(result);
   cache.close();
