@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::index::{self, KIND_EMPTY, KIND_GHOST, KIND_ITEM, Slot, tag_of};
 use crate::item::{self, Check, Encoded, FLAG_NEGATIVE, Meta, Read};
 use crate::layout::{LAYOUT_VERSION, NCOUNTERS, NSTRIPES};
+use crate::layout::{SLOTS, SLOTS_PER_BUCKET};
 use crate::options::{Expiry, MAX_KEY_LEN, MAX_TAG_LEN, MAX_TAGS, OpenOptions, PutOptions, Ttl};
 use crate::segment::{LogGeom, LogId, Segment};
 use crate::stats::Stats;
@@ -31,8 +32,9 @@ pub(crate) enum Counter {
     LockTakeovers,
     LeaseTakeovers,
     GhostHits,
+    MovedToMain,
 }
-const _: () = assert!((Counter::GhostHits as usize) < NCOUNTERS);
+const _: () = assert!((Counter::MovedToMain as usize) < NCOUNTERS);
 
 /// Whether a validated item may be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,7 +181,7 @@ impl Engine {
     #[inline(always)]
     pub fn find(&self, key: &[u8], hash: u64, mut value: Option<&mut Vec<u8>>) -> Option<Found> {
         let tag = tag_of(hash);
-        for i in 1..8 {
+        for i in SLOTS.clone() {
             let w = self.seg.bucket_word(hash, i);
             let s = Slot(w.load(Ordering::Acquire));
             if s.kind() != KIND_ITEM || s.tag() != tag {
@@ -257,7 +259,7 @@ impl Engine {
         let tag = tag_of(hash);
         let head = self.seg.head(&self.seg.small).load(Ordering::Relaxed);
         let window = self.seg.main.len;
-        (1..8).any(|i| {
+        SLOTS.clone().any(|i| {
             let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Relaxed));
             s.kind() == KIND_GHOST && s.tag() == tag && {
                 let d = (head / 8).wrapping_sub(s.pos() / 8) & ((1 << 48) - 1);
@@ -417,7 +419,7 @@ impl Engine {
     fn free_slot(&self, hash: u64, tag: u64) -> (usize, Slot) {
         let mut best = (0usize, Slot(0), u64::MAX);
         let mut now = None;
-        for i in 1..8 {
+        for i in SLOTS.clone() {
             let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Acquire));
             let score = match s.kind() {
                 KIND_EMPTY => return (i, s),
@@ -868,10 +870,11 @@ impl Iterator for Keys {
     type Item = Vec<u8>;
     fn next(&mut self) -> Option<Vec<u8>> {
         let e = &self.cache.e;
-        let total = e.seg.g.nbuckets * 7;
+        let total = e.seg.g.index_slots();
         let mut value = Vec::new();
         while self.next < total {
-            let (b, i) = (self.next / 7, (self.next % 7) as usize + 1);
+            let per = SLOTS_PER_BUCKET as u64;
+            let (b, i) = (self.next / per, (self.next % per) as usize + 1);
             self.next += 1;
             let s = Slot(e.seg.bucket_word(b, i).load(Ordering::Acquire));
             if s.kind() != KIND_ITEM {

@@ -1,4 +1,5 @@
-//! The index: 64-byte buckets of one lock word and seven slots.
+//! The index: 128-byte buckets (two cache lines) of one lock word and 15
+//! slots.
 //!
 //! ```text
 //! slot (u64):  kind (2) | freq (2) | tag (11) | log (1) | position / 8 (48)

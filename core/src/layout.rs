@@ -9,7 +9,7 @@
 //! stats    NSTRIPES x 128 B of counters
 //! tags     ntags x u64 tag versions
 //! leases   nleases x 64 B lease records (get_or_set)
-//! index    nbuckets x 64 B buckets: 1 lock word + 7 slots
+//! index    nbuckets x 128 B buckets: 1 lock word + 15 slots
 //! small    the small FIFO log (10 % of the data bytes)
 //! main     the main FIFO log (90 %)
 //! ```
@@ -29,8 +29,11 @@ pub(crate) const HEADER_SIZE: u64 = 4096;
 pub(crate) const NSTRIPES: u64 = 64;
 pub(crate) const STRIPE_SIZE: u64 = 128;
 pub(crate) const NCOUNTERS: usize = 16;
-pub(crate) const BUCKET_SIZE: u64 = 64;
-pub(crate) const SLOTS_PER_BUCKET: usize = 7;
+pub(crate) const BUCKET_SIZE: u64 = 128;
+/// Slots per bucket (word 0 is the bucket lock).
+pub(crate) const SLOTS_PER_BUCKET: usize = 15;
+/// The slot indices of a bucket.
+pub(crate) const SLOTS: std::ops::Range<usize> = 1..SLOTS_PER_BUCKET + 1;
 pub(crate) const LEASE_SIZE: u64 = 64;
 
 pub(crate) const STATE_READY: u32 = 0x5245_4459; // "READY"

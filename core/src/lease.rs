@@ -202,7 +202,7 @@ impl Cache {
                 Fill::Wait(t) => {
                     if !waited {
                         waited = true;
-                        self.e.count(Counter::GetOrSetWaits, 1);
+                        self.record_get_or_set_wait();
                     }
                     self.wait_fill(&t, Duration::from_millis(50));
                 }
@@ -322,6 +322,14 @@ impl Cache {
             return Ok(Fill::Stale(v));
         }
         Ok(Fill::Wait(WaitTicket { rec, futex }))
+    }
+
+    /// Counts one `get_or_set` call that had to wait (in `stats()`'s
+    /// `get_or_set_waits`). [`get_or_set`](Self::get_or_set) does this
+    /// itself; callers driving [`begin_fill`](Self::begin_fill) and
+    /// [`wait_fill`](Self::wait_fill) call it once per call that waited.
+    pub fn record_get_or_set_wait(&self) {
+        self.e.count(Counter::GetOrSetWaits, 1);
     }
 
     /// Sleeps until the fill behind `ticket` ends or `max` passes (no CPU

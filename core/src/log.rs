@@ -24,6 +24,7 @@ use crate::cache::{Counter, Engine, Liveness};
 use crate::index::{KIND_ITEM, Slot, tag_of};
 use crate::item::{self, Check, Encoded, Read};
 use crate::layout::ITEM_HEADER;
+use crate::layout::SLOTS;
 use crate::segment::{LogGeom, LogId, REC_ITEM, REC_MAGIC, REC_PAD};
 
 /// Most reinsertions one tail pass does before it evicts regardless.
@@ -159,7 +160,7 @@ impl Engine {
         let meta = item::peek(&self.seg, log, pos)?;
         let hash = meta.hash();
         let tag = tag_of(hash);
-        let (word, slot) = (1..8).find_map(|i| {
+        let (word, slot) = SLOTS.clone().find_map(|i| {
             let w = self.seg.bucket_word(hash, i);
             let s = Slot(w.load(Ordering::Acquire));
             (s.kind() == KIND_ITEM && s.tag() == tag && s.log() == log.id && s.pos() == pos)
@@ -194,7 +195,7 @@ impl Engine {
             }
         }
         match log.id {
-            LogId::Small if slot.freq() >= 1 && depth < 2 => {
+            LogId::Small if depth < 2 && (slot.freq() >= 1 || self.main_has_room(meta.size())) => {
                 match self.copy_item(log, pos, LogId::Main, depth + 1, false) {
                     Some((npos, _)) => remove(
                         Slot::item(tag, LogId::Main, npos, 0),
@@ -230,6 +231,35 @@ impl Engine {
                 None
             }
         }
+    }
+
+    /// Whether the main log can take `size` bytes without evicting a live
+    /// item: it has never filled, or the record at its tail is dead
+    /// (replaced, deleted, expired, cleared). S3-FIFO evicts only when the
+    /// whole cache is full: until then (and after a `clear`), items leaving
+    /// the small log without a hit move to main instead of becoming ghosts.
+    fn main_has_room(&self, size: u64) -> bool {
+        let log = &self.seg.main;
+        let t = self.seg.tail(log).load(Ordering::Acquire);
+        let h = self.seg.head(log).load(Ordering::Acquire);
+        if log.dist(h, t) + size <= log.len {
+            return true;
+        }
+        let t = t % log.wrap;
+        let Some(meta) = item::peek(&self.seg, log, t) else {
+            return true;
+        };
+        let hash = meta.hash();
+        let tag = tag_of(hash);
+        let pointed = SLOTS.clone().any(|i| {
+            let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Acquire));
+            s.kind() == KIND_ITEM && s.tag() == tag && s.log() == LogId::Main && s.pos() == t
+        });
+        !pointed
+            || !matches!(
+                self.liveness(&meta, &mut None),
+                Liveness::Live | Liveness::Stale
+            )
     }
 
     /// Copies a valid item to the head of `to`. `raw`: skip making room

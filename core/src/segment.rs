@@ -283,10 +283,10 @@ impl Segment {
         self.word(log.tail_off)
     }
 
-    /// Word `i` (0 = lock, 1..8 = slots) of bucket `b`.
+    /// Word `i` (0 = lock, 1..=15 = slots) of bucket `b`.
     #[inline]
     pub fn bucket_word(&self, b: u64, i: usize) -> &AtomicU64 {
-        debug_assert!(i < 8);
+        debug_assert!(i <= crate::layout::SLOTS_PER_BUCKET);
         self.word(self.g.index_off + (b & (self.g.nbuckets - 1)) * BUCKET_SIZE + i as u64 * 8)
     }
 

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use crate::cache::{Counter, Engine};
 use crate::index::{KIND_GHOST, KIND_ITEM, Slot};
+use crate::layout::SLOTS;
 use crate::layout::{LAYOUT_VERSION, NSTRIPES};
 
 /// A snapshot of a segment's statistics. Counters are monotonic for the
@@ -44,6 +45,9 @@ pub struct Stats {
     pub get_or_set_waits: u64,
     /// Items moved from the small to the main log (hit while small).
     pub promotions: u64,
+    /// Items moved from the small to the main log without a hit, because
+    /// the main log had room (the cache was not yet full, or after a clear).
+    pub moved_to_main: u64,
     /// Items kept in the main log at its tail (hit since insertion).
     pub reinsertions: u64,
     /// Inserts that found their key's ghost (went straight to main).
@@ -68,7 +72,7 @@ pub(crate) fn collect(e: &Engine) -> Stats {
     let mut entries = 0;
     let mut ghosts = 0;
     for b in 0..seg.g.nbuckets {
-        for i in 1..8 {
+        for i in SLOTS.clone() {
             match Slot(seg.bucket_word(b, i).load(Ordering::Relaxed)).kind() {
                 KIND_ITEM => entries += 1,
                 KIND_GHOST => ghosts += 1,
@@ -100,6 +104,7 @@ pub(crate) fn collect(e: &Engine) -> Stats {
         expirations: sum(Counter::Expirations),
         get_or_set_waits: sum(Counter::GetOrSetWaits),
         promotions: sum(Counter::Promotions),
+        moved_to_main: sum(Counter::MovedToMain),
         reinsertions: sum(Counter::Reinsertions),
         ghost_hits: sum(Counter::GhostHits),
         lock_takeovers: sum(Counter::LockTakeovers),

@@ -376,3 +376,31 @@ fn attach_sees_creator_capacity_and_data() {
     assert_eq!(b.get(b"y").unwrap().as_deref(), Some(&b"2"[..]));
     assert!(matches!(unlink(&s.0), Err(Error::NotFound { .. })));
 }
+
+#[test]
+fn a_load_fills_the_whole_cache_before_anything_is_evicted() {
+    let s = Seg::new("fill");
+    let c = Cache::open(&s.0, 16 << 20).unwrap();
+    let n = 40_000u32; // ~7 MB of items in ~13 MB of logs
+    for i in 0..n {
+        c.put(format!("user:{i:08}"), [i as u8; 100]).unwrap();
+    }
+    let st = c.stats();
+    assert_eq!(st.evictions, 0, "{st:?}");
+    for i in 0..n {
+        assert!(
+            c.get(format!("user:{i:08}")).unwrap().is_some(),
+            "user:{i} evicted: {:?}",
+            c.stats()
+        );
+    }
+    // After a clear the whole capacity is usable again.
+    c.clear().unwrap();
+    for i in 0..n {
+        c.put(format!("again:{i:08}"), [i as u8; 100]).unwrap();
+    }
+    let missing = (0..n)
+        .filter(|i| c.get(format!("again:{i:08}")).unwrap().is_none())
+        .count();
+    assert_eq!(missing, 0, "{:?}", c.stats());
+}
