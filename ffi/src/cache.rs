@@ -1,0 +1,703 @@
+//! Opening, closing and unlinking segments, and the single-key operations.
+
+use std::ffi::c_char;
+use std::time::Duration;
+
+use engine::{Cache, Expiry, OpenOptions, PutOptions, ReadInto, Ttl};
+
+use crate::status::memshelf_status::{self, *};
+use crate::status::{
+    Failure, Result, byte_strings, bytes, bytes_mut, guard, guard_void, required, store, text,
+};
+
+/// An open segment. Opaque: create with `memshelf_open`, release with
+/// `memshelf_close`. One handle may be used from any number of threads at
+/// once.
+pub struct memshelf_cache {
+    pub(crate) cache: Cache,
+}
+
+/// A byte string: `len` bytes at `data` (`data` may be NULL when `len` is 0).
+/// The library only reads through it during the call it is passed to.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct memshelf_bytes {
+    /// The first byte.
+    pub data: *const u8,
+    /// The number of bytes.
+    pub len: usize,
+}
+
+/// Options for `memshelf_open`. Fill with `memshelf_options_init` (which
+/// sets `struct_size` and the defaults), then change what you need. The
+/// struct only grows at its end, and `struct_size` tells the library which
+/// version the caller was compiled against.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct memshelf_options {
+    /// `sizeof(memshelf_options)` as the caller compiled it.
+    pub struct_size: usize,
+    /// Total bytes of the segment, fixed at creation (ignored on attach).
+    /// 0 = the default, 64 MiB.
+    pub capacity: u64,
+    /// Largest value accepted, fixed at creation. 0 = the default, 1 MiB
+    /// (lowered to what the segment can hold).
+    pub max_value_size: u64,
+    /// Default TTL in ms for puts that give none, fixed at creation.
+    /// 0 (or `MEMSHELF_TTL_NEVER`) = no default TTL.
+    pub default_ttl_ms: u64,
+    /// Spread every TTL uniformly by plus or minus this fraction (0 to 0.5).
+    pub ttl_jitter: f64,
+    /// Permission bits of a created segment. 0 = the default, 0600.
+    pub mode: u32,
+    /// Non-zero (default): create the segment if absent, else attach.
+    /// 0: attach only; a missing segment is `MEMSHELF_ERR_NOT_FOUND`.
+    pub create: u32,
+    /// NULL (default): the POSIX shared-memory object `/memshelf.<name>`.
+    /// Otherwise the path of a file to map instead (tmpfs or disk); only
+    /// read during `memshelf_open`.
+    pub path: *const c_char,
+}
+
+/// Segment-wide statistics, filled by `memshelf_get_stats`. Set
+/// `struct_size` to `sizeof(memshelf_stats)` before the call; fields only
+/// ever get added at the end. Counters are monotonic for the segment's life
+/// and cover every process.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct memshelf_stats {
+    /// `sizeof(memshelf_stats)` as the caller compiled it (set by the caller).
+    pub struct_size: usize,
+    /// Bytes of the segment.
+    pub capacity_bytes: u64,
+    /// Bytes of the logs holding items (live or not yet reclaimed).
+    pub used_bytes: u64,
+    /// Bytes available to items.
+    pub data_bytes: u64,
+    /// Index slots holding an entry (including expired ones not yet reclaimed).
+    pub entries: u64,
+    /// Index slots holding a ghost (a recently evicted key).
+    pub ghosts: u64,
+    /// Index slots in all.
+    pub index_slots: u64,
+    /// Gets that found a live entry.
+    pub hits: u64,
+    /// Gets that found none.
+    pub misses: u64,
+    /// Puts of a key that had no live entry.
+    pub inserts: u64,
+    /// Puts that replaced a live entry.
+    pub updates: u64,
+    /// Deletes that removed a live entry.
+    pub deletes: u64,
+    /// Entries evicted to make room.
+    pub evictions: u64,
+    /// Entries dropped because their TTL passed.
+    pub expirations: u64,
+    /// get_or_set calls that waited for another caller's factory.
+    pub get_or_set_waits: u64,
+    /// Items moved from the small to the main log.
+    pub promotions: u64,
+    /// Items kept in the main log at its tail.
+    pub reinsertions: u64,
+    /// Inserts that found their key's ghost.
+    pub ghost_hits: u64,
+    /// Bucket locks taken over from a dead (or stalled) holder.
+    pub lock_takeovers: u64,
+    /// get_or_set leases taken over from a dead or late leader.
+    pub lease_takeovers: u64,
+    /// Largest value accepted.
+    pub max_value_size: u64,
+    /// Layout version of the segment.
+    pub layout_version: u32,
+}
+
+/// Checks a caller's `struct_size` against the size this library knows and
+/// copies the struct. A larger `struct_size` (a newer caller) is accepted
+/// when the fields this library does not know are all zero.
+///
+/// # Safety
+/// `ptr` must point to a readable struct of `struct_size` bytes whose first
+/// field is `size_t struct_size`.
+pub(crate) unsafe fn read_versioned<T: Copy>(ptr: *const T, what: &str) -> Result<T> {
+    let known = size_of::<T>();
+    // SAFETY: every versioned struct starts with `size_t struct_size`, and
+    // the caller promises a readable struct.
+    let given = unsafe { ptr.cast::<usize>().read_unaligned() };
+    if given < known {
+        return Err(Failure::invalid(format!(
+            "{what}.struct_size is {given}, expected {known}: initialise it with its _init function or sizeof"
+        )));
+    }
+    if given > known {
+        // SAFETY: the caller promises `given` readable bytes.
+        let tail =
+            unsafe { std::slice::from_raw_parts(ptr.cast::<u8>().add(known), given - known) };
+        if tail.iter().any(|b| *b != 0) {
+            return Err(Failure::invalid(format!(
+                "{what} sets fields this version of memshelf does not know (struct_size {given}, known {known})"
+            )));
+        }
+    }
+    // SAFETY: at least `known` readable bytes, checked above; T is Copy
+    // plain data made of integers and pointers, valid for any bit pattern.
+    Ok(unsafe { ptr.read_unaligned() })
+}
+
+pub(crate) fn ttl(ms: u64) -> Result<Ttl> {
+    Ok(Ttl::from_millis(ms)?)
+}
+
+/// # Safety
+/// `p` must be NULL or a handle from `memshelf_open` not yet closed.
+#[inline(always)]
+pub(crate) unsafe fn handle<'a>(p: *const memshelf_cache) -> Result<&'a Cache> {
+    if p.is_null() {
+        return Err(Failure::null("the cache handle"));
+    }
+    // SAFETY: non-NULL, and by the caller's promise a live handle, which is
+    // only freed by memshelf_close.
+    Ok(unsafe { &(*p).cache })
+}
+
+/// # Safety
+/// `tags` must be NULL or point to `ntags` readable `memshelf_bytes`, each
+/// valid as `bytes()` requires.
+pub(crate) unsafe fn tag_list<'a>(
+    tags: *const memshelf_bytes,
+    ntags: usize,
+) -> Result<Vec<&'a [u8]>> {
+    if ntags > engine::MAX_TAGS {
+        // Refused before reading the array, so an absurd count cannot make
+        // the library read past the caller's memory.
+        return Err(Failure::invalid(format!(
+            "{ntags} tags given: an entry carries at most {}",
+            engine::MAX_TAGS
+        )));
+    }
+    // SAFETY: the caller's promise on `tags`.
+    unsafe { byte_strings(tags, ntags, "tags") }
+}
+
+/// Fills `opts` with the defaults: `struct_size = sizeof(memshelf_options)`,
+/// capacity 64 MiB, create-or-attach, mode 0600, no default TTL, no jitter,
+/// max_value_size 1 MiB, POSIX shared memory.
+///
+/// Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT` when `opts` is NULL.
+///
+/// # Safety
+/// `opts` must be NULL or point to writable memory for one `memshelf_options`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_options_init(opts: *mut memshelf_options) -> memshelf_status {
+    guard(|| {
+        let opts = required(opts, "opts")?;
+        let value = memshelf_options {
+            struct_size: size_of::<memshelf_options>(),
+            capacity: engine::DEFAULT_CAPACITY,
+            max_value_size: 0,
+            default_ttl_ms: 0,
+            ttl_jitter: 0.0,
+            mode: 0o600,
+            create: 1,
+            path: std::ptr::null(),
+        };
+        // SAFETY: non-NULL, writable by the caller's promise.
+        unsafe { store(opts, value) };
+        Ok(MEMSHELF_OK)
+    })
+}
+
+/// Opens (creates or attaches) the segment `name` and stores a new handle in
+/// `*out`.
+///
+/// `name`: NUL-terminated, 1-200 characters of `[A-Za-z0-9._-]`, not
+/// starting with '.' (also when `path` is set: it names the segment in
+/// messages). `opts`: NULL for the defaults, else initialised with
+/// `memshelf_options_init`; only read during the call.
+///
+/// Ownership: the caller owns the handle and must release it with
+/// `memshelf_close`. The handle is thread-safe: share it between threads.
+///
+/// Errors: `MEMSHELF_ERR_NULL_ARGUMENT` (name or out NULL),
+/// `MEMSHELF_ERR_INVALID_NAME`, `MEMSHELF_ERR_INVALID_ARGUMENT` (capacity,
+/// jitter, mode, struct_size, non-UTF-8 path), `MEMSHELF_ERR_INVALID_TTL`,
+/// `MEMSHELF_ERR_NOT_FOUND` (create = 0 and no segment),
+/// `MEMSHELF_ERR_INCOMPATIBLE_SEGMENT`, `MEMSHELF_ERR_NO_SPACE`,
+/// `MEMSHELF_ERR_IO`, `MEMSHELF_ERR_TIMEOUT`. On error `*out` is set to NULL.
+///
+/// # Safety
+/// `name` must be NULL or NUL-terminated; `opts` NULL or a valid
+/// `memshelf_options` of its `struct_size`; `out` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_open(
+    name: *const c_char,
+    opts: *const memshelf_options,
+    out: *mut *mut memshelf_cache,
+) -> memshelf_status {
+    guard(|| {
+        let out = required(out, "out")?;
+        // SAFETY: `out` is non-NULL and writable by the caller's promise.
+        unsafe { store(out, std::ptr::null_mut()) };
+        // SAFETY: the caller's promise on `name`.
+        let name = unsafe { text(name, "name", MEMSHELF_ERR_INVALID_NAME) }?;
+        let mut builder = OpenOptions::new();
+        if !opts.is_null() {
+            // SAFETY: non-NULL; a valid struct by the caller's promise.
+            let o = unsafe { read_versioned(opts, "memshelf_options") }?;
+            if o.capacity != 0 {
+                builder.capacity(o.capacity);
+            }
+            if o.max_value_size != 0 {
+                builder.max_value_size(usize::try_from(o.max_value_size).unwrap_or(usize::MAX));
+            }
+            if o.default_ttl_ms != 0 && o.default_ttl_ms != u64::MAX {
+                builder.ttl(Duration::from_millis(o.default_ttl_ms));
+            }
+            builder.ttl_jitter(o.ttl_jitter);
+            builder.mode(if o.mode == 0 { 0o600 } else { o.mode });
+            builder.create(o.create != 0);
+            if !o.path.is_null() {
+                // SAFETY: non-NULL; NUL-terminated by the caller's promise.
+                let path = unsafe { text(o.path, "path", MEMSHELF_ERR_INVALID_ARGUMENT) }?;
+                builder.path(path);
+            }
+        }
+        let cache = builder.open(name)?;
+        let handle = Box::into_raw(Box::new(memshelf_cache { cache }));
+        // SAFETY: `out` was checked non-NULL above.
+        unsafe { store(out, handle) };
+        Ok(MEMSHELF_OK)
+    })
+}
+
+/// Detaches from the segment and frees the handle. The segment itself stays
+/// (see `memshelf_unlink`). NULL is a no-op.
+///
+/// Ownership: `cache` is invalid after the call (like `fclose`): the caller
+/// must make sure no other thread is using it or uses it afterwards. Key
+/// iterators opened on it stay valid (they hold their own reference).
+///
+/// # Safety
+/// `cache` must be NULL or a handle from `memshelf_open` not yet closed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_close(cache: *mut memshelf_cache) {
+    guard_void(|| {
+        if !cache.is_null() {
+            // SAFETY: a live handle made by Box::into_raw in memshelf_open,
+            // closed only once by the caller's promise.
+            drop(unsafe { Box::from_raw(cache) });
+        }
+    })
+}
+
+/// Removes the segment `name` (`/dev/shm/memshelf.<name>`). Processes still
+/// attached keep working on their mapping until they close it.
+///
+/// Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT`,
+/// `MEMSHELF_ERR_INVALID_NAME`, `MEMSHELF_ERR_NOT_FOUND` (no such segment),
+/// `MEMSHELF_ERR_IO`.
+///
+/// # Safety
+/// `name` must be NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_unlink(name: *const c_char) -> memshelf_status {
+    guard(|| {
+        // SAFETY: the caller's promise on `name`.
+        let name = unsafe { text(name, "name", MEMSHELF_ERR_INVALID_NAME) }?;
+        engine::unlink(name)?;
+        Ok(MEMSHELF_OK)
+    })
+}
+
+/// Removes a file-backed segment (opened with `memshelf_options.path`).
+///
+/// Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT`,
+/// `MEMSHELF_ERR_INVALID_ARGUMENT` (not UTF-8), `MEMSHELF_ERR_IO`.
+///
+/// # Safety
+/// `path` must be NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_unlink_path(path: *const c_char) -> memshelf_status {
+    guard(|| {
+        // SAFETY: the caller's promise on `path`.
+        let path = unsafe { text(path, "path", MEMSHELF_ERR_INVALID_ARGUMENT) }?;
+        engine::unlink_path(path)?;
+        Ok(MEMSHELF_OK)
+    })
+}
+
+/// Reads the value of `key` into the caller's buffer `buf` of `buf_len`
+/// bytes and stores its length in `*value_len`.
+///
+/// Returns `MEMSHELF_OK` (value in `buf[0..*value_len]`), `MEMSHELF_MISS`
+/// (no live entry; `*value_len` = 0), or `MEMSHELF_ERR_BUFFER_TOO_SMALL`
+/// (`*value_len` = the bytes needed, nothing copied: retry with a larger
+/// buffer; `buf` may be NULL when `buf_len` is 0 to ask for the size, at
+/// the cost of a lookup). The value is always a complete value of one put.
+///
+/// Ownership: the caller owns `buf`; the library does not keep it.
+/// Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT` (cache, value_len, or a
+/// NULL key/buf with a non-zero length), `MEMSHELF_ERR_KEY_TOO_LONG` (0 or
+/// more than `MEMSHELF_MAX_KEY_LEN` bytes).
+///
+/// # Safety
+/// `cache` must be NULL or an open handle; `key` readable for `key_len`
+/// bytes; `buf` writable for `buf_len` bytes; `value_len` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_get(
+    cache: *const memshelf_cache,
+    key: *const u8,
+    key_len: usize,
+    buf: *mut u8,
+    buf_len: usize,
+    value_len: *mut usize,
+) -> memshelf_status {
+    guard(|| {
+        // SAFETY (all four): the caller's promises above.
+        let c = unsafe { handle(cache) }?;
+        let value_len = required(value_len, "value_len")?;
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        let out = unsafe { bytes_mut(buf, buf_len, "buf") }?;
+        let (status, len) = match c.read(key, out)? {
+            ReadInto::Hit(n) => (MEMSHELF_OK, n),
+            ReadInto::Miss => (MEMSHELF_MISS, 0),
+            ReadInto::TooSmall(n) => {
+                // SAFETY: checked non-NULL above.
+                unsafe { store(value_len, n) };
+                return Err(Failure::new(
+                    MEMSHELF_ERR_BUFFER_TOO_SMALL,
+                    format!("the value needs {n} bytes, the buffer has {buf_len}"),
+                ));
+            }
+        };
+        // SAFETY: checked non-NULL above.
+        unsafe { store(value_len, len) };
+        Ok(status)
+    })
+}
+
+/// Inserts or replaces `key` with `value`.
+///
+/// `ttl_ms`: 0 = the segment's default TTL (none unless set at creation),
+/// `MEMSHELF_TTL_NEVER` = never expires, else milliseconds. `tags`: NULL or
+/// an array of `ntags` (at most `MEMSHELF_MAX_TAGS`) non-empty tags for
+/// `memshelf_invalidate_tag`.
+///
+/// Ownership: all buffers stay the caller's; the library copies them.
+/// Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT`,
+/// `MEMSHELF_ERR_KEY_TOO_LONG`, `MEMSHELF_ERR_VALUE_TOO_LARGE`,
+/// `MEMSHELF_ERR_INVALID_TTL`, `MEMSHELF_ERR_INVALID_ARGUMENT` (tags). On
+/// error nothing is stored.
+///
+/// # Safety
+/// `cache` NULL or an open handle; `key`, `value` readable for their
+/// lengths; `tags` NULL or `ntags` readable `memshelf_bytes`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_put(
+    cache: *const memshelf_cache,
+    key: *const u8,
+    key_len: usize,
+    value: *const u8,
+    value_len: usize,
+    ttl_ms: u64,
+    tags: *const memshelf_bytes,
+    ntags: usize,
+) -> memshelf_status {
+    guard(|| {
+        // SAFETY (all): the caller's promises above.
+        let c = unsafe { handle(cache) }?;
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        let value = unsafe { bytes(value, value_len, "value") }?;
+        if ntags == 0 && ttl_ms == 0 {
+            c.put(key, value)?;
+        } else {
+            let tags = unsafe { tag_list(tags, ntags) }?;
+            let opts = PutOptions::ttl(ttl(ttl_ms)?).with_tags(&tags);
+            c.put_with(key, value, &opts)?;
+        }
+        Ok(MEMSHELF_OK)
+    })
+}
+
+/// Inserts `key` only if it has no live entry, atomically across processes.
+/// `*inserted` (optional, may be NULL) receives whether it did. `ttl_ms` and
+/// `tags` as for `memshelf_put`.
+///
+/// Ownership: buffers stay the caller's. Thread-safe. Errors: as
+/// `memshelf_put`.
+///
+/// # Safety
+/// As `memshelf_put`; `inserted` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_add(
+    cache: *const memshelf_cache,
+    key: *const u8,
+    key_len: usize,
+    value: *const u8,
+    value_len: usize,
+    ttl_ms: u64,
+    tags: *const memshelf_bytes,
+    ntags: usize,
+    inserted: *mut bool,
+) -> memshelf_status {
+    guard(|| {
+        // SAFETY (all): the caller's promises above.
+        let c = unsafe { handle(cache) }?;
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        let value = unsafe { bytes(value, value_len, "value") }?;
+        let tags = unsafe { tag_list(tags, ntags) }?;
+        let opts = PutOptions::ttl(ttl(ttl_ms)?).with_tags(&tags);
+        let done = c.add_with(key, value, &opts)?;
+        unsafe { store(inserted, done) };
+        Ok(MEMSHELF_OK)
+    })
+}
+
+/// Removes `key`. `*existed` (optional, may be NULL) receives whether a live
+/// entry was removed. Voids a get_or_set fill in flight for the key.
+///
+/// Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT`,
+/// `MEMSHELF_ERR_KEY_TOO_LONG`.
+///
+/// # Safety
+/// `cache` NULL or an open handle; `key` readable for `key_len` bytes;
+/// `existed` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_delete(
+    cache: *const memshelf_cache,
+    key: *const u8,
+    key_len: usize,
+    existed: *mut bool,
+) -> memshelf_status {
+    guard(|| {
+        // SAFETY (all): the caller's promises above.
+        let c = unsafe { handle(cache) }?;
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        let was = c.delete(key)?;
+        unsafe { store(existed, was) };
+        Ok(MEMSHELF_OK)
+    })
+}
+
+/// Atomically adds `delta` to the ASCII decimal integer stored at `key` (a
+/// missing key counts from 0) and stores the new value in `*new_value`
+/// (optional, may be NULL). `ttl_ms`: 0 keeps an existing entry's expiry
+/// (a new entry gets the default TTL); otherwise as `memshelf_put`, and it
+/// resets the expiry.
+///
+/// Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT`,
+/// `MEMSHELF_ERR_KEY_TOO_LONG`, `MEMSHELF_ERR_INVALID_TTL`,
+/// `MEMSHELF_ERR_NOT_AN_INTEGER` (the value is not an integer, or the sum
+/// overflows; nothing is changed).
+///
+/// # Safety
+/// `cache` NULL or an open handle; `key` readable for `key_len` bytes;
+/// `new_value` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_incr(
+    cache: *const memshelf_cache,
+    key: *const u8,
+    key_len: usize,
+    delta: i64,
+    ttl_ms: u64,
+    new_value: *mut i64,
+) -> memshelf_status {
+    guard(|| {
+        // SAFETY (all): the caller's promises above.
+        let c = unsafe { handle(cache) }?;
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        let n = c.incr_with(key, delta, ttl(ttl_ms)?)?;
+        unsafe { store(new_value, n) };
+        Ok(MEMSHELF_OK)
+    })
+}
+
+/// Stores the remaining lifetime of `key` in `*ttl_ms`: milliseconds, or
+/// `MEMSHELF_TTL_NEVER` for an entry without expiry. Returns `MEMSHELF_MISS`
+/// (and `*ttl_ms` = 0) when the key has no live entry.
+///
+/// Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT` (cache, ttl_ms, key),
+/// `MEMSHELF_ERR_KEY_TOO_LONG`.
+///
+/// # Safety
+/// `cache` NULL or an open handle; `key` readable for `key_len` bytes;
+/// `ttl_ms` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_ttl(
+    cache: *const memshelf_cache,
+    key: *const u8,
+    key_len: usize,
+    ttl_ms: *mut u64,
+) -> memshelf_status {
+    guard(|| {
+        // SAFETY (all): the caller's promises above.
+        let c = unsafe { handle(cache) }?;
+        let out = required(ttl_ms, "ttl_ms")?;
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        let (status, ms) = match c.ttl(key)? {
+            None => (MEMSHELF_MISS, 0),
+            Some(Expiry::Never) => (MEMSHELF_OK, u64::MAX),
+            Some(Expiry::In(d)) => (
+                MEMSHELF_OK,
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 1),
+            ),
+        };
+        unsafe { store(out, ms) };
+        Ok(status)
+    })
+}
+
+/// Gives the live entry of `key` a new TTL (`ttl_ms` as for `memshelf_put`).
+/// `*found` (optional, may be NULL) receives whether the key was present.
+///
+/// Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT`,
+/// `MEMSHELF_ERR_KEY_TOO_LONG`, `MEMSHELF_ERR_INVALID_TTL`.
+///
+/// # Safety
+/// `cache` NULL or an open handle; `key` readable for `key_len` bytes;
+/// `found` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_touch(
+    cache: *const memshelf_cache,
+    key: *const u8,
+    key_len: usize,
+    ttl_ms: u64,
+    found: *mut bool,
+) -> memshelf_status {
+    guard(|| {
+        // SAFETY (all): the caller's promises above.
+        let c = unsafe { handle(cache) }?;
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        let present = c.touch(key, ttl(ttl_ms)?)?;
+        unsafe { store(found, present) };
+        Ok(MEMSHELF_OK)
+    })
+}
+
+/// Makes every entry put with `tag` a miss, in O(1), in every process.
+///
+/// Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT`,
+/// `MEMSHELF_ERR_INVALID_ARGUMENT` (an empty or over-long tag).
+///
+/// # Safety
+/// `cache` NULL or an open handle; `tag` readable for `tag_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_invalidate_tag(
+    cache: *const memshelf_cache,
+    tag: *const u8,
+    tag_len: usize,
+) -> memshelf_status {
+    guard(|| {
+        // SAFETY (all): the caller's promises above.
+        let c = unsafe { handle(cache) }?;
+        let tag = unsafe { bytes(tag, tag_len, "tag") }?;
+        c.invalidate_tag(tag)?;
+        Ok(MEMSHELF_OK)
+    })
+}
+
+/// Removes every key starting with `prefix` (a scan of the index: an admin
+/// operation; an empty prefix removes every key). `*count` (optional, may be
+/// NULL) receives how many were removed.
+///
+/// Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT`.
+///
+/// # Safety
+/// `cache` NULL or an open handle; `prefix` readable for `prefix_len`
+/// bytes; `count` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_delete_prefix(
+    cache: *const memshelf_cache,
+    prefix: *const u8,
+    prefix_len: usize,
+    count: *mut u64,
+) -> memshelf_status {
+    guard(|| {
+        // SAFETY (all): the caller's promises above.
+        let c = unsafe { handle(cache) }?;
+        let prefix = unsafe { bytes(prefix, prefix_len, "prefix") }?;
+        let n = c.delete_prefix(prefix)?;
+        unsafe { store(count, n) };
+        Ok(MEMSHELF_OK)
+    })
+}
+
+/// Makes every entry of the segment a miss, in O(1), in every process.
+///
+/// Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT`.
+///
+/// # Safety
+/// `cache` NULL or an open handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_clear(cache: *const memshelf_cache) -> memshelf_status {
+    guard(|| {
+        // SAFETY: the caller's promise above.
+        let c = unsafe { handle(cache) }?;
+        c.clear()?;
+        Ok(MEMSHELF_OK)
+    })
+}
+
+/// Fills `*out` with the segment's statistics. The caller sets
+/// `out->struct_size = sizeof(memshelf_stats)` first; the library writes
+/// the fields it knows that fit and zeroes any newer ones.
+///
+/// Thread-safe (a scan of the index: not for a hot path). Errors:
+/// `MEMSHELF_ERR_NULL_ARGUMENT`, `MEMSHELF_ERR_INVALID_ARGUMENT`
+/// (struct_size too small).
+///
+/// # Safety
+/// `cache` NULL or an open handle; `out` NULL or a writable
+/// `memshelf_stats` of `out->struct_size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_get_stats(
+    cache: *const memshelf_cache,
+    out: *mut memshelf_stats,
+) -> memshelf_status {
+    guard(|| {
+        // SAFETY: the caller's promise above.
+        let c = unsafe { handle(cache) }?;
+        let out = required(out, "out")?;
+        let known = size_of::<memshelf_stats>();
+        // SAFETY: non-NULL; its first field is a readable size_t.
+        let given = unsafe { out.cast::<usize>().read_unaligned() };
+        if given < known {
+            return Err(Failure::invalid(format!(
+                "memshelf_stats.struct_size is {given}, expected {known} (set it to sizeof(memshelf_stats))"
+            )));
+        }
+        let s = c.stats();
+        let value = memshelf_stats {
+            struct_size: given,
+            capacity_bytes: s.capacity_bytes,
+            used_bytes: s.used_bytes,
+            data_bytes: s.data_bytes,
+            entries: s.entries,
+            ghosts: s.ghosts,
+            index_slots: s.index_slots,
+            hits: s.hits,
+            misses: s.misses,
+            inserts: s.inserts,
+            updates: s.updates,
+            deletes: s.deletes,
+            evictions: s.evictions,
+            expirations: s.expirations,
+            get_or_set_waits: s.get_or_set_waits,
+            promotions: s.promotions,
+            reinsertions: s.reinsertions,
+            ghost_hits: s.ghost_hits,
+            lock_takeovers: s.lock_takeovers,
+            lease_takeovers: s.lease_takeovers,
+            max_value_size: s.max_value_size,
+            layout_version: s.layout_version,
+        };
+        // SAFETY: `out` is writable for `given >= known` bytes by the
+        // caller's promise; the tail past `known` is zeroed for fields of a
+        // newer header.
+        unsafe {
+            out.write_unaligned(value);
+            std::ptr::write_bytes(out.cast::<u8>().add(known), 0, given - known);
+        }
+        Ok(MEMSHELF_OK)
+    })
+}
