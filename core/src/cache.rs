@@ -294,23 +294,23 @@ impl Engine {
         }
         let hash = self.hash(w.key);
         let tag = tag_of(hash);
-        // Unlocked pre-scan: where does the key live, is it a ghost, does an
-        // add already lose?
-        let existing = self.find(w.key, hash, None);
-        if let (Mode::AddIfAbsent, Some(f)) = (mode, &existing) {
-            if self.liveness(&f.meta, &mut None) == Liveness::Live {
-                return Ok(Outcome::NotStored);
-            }
-        }
-        if let (Mode::Expect(want), found) = (mode, &existing) {
-            if found.as_ref().map(|f| f.slot.ident()) != want {
+        // Unlocked pre-scan, a hint only (the locked publish decides): where
+        // does the key live, and does an add already lose?
+        let existing = SLOTS.clone().find_map(|i| {
+            let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Acquire));
+            (s.kind() == KIND_ITEM && s.tag() == tag)
+                .then(|| item::hint(&self.seg, self.seg.log(s.log()), s.pos(), w.key).map(|m| (s, m)))
+                .flatten()
+        });
+        if let (Mode::AddIfAbsent, Some((_, m))) = (mode, &existing) {
+            if self.liveness(m, &mut None) == Liveness::Live {
                 return Ok(Outcome::NotStored);
             }
         }
         let log_id = match &existing {
             // Large items skip the small log (it must hold several).
             _ if size > self.seg.small.len / 4 => LogId::Main,
-            Some(f) => f.slot.log(),
+            Some((s, _)) => s.log(),
             None if self.ghost_hit(hash) => {
                 self.count(Counter::GhostHits, 1);
                 LogId::Main

@@ -430,6 +430,17 @@ fn partial_checksum(seed: u64, pos: u64, meta: &Meta, key: &[u8]) -> u64 {
     xxh3_64_with_seed(key, h)
 }
 
+/// The header of the item at `pos` if it is readable and holds `key`,
+/// without copying or checksumming the value: a hint for a writer's
+/// unlocked pre-scan, which the locked publish validates again.
+pub(crate) fn hint(seg: &Segment, log: &LogGeom, pos: u64, key: &[u8]) -> Option<Meta> {
+    if !readable(seg, log, pos) {
+        return None;
+    }
+    let (key_off, meta) = load_meta(seg, log, pos)?;
+    (meta.key_len() == key.len() && key_equals(seg, key_off, key)).then_some(meta)
+}
+
 /// Reads only the header of the item at `pos` (for eviction decisions);
 /// not checksummed, so callers use it as a hint only.
 pub(crate) fn peek(seg: &Segment, log: &LogGeom, pos: u64) -> Option<Meta> {
