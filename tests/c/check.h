@@ -55,11 +55,11 @@ static int checks_failed;
 #define K(s) ((const uint8_t *)(s)), strlen(s)
 
 /* A segment name unique to this process and test. */
-static void test_name(char *out, size_t len, const char *what) {
+static inline void test_name(char *out, size_t len, const char *what) {
     snprintf(out, len, "ctest-%s-%ld", what, (long)getpid());
 }
 
-static int check_summary(const char *program) {
+static inline int check_summary(const char *program) {
     printf("%s: %d passed, %d failed\n", program, checks_passed, checks_failed);
     return checks_failed == 0 ? 0 : 1;
 }
