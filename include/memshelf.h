@@ -27,6 +27,7 @@
 /**
  * The version of this C ABI. It changes only when a function or struct
  * changes incompatibly; compare with `memshelf_abi_version()` at run time.
+ * It is also the SONAME's number (`libmemshelf.so.1`, set in build.rs).
  */
 #define MEMSHELF_ABI_VERSION 1
 

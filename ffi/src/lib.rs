@@ -43,6 +43,7 @@ pub use status::memshelf_status;
 
 /// The version of this C ABI. It changes only when a function or struct
 /// changes incompatibly; compare with `memshelf_abi_version()` at run time.
+/// It is also the SONAME's number (`libmemshelf.so.1`, set in build.rs).
 pub const MEMSHELF_ABI_VERSION: u32 = 1;
 
 /// `ttl_ms` value meaning "never expires" (UINT64_MAX).
