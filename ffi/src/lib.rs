@@ -97,7 +97,7 @@ pub extern "C" fn memshelf_strerror(code: i32) -> *const c_char {
 /// error on this thread. Copy it to keep it. Thread-safe (per thread).
 #[unsafe(no_mangle)]
 pub extern "C" fn memshelf_last_error() -> *const c_char {
-    status::last_error_ptr()
+    std::panic::catch_unwind(status::last_error_ptr).unwrap_or(c"".as_ptr())
 }
 
 /// Frees a buffer the library allocated (`memshelf_get_or_set`'s value);
