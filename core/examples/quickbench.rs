@@ -47,7 +47,14 @@ fn main() {
         t.elapsed().as_nanos() as f64 / iters as f64
     );
     let t = Instant::now();
-    for _ in 0..iters / 4 { x = x.wrapping_mul(6364136223846793005).wrapping_add(1); let k = &keys[(x >> 33) as usize % n as usize]; c.put(k, &val).unwrap(); }
-    println!("put(update) {:.0} ns/op", t.elapsed().as_nanos() as f64 / (iters / 4) as f64);
+    for _ in 0..iters / 4 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let k = &keys[(x >> 33) as usize % n as usize];
+        c.put(k, &val).unwrap();
+    }
+    println!(
+        "put(update) {:.0} ns/op",
+        t.elapsed().as_nanos() as f64 / (iters / 4) as f64
+    );
     memshelf::unlink(&name).unwrap();
 }

@@ -187,24 +187,40 @@ impl Engine {
             if s.kind() != KIND_ITEM || s.tag() != tag {
                 continue;
             }
-            let log = self.seg.log(s.log());
             // An invalid item's slot is left alone: the tail pass that is
             // evicting it owns the slot (it may be moving the item), and an
-            // insert into this bucket reuses junk slots first.
-            if let Read::Valid(meta) = item::read(
-                &self.seg,
-                log,
-                s.pos(),
-                Some(key),
-                value.as_deref_mut(),
-                None,
-                Check::Reader,
-            ) {
-                return Some(Found {
-                    slot_index: i,
-                    slot: s,
-                    meta,
-                });
+            // insert into this bucket reuses junk slots first. If the slot
+            // changed while we read (the item was moved or replaced), follow
+            // it: a key being moved is not a miss.
+            let mut s = s;
+            for _ in 0..4 {
+                let log = self.seg.log(s.log());
+                let r = item::read(
+                    &self.seg,
+                    log,
+                    s.pos(),
+                    Some(key),
+                    value.as_deref_mut(),
+                    None,
+                    Check::Reader,
+                );
+                match r {
+                    Read::Valid(meta) => {
+                        return Some(Found {
+                            slot_index: i,
+                            slot: s,
+                            meta,
+                        });
+                    }
+                    Read::OtherKey => break,
+                    Read::Invalid => {
+                        let now = Slot(w.load(Ordering::Acquire));
+                        if now.ident() == s.ident() || now.kind() != KIND_ITEM || now.tag() != tag {
+                            break;
+                        }
+                        s = now;
+                    }
+                }
             }
         }
         None
@@ -299,7 +315,9 @@ impl Engine {
         let existing = SLOTS.clone().find_map(|i| {
             let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Acquire));
             (s.kind() == KIND_ITEM && s.tag() == tag)
-                .then(|| item::hint(&self.seg, self.seg.log(s.log()), s.pos(), w.key).map(|m| (s, m)))
+                .then(|| {
+                    item::hint(&self.seg, self.seg.log(s.log()), s.pos(), w.key).map(|m| (s, m))
+                })
                 .flatten()
         });
         if let (Mode::AddIfAbsent, Some((_, m))) = (mode, &existing) {

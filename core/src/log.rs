@@ -50,7 +50,8 @@ impl Engine {
         let head = self.seg.head(log);
         loop {
             let h0 = head.load(Ordering::Relaxed);
-            let h = h0 % log.wrap;
+            // `& !7`: a corrupted (unaligned) head is realigned by this CAS.
+            let h = (h0 % log.wrap) & !7;
             let off = h % log.len;
             let start = if off + size > log.len {
                 log.add(h, log.len - off)
@@ -86,15 +87,18 @@ impl Engine {
             let t0 = tail.load(Ordering::Acquire);
             let t = t0 % log.wrap;
             let target = log.add(need, log.wrap - log.len);
-            if !log.before(t, target) {
-                return;
-            }
             let h = self.seg.head(log).load(Ordering::Acquire) % log.wrap;
-            if log.before(h, t) || log.dist(target, t) > 2 * log.len {
-                // A tail ahead of the head, or laps behind: only corruption
-                // (or a torn pair of cursors) gets here. Resynchronise.
+            if t % 8 != 0
+                || log.before(h, t)
+                || (log.before(t, target) && log.dist(target, t) > 2 * log.len)
+            {
+                // An unaligned tail, a tail ahead of the head, or one laps
+                // behind: only corruption gets here. Resynchronise.
                 let _ = tail.compare_exchange(t0, target, Ordering::AcqRel, Ordering::Relaxed);
                 continue;
+            }
+            if !log.before(t, target) {
+                return;
             }
             let (len, is_item) = self.record_at(log, t, target);
             if tail
