@@ -1,0 +1,389 @@
+//! A worker process for the multi-process tests of this package. The tests
+//! spawn it as `memshelf-worker <role> key=value...`; it reports through
+//! its exit status (0 = all good, 3 = a corrupt read, 1 = an error, 101 =
+//! a panic) and, where the test needs numbers, one `RESULT ...` line on
+//! stdout.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use memshelf::{Cache, FillError, GetOrSetOptions, OpenOptions, PutOptions};
+use memshelf_tests::{Args, Rng, check_value, make_value, now_ms};
+
+fn main() {
+    let mut words = std::env::args().skip(1);
+    let role = words.next().expect("usage: memshelf-worker <role> key=value...");
+    let args = Args::parse(words);
+    let code = match role.as_str() {
+        "stress" => stress(&args),
+        "gos" => gos(&args),
+        "race" => race(&args),
+        "half-creator" => half_creator(&args),
+        "chaos" => chaos(&args),
+        "sleep" => {
+            std::thread::sleep(Duration::from_secs(args.num("secs", 60)));
+            0
+        }
+        r => {
+            eprintln!("memshelf-worker: unknown role {r}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn open(args: &Args, key: &str) -> Cache {
+    let name = args.str(key);
+    OpenOptions::new()
+        .capacity(args.num("cap", 1 << 20))
+        .open(name)
+        .unwrap_or_else(|e| panic!("open {name}: {e}"))
+}
+
+/// Mixed put/get/delete/add/incr on a small shared key space (so processes
+/// collide) and on keys of its own (whose latest version it knows).
+///
+/// * `seg`: the data segment (small: eviction is constantly active);
+/// * `ctr`: a counter segment; the worker adds known deltas to `c:<j>` and
+///   reports each sum (`RESULT ... sum<j>=...`);
+/// * `ctl` (kill test): heartbeats `hb:<id>`, stops when `stop` exists,
+///   counts `corrupt` and `errors` there (it may be killed at any time);
+/// * `ops`: operations to do (0 = until stopped), `keys`: shared keys,
+///   `reader`: mostly gets.
+fn stress(args: &Args) -> i32 {
+    let data = open(args, "seg");
+    let ctr = args.opt("ctr").map(|_| open(args, "ctr"));
+    let ctl = args.opt("ctl").map(|_| open(args, "ctl"));
+    let id = args.num("id", 0);
+    let ops = args.num("ops", 0);
+    let nkeys = args.num("keys", 64);
+    let ncounters = args.num("counters", 4);
+    let reader = args.opt("reader").is_some();
+    let max_len = args.num("maxlen", 4000);
+    let mut rng = Rng::new(args.num("seed", id) ^ now_ms() ^ u64::from(std::process::id()));
+    let hb_key = format!("hb:{id}");
+
+    let mut own: HashMap<u64, Option<u64>> = HashMap::new(); // own key -> latest version (None = deleted)
+    let mut sums = vec![0i64; ncounters as usize];
+    let (mut reads, mut hits, mut corrupt, mut errors) = (0u64, 0u64, 0u64, 0u64);
+    let report_corrupt = |what: String, corrupt: &mut u64| {
+        eprintln!("worker {id} ({}): CORRUPT READ: {what}", std::process::id());
+        *corrupt += 1;
+        if let Some(c) = &ctl {
+            let _ = c.incr(b"corrupt", 1);
+        }
+    };
+    let mut version = (u64::from(std::process::id()) << 32) | 1;
+    let mut i = 0u64;
+    loop {
+        if ops != 0 && i >= ops {
+            break;
+        }
+        i += 1;
+        if let Some(c) = &ctl {
+            if i % 16 == 0 {
+                if c.incr(&hb_key, 1).is_err() {
+                    errors += 1;
+                }
+                if matches!(c.contains(b"stop"), Ok(true)) {
+                    break;
+                }
+            }
+        }
+        let r = rng.below(100);
+        let shared = rng.chance(70);
+        let k = rng.below(nkeys);
+        let key = if shared {
+            format!("k:{k}")
+        } else {
+            format!("own:{id}:{}:{k}", std::process::id())
+        };
+        let len = if rng.chance(10) {
+            rng.below(max_len + 1)
+        } else {
+            rng.below(max_len.min(300) + 1)
+        } as usize;
+        let res: memshelf::Result<()> = (|| {
+            if r < if reader { 85 } else { 40 } {
+                reads += 1;
+                if let Some(v) = data.get(&key)? {
+                    hits += 1;
+                    match check_value(key.as_bytes(), &v) {
+                        Err(e) => report_corrupt(format!("get {key}: {e}"), &mut corrupt),
+                        Ok(ver) if !shared => match own.get(&k) {
+                            Some(Some(want)) if *want == ver => {}
+                            want => report_corrupt(
+                                format!("get {key}: version {ver:#x}, latest written {want:x?}"),
+                                &mut corrupt,
+                            ),
+                        },
+                        Ok(_) => {}
+                    }
+                }
+            } else if r < 75 {
+                version += 1;
+                let v = make_value(key.as_bytes(), version, len, &mut rng);
+                let opts = if rng.chance(20) {
+                    PutOptions::ttl(Duration::from_millis(rng.range(5, 500)))
+                } else {
+                    PutOptions::default()
+                };
+                data.put_with(&key, &v, &opts)?;
+                if !shared {
+                    own.insert(k, Some(version));
+                }
+            } else if r < 80 {
+                version += 1;
+                let v = make_value(key.as_bytes(), version, len, &mut rng);
+                if data.add(&key, &v)? && !shared {
+                    own.insert(k, Some(version));
+                }
+            } else if r < 88 {
+                data.delete(&key)?;
+                if !shared {
+                    own.insert(k, None);
+                }
+            } else {
+                let j = rng.below(ncounters);
+                let delta = rng.range(1, 5) as i64;
+                if let Some(c) = &ctr {
+                    c.incr(format!("c:{j}"), delta)?;
+                    sums[j as usize] += delta;
+                } else {
+                    // No counter segment: counters in the data segment, where
+                    // eviction may drop them (only their form is checked).
+                    let n = data.incr(format!("dc:{j}"), delta)?;
+                    if n < delta {
+                        report_corrupt(format!("incr dc:{j} returned {n} < {delta}"), &mut corrupt);
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            eprintln!("worker {id}: op on {key} failed: {e}");
+            errors += 1;
+            if let Some(c) = &ctl {
+                let _ = c.incr(b"errors", 1);
+            }
+        }
+    }
+    let sums: Vec<String> = sums
+        .iter()
+        .enumerate()
+        .map(|(j, s)| format!("sum{j}={s}"))
+        .collect();
+    println!(
+        "RESULT reads={reads} hits={hits} corrupt={corrupt} errors={errors} {}",
+        sums.join(" ")
+    );
+    let _ = std::io::stdout().flush();
+    if corrupt > 0 {
+        3
+    } else if errors > 0 {
+        1
+    } else {
+        0
+    }
+}
+
+/// One `get_or_set` caller. Spins (bounded) until key `go` exists, then
+/// calls `get_or_set(key)` with a factory that counts its runs in `runs`,
+/// records `leader:<n>` = its pid, and then by `mode`:
+/// `plain` sleeps `sleep_ms` and returns a value; `die-first` never returns
+/// on the first run (the test kills it); `err-first` fails on the first run.
+/// Prints `VALUE <v>`, `ABSENT` or `FACTORY_ERROR`.
+fn gos(args: &Args) -> i32 {
+    let c = open(args, "seg");
+    let key = args.str("key").to_owned();
+    let mode = args.opt("mode").unwrap_or("plain").to_owned();
+    let sleep = Duration::from_millis(args.num("sleep_ms", 200));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.contains(args.str("go")).expect("get go") {
+        if Instant::now() > deadline {
+            eprintln!("gos: no go signal");
+            return 1;
+        }
+        std::hint::spin_loop();
+        std::thread::yield_now();
+    }
+    let opts = GetOrSetOptions {
+        lease: Duration::from_millis(args.num("lease_ms", 10_000)),
+        ..Default::default()
+    };
+    let pid = std::process::id();
+    let r = c.get_or_set(&key, &opts, || {
+        let n = c.incr(b"runs", 1).expect("incr runs");
+        c.put(format!("leader:{n}"), pid.to_string()).expect("put leader");
+        if n == 1 && mode == "die-first" {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        std::thread::sleep(sleep);
+        if n == 1 && mode == "err-first" {
+            return Err(format!("factory of run {n} failed"));
+        }
+        Ok(Some(format!("value-of-run-{n}-by-{pid}").into_bytes()))
+    });
+    match r {
+        Ok(Some(v)) => println!("VALUE {}", String::from_utf8_lossy(&v)),
+        Ok(None) => println!("ABSENT"),
+        Err(FillError::Factory(e)) => {
+            println!("FACTORY_ERROR {e}");
+            return 2;
+        }
+        Err(FillError::Cache(e)) => {
+            eprintln!("gos: cache error {e}");
+            return 1;
+        }
+    }
+    0
+}
+
+/// One of `n` processes that open the same new segment at `start_ms`, put
+/// `member:<id>` and wait (bounded) until every member's value is visible.
+fn race(args: &Args) -> i32 {
+    let (id, n) = (args.num("id", 0), args.num("n", 8));
+    let start = args.num("start_ms", 0);
+    while now_ms() < start {
+        std::hint::spin_loop();
+    }
+    let c = open(args, "seg");
+    let mut rng = Rng::from_entropy();
+    let key = format!("member:{id}");
+    c.put(&key, make_value(key.as_bytes(), id, 100, &mut rng))
+        .expect("put member");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for j in 0..n {
+        let k = format!("member:{j}");
+        loop {
+            if let Some(v) = c.get(&k).expect("get member") {
+                if check_value(k.as_bytes(), &v) != Ok(j) {
+                    eprintln!("race {id}: bad value for {k}");
+                    return 3;
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                eprintln!("race {id}: {k} never appeared (two segments?)");
+                return 1;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    0
+}
+
+/// Plays a creator that dies half-way: creates the file at `path`, takes
+/// the creation lock (flock), sizes it, writes a magic and version but not
+/// the ready state and some garbage, creates `marker`, then sleeps until
+/// killed.
+fn half_creator(args: &Args) -> i32 {
+    let path = args.str("path");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .expect("create segment file");
+    // SAFETY: plain syscall on a descriptor we own.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock");
+    f.set_len(args.num("cap", 1 << 20)).expect("size");
+    let mut hdr = vec![0u8; 4096];
+    hdr[..8].copy_from_slice(b"MEMSHELF");
+    hdr[8..12].copy_from_slice(&memshelf::LAYOUT_VERSION.to_le_bytes());
+    let mut rng = Rng::from_entropy();
+    for b in &mut hdr[16..120] {
+        *b = rng.next() as u8;
+    }
+    std::os::unix::fs::FileExt::write_all_at(&f, &hdr, 0).expect("write header");
+    std::fs::write(args.str("marker"), b"").expect("marker");
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+/// Runs `threads` threads of random operations for `ms` milliseconds on a
+/// segment the test corrupts meanwhile. Errors are allowed (counted); a
+/// value that is not one written for its key, a panic or a signal are not.
+/// Creates `marker` once attached.
+fn chaos(args: &Args) -> i32 {
+    let c = open(args, "seg");
+    std::fs::write(args.str("marker"), b"").expect("marker");
+    let ms = args.num("ms", 1000);
+    let corrupt = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let ops = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..args.num("threads", 3))
+        .map(|t| {
+            let (c, corrupt, errors, ops) =
+                (c.clone(), corrupt.clone(), errors.clone(), ops.clone());
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(now_ms() ^ t ^ u64::from(std::process::id()));
+                let end = Instant::now() + Duration::from_millis(ms);
+                while Instant::now() < end {
+                    let key = format!("k:{}", rng.below(500));
+                    let r: memshelf::Result<()> = match rng.below(10) {
+                        0..=3 => c.get(&key).map(|v| {
+                            if let Some(v) = v {
+                                if let Err(e) = check_value(key.as_bytes(), &v) {
+                                    eprintln!("chaos: CORRUPT READ {key}: {e}");
+                                    corrupt.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }),
+                        4..=6 => {
+                            let v = make_value(key.as_bytes(), 0, rng.below(2000) as usize, &mut rng);
+                            c.put(&key, v)
+                        }
+                        7 => c.delete(&key).map(drop),
+                        8 => c.incr(format!("n:{}", rng.below(20)), 1).map(drop),
+                        _ => c
+                            .get_or_set(
+                                format!("g:{}", rng.below(20)),
+                                &GetOrSetOptions {
+                                    lease: Duration::from_millis(200),
+                                    ..Default::default()
+                                },
+                                || Ok::<_, String>(Some(b"filled".to_vec())),
+                            )
+                            .map(drop)
+                            .or_else(|e| match e {
+                                FillError::Cache(e) => Err(e),
+                                FillError::Factory(_) => Ok(()),
+                            }),
+                    };
+                    ops.fetch_add(1, Ordering::Relaxed);
+                    if r.is_err() {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if rng.chance(1) {
+                        let _ = c.stats();
+                        let _ = c.keys(None).take(50).count();
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut panicked = false;
+    for h in handles {
+        panicked |= h.join().is_err();
+    }
+    println!(
+        "RESULT ops={} errors={} corrupt={}",
+        ops.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        corrupt.load(Ordering::Relaxed)
+    );
+    if panicked {
+        101
+    } else if corrupt.load(Ordering::Relaxed) > 0 {
+        3
+    } else {
+        0
+    }
+}

@@ -1,0 +1,220 @@
+//! Helpers for the integration tests: unique segment names that are
+//! unlinked on drop, worker processes that are killed on drop, and bounded
+//! waits (a hang fails the test after a generous deadline).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use memshelf_tests::{Rng, check_value, make_value, now_ms, shm_path};
+
+/// A segment name unique to this run (pid + random), unlinked on drop.
+pub struct Seg(pub String);
+
+impl Seg {
+    pub fn new(tag: &str) -> Seg {
+        let r = Rng::from_entropy().next() & 0xffff_ffff;
+        Seg(format!("mst-{tag}-{}-{r:08x}", std::process::id()))
+    }
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Seg {
+    fn drop(&mut self) {
+        let _ = memshelf::unlink(&self.0);
+    }
+}
+
+/// A temporary file path, removed on drop.
+pub struct TempPath(pub PathBuf);
+
+impl TempPath {
+    pub fn new(tag: &str) -> TempPath {
+        let r = Rng::from_entropy().next() & 0xffff_ffff;
+        TempPath(std::env::temp_dir().join(format!(
+            "memshelf-test-{tag}-{}-{r:08x}",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A worker process, SIGKILLed and reaped on drop (so a failing test leaves
+/// no orphans).
+pub struct Worker {
+    pub child: Child,
+    pub what: String,
+}
+
+impl Worker {
+    /// Spawns `memshelf-worker <role> <args>`; stdout is piped (the workers
+    /// print at most a line or two), stderr inherited for diagnostics.
+    pub fn spawn(role: &str, args: &[String]) -> Worker {
+        let child = Command::new(env!("CARGO_BIN_EXE_memshelf-worker"))
+            .arg(role)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn memshelf-worker");
+        Worker {
+            child,
+            what: format!("{role} {}", args.join(" ")),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGKILLs the worker and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits at most `limit` for the worker to exit; panics on a hang.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st;
+            }
+            if Instant::now() > end {
+                self.kill();
+                panic!("worker `{}` did not exit within {limit:?} (hang)", self.what);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits (bounded) and returns the exit status and stdout.
+    pub fn output(&mut self, limit: Duration) -> (ExitStatus, String) {
+        let st = self.wait(limit);
+        let mut out = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            o.read_to_string(&mut out).expect("read worker stdout");
+        }
+        (st, out)
+    }
+
+    /// Waits (bounded), asserts exit status 0, and returns stdout.
+    pub fn success(&mut self, limit: Duration) -> String {
+        let (st, out) = self.output(limit);
+        assert!(
+            st.success(),
+            "worker `{}` failed: {st} (3 = corrupt read, 1 = error, 101 = panic, signal = crash); stdout: {out}",
+            self.what
+        );
+        out
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill();
+        }
+    }
+}
+
+/// `RESULT a=1 b=2` -> {a: 1, b: 2}.
+pub fn parse_result(out: &str) -> HashMap<String, i64> {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("RESULT"))
+        .unwrap_or_else(|| panic!("no RESULT line in worker output {out:?}"));
+    line.split_whitespace()
+        .skip(1)
+        .map(|w| {
+            let (k, v) = w.split_once('=').expect("k=v");
+            (k.to_owned(), v.parse().expect("number"))
+        })
+        .collect()
+}
+
+/// Runs `f` on a thread and waits at most `limit` for it: a hang fails the
+/// test (the stuck thread is abandoned), a panic is propagated.
+pub fn with_deadline<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => {
+            let _ = h.join();
+            v
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => unreachable!("sender dropped without sending"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: no result within {limit:?} (hang)"),
+    }
+}
+
+/// Polls `f` every few ms until it is true; panics after `limit`.
+pub fn poll_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < end, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `key=value` worker arguments.
+#[macro_export]
+macro_rules! wargs {
+    ($($k:literal => $v:expr),* $(,)?) => {
+        vec![$(format!("{}={}", $k, $v)),*]
+    };
+}
+
+/// The counter at `key` (0 if absent).
+pub fn counter(c: &memshelf::Cache, key: &str) -> i64 {
+    c.get(key)
+        .expect("get counter")
+        .map_or(0, |v| String::from_utf8(v).unwrap().parse().unwrap())
+}
+
+/// Reads the first 4 KiB (the header) of a segment file.
+pub fn read_header(path: &std::path::Path) -> Vec<u8> {
+    let mut f = std::fs::File::open(path).expect("open segment file");
+    let mut buf = vec![0u8; 4096];
+    f.read_exact(&mut buf).expect("read header");
+    buf
+}
+
+/// Writes `bytes` at `off` of a segment file (through the file, so every
+/// process that maps it sees them).
+pub fn write_at(path: &std::path::Path, off: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt as _;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open segment file");
+    f.write_all_at(bytes, off).expect("write segment file");
+}
+
+/// `n` random bytes.
+pub fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n).map(|_| rng.next() as u8).collect()
+}
