@@ -202,6 +202,7 @@ fn gos(args: &Args) -> i32 {
     let key = args.str("key").to_owned();
     let mode = args.opt("mode").unwrap_or("plain").to_owned();
     let sleep = Duration::from_millis(args.num("sleep_ms", 200));
+    c.incr(b"ready", 1).expect("incr ready");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !c.contains(args.str("go")).expect("get go") {
         if Instant::now() > deadline {
