@@ -1,0 +1,70 @@
+"""The exceptions of memshelf (raised by the native module)."""
+
+
+class Error(Exception):
+    """Base class of every memshelf error."""
+
+
+class InvalidName(Error, ValueError):
+    """A segment name outside 1-200 characters of [A-Za-z0-9._-], or starting with '.'."""
+
+
+class KeyTooLong(Error, ValueError):
+    """A key of 0 bytes or more than 4096 bytes."""
+
+
+class ValueTooLarge(Error, ValueError):
+    """A value larger than the segment's max_value_size."""
+
+
+class InvalidTTL(Error, ValueError):
+    """A negative, NaN, infinite or too long TTL (or lease, grace, negative_ttl)."""
+
+
+class InvalidArgument(Error, ValueError):
+    """An argument out of its range (capacity, ttl_jitter, mode, tags...)."""
+
+
+class IncompatibleSegment(Error):
+    """The segment is not a memshelf segment of this layout version."""
+
+
+class SegmentNotFound(Error, FileNotFoundError):
+    """create=False and no segment of that name exists."""
+
+
+class NotAnInteger(Error, ValueError):
+    """incr on a value that is not an ASCII decimal 64-bit integer, or an overflow."""
+
+
+class NoSpace(Error, OSError):
+    """The segment's memory could not be reserved (full /dev/shm)."""
+
+
+class IOFailure(Error, OSError):
+    """An operating-system call failed."""
+
+
+class Timeout(Error, TimeoutError):
+    """A bounded wait ran out (another process initialising the segment)."""
+
+
+class ClosedError(Error):
+    """The Cache was closed."""
+
+
+__all__ = [
+    "Error",
+    "InvalidName",
+    "KeyTooLong",
+    "ValueTooLarge",
+    "InvalidTTL",
+    "InvalidArgument",
+    "IncompatibleSegment",
+    "SegmentNotFound",
+    "NotAnInteger",
+    "NoSpace",
+    "IOFailure",
+    "Timeout",
+    "ClosedError",
+]
