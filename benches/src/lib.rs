@@ -296,7 +296,10 @@ mod tests {
         for k in [1i32, -1, 300] {
             bin.extend_from_slice(&k.to_be_bytes());
         }
-        assert_eq!(parse_trace("cache2k-x.trace", &bin), [1, u32::MAX as u64, 300]);
+        assert_eq!(
+            parse_trace("cache2k-x.trace", &bin),
+            [1, u32::MAX as u64, 300]
+        );
     }
 
     #[test]

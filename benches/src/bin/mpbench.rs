@@ -1,111 +1,198 @@
 //! Multi-process throughput: N processes (this binary re-executed) run a
-//! 90 % get / 10 % put mix on one segment for a fixed time.
+//! get/put mix on one shared segment for a fixed time; prints the total
+//! operations per second for each N as a Markdown table.
 //!
 //! ```text
-//! cargo run --release -p memshelf-benches --bin mpbench -- [--procs 1,2] [--seconds 3] [--keys 100000]
+//! cargo run --release -p memshelf-benches --bin mpbench -- --procs 1,2 [--secs 3]
+//!     [--keys 100000] [--value 100] [--get-pct 90] [--capacity-mib 256]
 //! ```
+//!
+//! Keys are 16 bytes (`user:00000000042`), values `--value` bytes, picked
+//! uniformly at random (xorshift, a different stream per process); the
+//! segment is filled with every key before the timed runs, so gets hit.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .map_or(default.to_owned(), |i| args[i + 1].clone())
+struct Args {
+    procs: Vec<usize>,
+    secs: f64,
+    keys: u64,
+    value: usize,
+    get_pct: u64,
+    capacity_mib: u64,
 }
 
-fn now_ms() -> u64 {
+fn parse() -> (Args, Option<(String, u64, u64)>) {
+    let mut a = Args {
+        procs: vec![1, 2],
+        secs: 3.0,
+        keys: 100_000,
+        value: 100,
+        get_pct: 90,
+        capacity_mib: 256,
+    };
+    let mut child = None;
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().cloned().unwrap_or_else(|| usage(flag));
+        match flag.as_str() {
+            "--procs" => {
+                a.procs = val()
+                    .split(',')
+                    .map(|p| p.parse().unwrap_or_else(|_| usage("--procs")))
+                    .collect()
+            }
+            "--secs" | "--seconds" => a.secs = val().parse().unwrap_or_else(|_| usage(flag)),
+            "--keys" => a.keys = val().parse().unwrap_or_else(|_| usage(flag)),
+            "--value" => a.value = val().parse().unwrap_or_else(|_| usage(flag)),
+            "--get-pct" => a.get_pct = val().parse().unwrap_or_else(|_| usage(flag)),
+            "--capacity-mib" => a.capacity_mib = val().parse().unwrap_or_else(|_| usage(flag)),
+            // Internal: `--child NAME SEED START_AT_UNIX_MS`.
+            "--child" => {
+                let name = val();
+                let seed = val().parse().unwrap_or_else(|_| usage(flag));
+                let start = val().parse().unwrap_or_else(|_| usage(flag));
+                child = Some((name, seed, start));
+            }
+            _ => usage(flag),
+        }
+    }
+    (a, child)
+}
+
+fn usage(at: &str) -> ! {
+    eprintln!(
+        "mpbench: bad argument near {at}\nusage: mpbench [--procs 1,2] [--secs 3] [--keys 100000] \
+         [--value 100] [--get-pct 90] [--capacity-mib 256]"
+    );
+    std::process::exit(2)
+}
+
+fn key(i: u64) -> [u8; 16] {
+    let mut k = *b"user:00000000000";
+    let mut n = i;
+    for b in k[5..].iter_mut().rev() {
+        *b = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    k
+}
+
+fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
 }
 
-fn worker(name: &str, id: u64, keys: u64, start_ms: u64, seconds: f64) {
-    let c = memshelf::OpenOptions::new()
-        .create(false)
-        .open(name)
-        .unwrap();
-    let keys: Vec<String> = (0..keys).map(|i| format!("user:{i:011}")).collect();
-    let value = [7u8; 100];
-    let mut buf = Vec::with_capacity(128);
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (id + 1);
-    while now_ms() < start_ms {
-        std::hint::spin_loop();
+/// One worker process: waits for the common start, runs the mix for
+/// `secs`, prints `ops gets hits`.
+fn child(a: &Args, name: &str, seed: u64, start_ms: u64) {
+    let cache = memshelf::Cache::open(name, a.capacity_mib << 20).expect("attach");
+    let value = vec![0x42u8; a.value];
+    let mut buf = Vec::with_capacity(a.value);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
+    while unix_ms() < start_ms {
+        std::thread::sleep(Duration::from_micros(200));
     }
-    let end = Instant::now() + Duration::from_secs_f64(seconds);
-    let mut ops = 0u64;
-    while Instant::now() < end {
-        for _ in 0..1000 {
+    let t0 = Instant::now();
+    let limit = Duration::from_secs_f64(a.secs);
+    let (mut ops, mut gets, mut hits) = (0u64, 0u64, 0u64);
+    loop {
+        for _ in 0..1024 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let k = &keys[(x % keys.len() as u64) as usize];
-            if x % 10 == 0 {
-                c.put(k, value).unwrap();
+            let k = key(x % a.keys);
+            if (x >> 40) % 100 < a.get_pct {
+                gets += 1;
+                hits += cache.get_into(k, &mut buf).unwrap() as u64;
             } else {
-                c.get_into(k, &mut buf).unwrap();
+                cache.put(k, &value).unwrap();
             }
         }
-        ops += 1000;
+        ops += 1024;
+        if t0.elapsed() >= limit {
+            break;
+        }
     }
-    println!("{ops}");
+    let secs = t0.elapsed().as_secs_f64();
+    println!("{ops} {gets} {hits} {secs}");
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--worker") {
-        let p = |i: usize| args[i].parse().unwrap();
-        return worker(&args[2], p(3), p(4), p(5), args[6].parse().unwrap());
+    let (a, child_args) = parse();
+    if let Some((name, seed, start)) = child_args {
+        child(&a, &name, seed, start);
+        return;
     }
-    let procs: Vec<u64> = arg(&args, "--procs", "1,2")
-        .split(',')
-        .map(|p| p.parse().unwrap())
-        .collect();
-    let seconds: f64 = arg(&args, "--seconds", "3").parse().unwrap();
-    let keys: u64 = arg(&args, "--keys", "100000").parse().unwrap();
     let name = format!("mpbench-{}", std::process::id());
-    let c = memshelf::Cache::open(&name, 256 << 20).unwrap();
-    for i in 0..keys {
-        c.put(format!("user:{i:011}"), [7u8; 100]).unwrap();
+    let _ = memshelf::unlink(&name);
+    let cache = memshelf::Cache::open(&name, a.capacity_mib << 20).expect("create segment");
+    let value = vec![0x42u8; a.value];
+    for i in 0..a.keys {
+        cache.put(key(i), &value).unwrap();
     }
-    println!("| processes | total ops/s | ops/s per process |");
-    println!("|--:|--:|--:|");
-    for &n in &procs {
-        let start = now_ms() + 300;
-        let exe = std::env::current_exe().unwrap();
+    let exe = std::env::current_exe().expect("own path");
+    println!(
+        "{} keys of 16 B, {} B values, {} % get / {} % put, {} s per run, {} CPU(s)\n",
+        a.keys,
+        a.value,
+        a.get_pct,
+        100 - a.get_pct,
+        a.secs,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!("| processes | total Mops/s | per process Mops/s | get hit % |");
+    println!("|--:|--:|--:|--:|");
+    for &n in &a.procs {
+        let start = unix_ms() + 300 + 20 * n as u64;
         let kids: Vec<_> = (0..n)
-            .map(|id| {
+            .map(|i| {
                 Command::new(&exe)
                     .args([
-                        "--worker",
+                        "--secs",
+                        &a.secs.to_string(),
+                        "--keys",
+                        &a.keys.to_string(),
+                        "--value",
+                        &a.value.to_string(),
+                        "--get-pct",
+                        &a.get_pct.to_string(),
+                        "--capacity-mib",
+                        &a.capacity_mib.to_string(),
+                        "--child",
                         &name,
-                        &id.to_string(),
-                        &keys.to_string(),
+                        &(i as u64 + 1).to_string(),
                         &start.to_string(),
-                        &seconds.to_string(),
                     ])
                     .stdout(Stdio::piped())
                     .spawn()
-                    .unwrap()
+                    .expect("spawn worker")
             })
             .collect();
-        let total: u64 = kids
-            .into_iter()
-            .map(|k| {
-                String::from_utf8(k.wait_with_output().unwrap().stdout)
-                    .unwrap()
-                    .trim()
-                    .parse::<u64>()
-                    .unwrap()
-            })
-            .sum();
-        let rate = total as f64 / seconds;
+        let (mut rate, mut gets, mut hits) = (0.0, 0u64, 0u64);
+        for k in kids {
+            let out = k.wait_with_output().expect("worker");
+            assert!(out.status.success(), "worker failed");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let f: Vec<f64> = text
+                .split_whitespace()
+                .map(|w| w.parse().unwrap())
+                .collect();
+            rate += f[0] / f[3];
+            gets += f[1] as u64;
+            hits += f[2] as u64;
+        }
         println!(
-            "| {n} | {:.2} M | {:.2} M |",
+            "| {n} | {:.2} | {:.2} | {:.1} |",
             rate / 1e6,
-            rate / 1e6 / n as f64
+            rate / 1e6 / n as f64,
+            100.0 * hits as f64 / gets.max(1) as f64
         );
     }
+    drop(cache);
     memshelf::unlink(&name).unwrap();
 }
