@@ -1,0 +1,236 @@
+import math
+import time
+
+import pytest
+
+import memshelf
+
+
+def test_put_get_types(cache):
+    cache.put("s", b"bytes")
+    cache.put(b"b", "text")
+    cache.put(bytearray(b"ba"), bytearray(b"value"))
+    cache.put(memoryview(b"mv"), memoryview(b"view"))
+    assert cache.get("s") == b"bytes"
+    assert cache.get(b"s") == b"bytes"  # str keys are UTF-8
+    assert cache.get("b") == "text".encode()
+    assert cache.get(b"ba") == b"value"
+    assert cache.get("mv") == b"view"
+    assert cache.get("missing") is None
+    cache.put("é", "ü")
+    assert cache.get("é".encode()) == "ü".encode()
+    cache.put("empty", b"")
+    assert cache.get("empty") == b""
+
+
+@pytest.mark.parametrize("bad", [1, 1.5, None, ["k"], object(), {"k": 1}])
+def test_wrong_key_types(cache, bad):
+    with pytest.raises(TypeError) as e:
+        cache.get(bad)
+    assert type(bad).__name__ in str(e.value)
+    with pytest.raises(TypeError):
+        cache.put(bad, b"v")
+
+
+@pytest.mark.parametrize("bad", [1, 2.5, None, ["v"], object()])
+def test_wrong_value_types(cache, bad):
+    with pytest.raises(TypeError) as e:
+        cache.put("k", bad)
+    assert type(bad).__name__ in str(e.value)
+    assert cache.get("k") is None
+
+
+def test_dict_access_and_context_manager(name):
+    with memshelf.Cache(name, capacity=4 << 20) as c:
+        c["k"] = b"v"
+        assert c["k"] == b"v"
+        assert "k" in c and "other" not in c
+        del c["k"]
+        with pytest.raises(KeyError):
+            c["k"]
+        with pytest.raises(KeyError):
+            del c["k"]
+    assert c.closed
+    with pytest.raises(memshelf.ClosedError):
+        c.get("k")
+    with pytest.raises(memshelf.ClosedError):
+        c.put("k", b"v")
+    assert "closed" in repr(c)
+
+
+def test_add_delete_incr(cache):
+    assert cache.add("a", b"1") is True
+    assert cache.add("a", b"2") is False
+    assert cache.get("a") == b"1"
+    assert cache.delete("a") is True
+    assert cache.delete("a") is False
+    assert cache.incr("n") == 1
+    assert cache.incr("n", 41) == 42
+    assert cache.incr("n", -50) == -8
+    assert cache.get("n") == b"-8"
+    cache.put("text", b"hello")
+    with pytest.raises(memshelf.NotAnInteger):
+        cache.incr("text")
+    with pytest.raises(ValueError):
+        cache.incr("text")
+    cache.put("big", str(2**63 - 1))
+    with pytest.raises(memshelf.NotAnInteger):
+        cache.incr("big")
+    assert cache.get("text") == b"hello"
+
+
+def test_ttl_touch_expiry(cache):
+    cache.put("forever", b"v")
+    assert cache.ttl("forever") == math.inf
+    assert cache.ttl("absent") is None
+    cache.put("short", b"v", ttl=0.05)
+    left = cache.ttl("short")
+    assert 0 < left <= 0.05
+    time.sleep(0.08)
+    assert cache.get("short") is None
+    assert cache.ttl("short") is None
+    assert cache.touch("forever", 100) is True
+    assert 98 < cache.ttl("forever") <= 100
+    assert cache.touch("absent", 1) is False
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), -0.5, 1e12])
+def test_bad_ttls(cache, bad):
+    with pytest.raises(memshelf.InvalidTTL):
+        cache.put("k", b"v", ttl=bad)
+    with pytest.raises(ValueError):
+        cache.touch("k", bad)
+    assert cache.get("k") is None
+
+
+def test_ttl_type_errors(cache):
+    with pytest.raises(TypeError):
+        cache.put("k", b"v", ttl="10")
+    with pytest.raises(TypeError):
+        cache.put("k", b"v", ttl=True)
+
+
+def test_tags_clear_keys_prefix(cache):
+    cache.put("p:1", b"1", tags=["t1", b"t2"])
+    cache.put("p:2", b"2", tags=("t2",))
+    cache.put("q:1", b"3")
+    assert sorted(cache.keys()) == [b"p:1", b"p:2", b"q:1"]
+    assert sorted(cache.keys("p:")) == [b"p:1", b"p:2"]
+    cache.invalidate_tag("t1")
+    assert cache.get("p:1") is None and cache.get("p:2") == b"2"
+    cache.invalidate_tag(b"t2")
+    assert cache.get("p:2") is None
+    for i in range(10):
+        cache.put(f"user:{i}", b"u")
+    assert cache.delete_prefix("user:") == 10
+    assert cache.keys("user:") == []
+    cache.clear()
+    assert cache.get("q:1") is None and cache.keys() == []
+    with pytest.raises(TypeError):
+        cache.put("k", b"v", tags="not-a-list")
+    with pytest.raises(memshelf.InvalidArgument):
+        cache.put("k", b"v", tags=[str(i) for i in range(9)])
+
+
+def test_limits(cache):
+    with pytest.raises(memshelf.KeyTooLong) as e:
+        cache.put("k" * 4097, b"v")
+    assert "4096" in str(e.value)
+    with pytest.raises(memshelf.KeyTooLong):
+        cache.get("")
+    too_big = b"x" * (cache.max_value_size + 1)
+    with pytest.raises(memshelf.ValueTooLarge) as e:
+        cache.put("big", too_big)
+    assert str(cache.max_value_size) in str(e.value)
+    assert isinstance(e.value, ValueError)
+    assert cache.get("big") is None
+    cache.put("big", b"x" * cache.max_value_size)
+    assert len(cache.get("big")) == cache.max_value_size
+
+
+@pytest.mark.parametrize("bad", ["a/b", "..", ".hidden", "", "x" * 201, "sp ace"])
+def test_bad_names(bad):
+    with pytest.raises(memshelf.InvalidName):
+        memshelf.Cache(bad, capacity="1MiB")
+
+
+def test_open_options(name):
+    with pytest.raises(memshelf.SegmentNotFound):
+        memshelf.Cache(name, create=False)
+    with pytest.raises(FileNotFoundError):
+        memshelf.Cache(name, create=False)
+    c = memshelf.Cache(name, capacity="2MiB", ttl=10, ttl_jitter=0.2, max_value_size=1000)
+    assert c.capacity == 2 << 20 and c.max_value_size == 1000
+    c.put("k", b"v")
+    assert 7.9 <= c.ttl("k") <= 12
+    other = memshelf.Cache(name, capacity="64MiB", create=False)  # attach: the creator's capacity wins
+    assert other.capacity == 2 << 20 and other.get("k") == b"v"
+    with pytest.raises(TypeError):
+        memshelf.Cache(name, capacity=1.5)
+    with pytest.raises(memshelf.InvalidArgument):
+        memshelf.Cache(name + "x", capacity="lots")
+    with pytest.raises(memshelf.InvalidArgument):
+        memshelf.Cache(name + "y", capacity="1MiB", ttl_jitter=0.9)
+    memshelf.unlink(name)
+    with pytest.raises(memshelf.SegmentNotFound):
+        memshelf.unlink(name)
+    assert other.get("k") == b"v"  # still mapped after unlink
+
+
+def test_incompatible_segment(name, tmp_path):
+    p = tmp_path / "junk"
+    p.write_bytes(b"\x01" * 100_000)
+    with pytest.raises(memshelf.IncompatibleSegment):
+        memshelf.Cache(name, path=str(p))
+
+
+def test_get_or_set(cache):
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return b"computed"
+
+    assert cache.get_or_set("g", factory) == b"computed"
+    assert cache.get_or_set("g", factory) == b"computed"
+    assert len(calls) == 1
+    assert cache.get_or_set("s", lambda: "text") == b"text"
+
+    class Boom(Exception):
+        pass
+
+    def failing():
+        raise Boom("origin down")
+
+    with pytest.raises(Boom):
+        cache.get_or_set("f", failing)
+    assert cache.get("f") is None
+    assert cache.get_or_set("f", lambda: b"ok") == b"ok"  # the lease was handed on
+
+    asked = []
+    assert cache.get_or_set("none", lambda: asked.append(1), negative_ttl=60) is None
+    assert cache.get_or_set("none", lambda: asked.append(1), negative_ttl=60) is None
+    assert len(asked) == 1
+    with pytest.raises(TypeError):
+        cache.get_or_set("bad", lambda: 42)
+    with pytest.raises(memshelf.InvalidTTL):
+        cache.get_or_set("k", factory, lease=-1)
+
+
+def test_stats_and_misc(cache):
+    cache.put("k", b"v")
+    cache.get("k")
+    cache.get("nope")
+    s = cache.stats()
+    for k in ("capacity_bytes", "used_bytes", "entries", "hits", "misses", "inserts", "updates", "deletes",
+              "evictions", "expirations", "get_or_set_waits", "layout_version"):
+        assert k in s
+    assert s["hits"] >= 1 and s["misses"] >= 1 and s["layout_version"] == memshelf.LAYOUT_VERSION
+    assert memshelf.parse_size("1MiB") == 1 << 20
+    assert memshelf.invalidation_message("tag", tag="product:7") == b'{"v":1,"op":"tag","tag":"product:7"}'
+    assert memshelf.invalidation_message("clear", cache="c", origin="h1", seq=3) == \
+        b'{"v":1,"op":"clear","cache":"c","origin":"h1","seq":3}'
+    with pytest.raises(ValueError):
+        memshelf.invalidation_message("nope")
+    with pytest.raises(ValueError):
+        memshelf.invalidation_message("del")
