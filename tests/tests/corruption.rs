@@ -18,6 +18,8 @@ enum Target {
     WholeFile,
     Index,
     Logs,
+    /// The log cursors (head and tail words of both logs), over and over.
+    Cursors,
 }
 
 fn corrupt_while_in_use(target: Target) {
@@ -37,6 +39,7 @@ fn corrupt_while_in_use(target: Target) {
             header::word(&hdr, header::SMALL_OFF),
         ),
         Target::Logs => (header::word(&hdr, header::SMALL_OFF), CAP),
+        Target::Cursors => (320, 576),
     };
     assert!(from < to && to <= CAP);
     let markers: Vec<TempPath> = (0..2).map(|_| TempPath::new("chaos-ready")).collect();
@@ -53,6 +56,15 @@ fn corrupt_while_in_use(target: Target) {
     poll_until(Duration::from_secs(20), "workers attached", || {
         markers.iter().all(|m| m.0.exists())
     });
+    if let Target::Cursors = target {
+        // small_head 320, small_tail 384, main_head 448, main_tail 512.
+        let end = std::time::Instant::now() + Duration::from_millis(1200);
+        while std::time::Instant::now() < end {
+            let off = [320, 384, 448, 512][rng.below(4) as usize];
+            write_at(&path, off, &rng.next().to_le_bytes());
+            std::thread::sleep(Duration::from_millis(rng.range(1, 8)));
+        }
+    }
     // Several rounds: whole-range overwrites and scattered small ones.
     for round in 0..4 {
         std::thread::sleep(Duration::from_millis(100));
@@ -67,7 +79,7 @@ fn corrupt_while_in_use(target: Target) {
         }
     }
     for w in &mut ws {
-        let r = parse_result(&w.success(Duration::from_secs(40)));
+        let r = parse_result(&w.success(Duration::from_secs(20)));
         assert_eq!(r["corrupt"], 0, "{target:?}: {r:?}");
         assert!(r["ops"] > 0);
     }
@@ -91,6 +103,7 @@ fn corrupt_while_in_use(target: Target) {
     match (target, Cache::open(seg.name(), CAP)) {
         (Target::WholeFile, Err(Error::IncompatibleSegment { .. })) => {}
         (Target::WholeFile, other) => panic!("a random header was accepted: {other:?}"),
+        (Target::Cursors, Ok(_)) => {}
         (_, Ok(fresh)) => {
             // The header is intact: the segment is usable again once the
             // junk is written over.
@@ -123,4 +136,9 @@ fn random_bytes_over_the_index_only() {
 #[test]
 fn random_bytes_over_the_logs_only() {
     corrupt_while_in_use(Target::Logs);
+}
+
+#[test]
+fn random_log_cursors_under_writers() {
+    corrupt_while_in_use(Target::Cursors);
 }
