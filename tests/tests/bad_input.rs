@@ -28,7 +28,12 @@ fn unchanged(c: &Cache, before: &memshelf::Stats) {
     let s = c.stats();
     assert_eq!(
         (s.inserts, s.updates, s.deletes, s.entries),
-        (before.inserts, before.updates, before.deletes, before.entries),
+        (
+            before.inserts,
+            before.updates,
+            before.deletes,
+            before.entries
+        ),
         "a failed operation changed the cache"
     );
 }
@@ -59,7 +64,12 @@ fn bad_keys_are_refused_naming_the_limit() {
             other => panic!("{what} with an empty key: {other:?}"),
         }
         match op(&c, &long) {
-            Err(e @ Error::KeyTooLong { len: 4097, max: 4096 }) => {
+            Err(
+                e @ Error::KeyTooLong {
+                    len: 4097,
+                    max: 4096,
+                },
+            ) => {
                 let m = e.to_string();
                 assert!(m.contains("4097") && m.contains("4096"), "{what}: {m}");
             }
@@ -82,7 +92,10 @@ fn values_above_max_value_size_are_refused_and_the_old_value_stays() {
             match r {
                 Err(e @ Error::ValueTooLarge { max: 1000, .. }) => {
                     let m = e.to_string();
-                    assert!(m.contains("1000") && m.contains(&big.len().to_string()), "{m}");
+                    assert!(
+                        m.contains("1000") && m.contains(&big.len().to_string()),
+                        "{m}"
+                    );
                 }
                 other => panic!("value of {} bytes: {other:?}", big.len()),
             }
@@ -109,7 +122,14 @@ fn values_above_max_value_size_are_refused_and_the_old_value_stays() {
 fn bad_ttls_are_refused() {
     let (_seg, c) = fixture("bad-ttl");
     let before = c.stats();
-    for secs in [-1.0, -0.001, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300] {
+    for secs in [
+        -1.0,
+        -0.001,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        1e300,
+    ] {
         match Ttl::from_secs_f64(secs) {
             Err(e @ Error::InvalidTtl(_)) => {
                 assert!(e.to_string().contains("TTL"), "{e}");
@@ -122,8 +142,14 @@ fn bad_ttls_are_refused() {
         c.put_with("t", "v", &PutOptions::ttl(too_long)),
         Err(Error::InvalidTtl(_))
     ));
-    assert!(matches!(c.touch("keep", too_long), Err(Error::InvalidTtl(_))));
-    assert!(matches!(c.incr_with("n", 1, too_long), Err(Error::InvalidTtl(_))));
+    assert!(matches!(
+        c.touch("keep", too_long),
+        Err(Error::InvalidTtl(_))
+    ));
+    assert!(matches!(
+        c.incr_with("n", 1, too_long),
+        Err(Error::InvalidTtl(_))
+    ));
     assert_eq!(c.get("t").unwrap(), None);
     assert_eq!(c.ttl("keep").unwrap(), Some(memshelf::Expiry::Never));
     unchanged(&c, &before);
@@ -146,10 +172,14 @@ fn too_many_or_bad_tags_are_refused() {
             Err(Error::InvalidArgument(_))
         ));
     }
-    assert!(matches!(c.invalidate_tag(""), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        c.invalidate_tag(""),
+        Err(Error::InvalidArgument(_))
+    ));
     assert_eq!(c.get("k").unwrap(), None);
     unchanged(&c, &before);
-    c.put_with("k", "v", &PutOptions::default().with_tags(&nine[..8])).unwrap();
+    c.put_with("k", "v", &PutOptions::default().with_tags(&nine[..8]))
+        .unwrap();
 }
 
 #[test]
@@ -158,7 +188,10 @@ fn non_integers_are_refused_by_incr() {
     c.put("text", "12abc").unwrap();
     let before = c.stats();
     assert!(matches!(c.incr("text", 1), Err(Error::NotAnInteger { .. })));
-    assert!(matches!(c.incr("n", i64::MAX), Err(Error::NotAnInteger { .. })));
+    assert!(matches!(
+        c.incr("n", i64::MAX),
+        Err(Error::NotAnInteger { .. })
+    ));
     assert_eq!(c.get("text").unwrap().as_deref(), Some(&b"12abc"[..]));
     unchanged(&c, &before);
 }
@@ -166,19 +199,34 @@ fn non_integers_are_refused_by_incr() {
 #[test]
 fn bad_names_are_refused() {
     let long = "a".repeat(201);
-    for name in ["a/b", "..", ".hidden", "", long.as_str(), "a b", "a\0b", "é"] {
+    for name in [
+        "a/b",
+        "..",
+        ".hidden",
+        "",
+        long.as_str(),
+        "a b",
+        "a\0b",
+        "é",
+    ] {
         match Cache::open(name, 1 << 20) {
             Err(e @ Error::InvalidName { .. }) => assert!(!e.to_string().is_empty()),
             other => panic!("name {name:?}: {other:?}"),
         }
-        assert!(matches!(memshelf::unlink(name), Err(Error::InvalidName { .. })));
+        assert!(matches!(
+            memshelf::unlink(name),
+            Err(Error::InvalidName { .. })
+        ));
     }
     let m = Cache::open(&long, 1 << 20).unwrap_err().to_string();
     assert!(m.contains("200"), "{m}");
     // 200 characters of the allowed set are fine.
     let seg = Seg(format!("{:_<200}", Seg::new("n200").0.clone()));
     assert_eq!(seg.0.len(), 200);
-    Cache::open(&seg.0, 64 << 10).unwrap().put("k", "v").unwrap();
+    Cache::open(&seg.0, 64 << 10)
+        .unwrap()
+        .put("k", "v")
+        .unwrap();
 }
 
 #[test]
@@ -222,8 +270,14 @@ fn attach_only_on_a_missing_segment_is_not_found() {
         Err(e @ Error::NotFound { .. }) => assert!(e.to_string().contains(seg.name())),
         other => panic!("{other:?}"),
     }
-    assert!(!shm_path(seg.name()).exists(), "attach-only created a segment");
-    assert!(matches!(memshelf::unlink(seg.name()), Err(Error::NotFound { .. })));
+    assert!(
+        !shm_path(seg.name()).exists(),
+        "attach-only created a segment"
+    );
+    assert!(matches!(
+        memshelf::unlink(seg.name()),
+        Err(Error::NotFound { .. })
+    ));
     // Once created, attach-only works and sees the data.
     let c = Cache::open(seg.name(), 1 << 20).unwrap();
     c.put("k", "v").unwrap();
@@ -239,13 +293,26 @@ fn a_file_that_is_not_a_segment_is_incompatible_and_left_alone() {
         let bytes = random_bytes(&mut rng, len);
         std::fs::write(&tmp.0, &bytes).unwrap();
         match OpenOptions::new().path(&tmp.0).open("foreign") {
-            Err(e @ Error::IncompatibleSegment { found: None, expected: 1, .. }) => {
+            Err(
+                e @ Error::IncompatibleSegment {
+                    found: None,
+                    expected: 1,
+                    ..
+                },
+            ) => {
                 let m = e.to_string();
-                assert!(m.contains("not a memshelf segment") && m.contains('1'), "{m}");
+                assert!(
+                    m.contains("not a memshelf segment") && m.contains('1'),
+                    "{m}"
+                );
             }
             other => panic!("{len}-byte random file: {other:?}"),
         }
-        assert_eq!(std::fs::read(&tmp.0).unwrap(), bytes, "the file was modified");
+        assert_eq!(
+            std::fs::read(&tmp.0).unwrap(),
+            bytes,
+            "the file was modified"
+        );
     }
 }
 
@@ -261,11 +328,20 @@ fn a_segment_of_another_layout_version_is_incompatible_naming_both() {
     write_at(&path, 8, &theirs.to_le_bytes());
     let check = |r: memshelf::Result<Cache>| match r {
         Err(e @ Error::IncompatibleSegment { .. }) => {
-            let Error::IncompatibleSegment { found, expected, .. } = &e else { unreachable!() };
-            assert_eq!((*found, *expected), (Some(theirs), memshelf::LAYOUT_VERSION));
+            let Error::IncompatibleSegment {
+                found, expected, ..
+            } = &e
+            else {
+                unreachable!()
+            };
+            assert_eq!(
+                (*found, *expected),
+                (Some(theirs), memshelf::LAYOUT_VERSION)
+            );
             let m = e.to_string();
             assert!(
-                m.contains(&theirs.to_string()) && m.contains(&memshelf::LAYOUT_VERSION.to_string()),
+                m.contains(&theirs.to_string())
+                    && m.contains(&memshelf::LAYOUT_VERSION.to_string()),
                 "{m}"
             );
         }
@@ -273,10 +349,18 @@ fn a_segment_of_another_layout_version_is_incompatible_naming_both() {
     };
     check(Cache::open(seg.name(), 1 << 20));
     check(OpenOptions::new().create(false).open(seg.name()));
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 20, "left alone");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        1 << 20,
+        "left alone"
+    );
     // ... and through the path option.
     let tmp = TempPath::new("version");
-    let c = OpenOptions::new().capacity(1 << 20).path(&tmp.0).open("v").unwrap();
+    let c = OpenOptions::new()
+        .capacity(1 << 20)
+        .path(&tmp.0)
+        .open("v")
+        .unwrap();
     drop(c);
     write_at(&tmp.0, 8, &theirs.to_le_bytes());
     check(OpenOptions::new().path(&tmp.0).open("v"));

@@ -31,11 +31,17 @@ fn eight_processes_creating_one_name_at_once_share_one_segment() {
         let c = OpenOptions::new().create(false).open(seg.name()).unwrap();
         for id in 0..N {
             let k = format!("member:{id}");
-            let v = c.get(&k).unwrap().unwrap_or_else(|| panic!("round {round}: {k} missing"));
+            let v = c
+                .get(&k)
+                .unwrap()
+                .unwrap_or_else(|| panic!("round {round}: {k} missing"));
             assert_eq!(check_value(k.as_bytes(), &v), Ok(id));
         }
         assert_eq!(c.stats().inserts, N, "round {round}: {:?}", c.stats());
-        assert_eq!(std::fs::metadata(shm_path(seg.name())).unwrap().len(), 1 << 20);
+        assert_eq!(
+            std::fs::metadata(shm_path(seg.name())).unwrap().len(),
+            1 << 20
+        );
     }
 }
 
@@ -56,9 +62,11 @@ fn an_empty_object_left_by_a_dead_creator_is_initialised() {
     std::fs::File::create(shm_path(seg.name())).unwrap();
     let name = seg.name().to_owned();
     // Attach-only does not hang on it.
-    let r = with_deadline(Duration::from_secs(10), "attach to an empty object", move || {
-        OpenOptions::new().create(false).open(&name).map(drop)
-    });
+    let r = with_deadline(
+        Duration::from_secs(10),
+        "attach to an empty object",
+        move || OpenOptions::new().create(false).open(&name).map(drop),
+    );
     assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
     let name = seg.name().to_owned();
     let c = with_deadline(Duration::from_secs(10), "open an empty object", move || {
@@ -108,9 +116,11 @@ fn a_creator_killed_while_holding_the_creation_lock_blocks_no_one() {
         &wargs!("path" => shm_path(seg.name()).display(), "cap" => 1 << 20,
                 "marker" => marker.0.display()),
     );
-    poll_until(Duration::from_secs(20), "the creator to take its lock", || {
-        marker.0.exists()
-    });
+    poll_until(
+        Duration::from_secs(20),
+        "the creator to take its lock",
+        || marker.0.exists(),
+    );
     // An opener now waits on the creation lock...
     let name = seg.name().to_owned();
     let opener = std::thread::spawn(move || Cache::open(&name, 1 << 20));
@@ -118,9 +128,11 @@ fn a_creator_killed_while_holding_the_creation_lock_blocks_no_one() {
     // ... until the creator dies.
     creator.kill();
     let name = seg.name().to_owned();
-    let c = with_deadline(Duration::from_secs(20), "open after the creator died", move || {
-        opener.join().unwrap()
-    })
+    let c = with_deadline(
+        Duration::from_secs(20),
+        "open after the creator died",
+        move || opener.join().unwrap(),
+    )
     .unwrap();
     usable(&c);
     let c2 = Cache::open(&name, 1 << 20).unwrap();

@@ -66,7 +66,12 @@ fn twenty_times_the_capacity_of_skewed_traffic_keeps_memory_bounded_and_hot_keys
         }
         if ops % 5_000 == 0 {
             let s = c.stats();
-            assert!(s.used_bytes <= s.data_bytes, "used {} > data {}", s.used_bytes, s.data_bytes);
+            assert!(
+                s.used_bytes <= s.data_bytes,
+                "used {} > data {}",
+                s.used_bytes,
+                s.data_bytes
+            );
             assert!(s.data_bytes < CAP && s.entries <= s.index_slots, "{s:?}");
         }
     }
@@ -80,7 +85,10 @@ fn twenty_times_the_capacity_of_skewed_traffic_keeps_memory_bounded_and_hot_keys
     eprintln!(
         "eviction: {ops} ops, {written} bytes written; hot hit ratio {hot_ratio:.3} ({hot}), cold {cold_ratio:.3} ({cold}); {s:?}"
     );
-    assert!(hot_ratio > 0.95, "hot keys were evicted: hit ratio {hot_ratio:.3}");
+    assert!(
+        hot_ratio > 0.95,
+        "hot keys were evicted: hit ratio {hot_ratio:.3}"
+    );
     assert!(
         hot_ratio > 3.0 * cold_ratio,
         "hot {hot_ratio:.3} not far above cold {cold_ratio:.3}"
@@ -90,5 +98,8 @@ fn twenty_times_the_capacity_of_skewed_traffic_keeps_memory_bounded_and_hot_keys
     let present = (0..10)
         .filter(|r| c.contains(format!("key:{r}")).unwrap())
         .count();
-    assert!(present >= 7, "only {present} of the 10 hottest keys present");
+    assert!(
+        present >= 7,
+        "only {present} of the 10 hottest keys present"
+    );
 }

@@ -68,7 +68,10 @@ fn a_leader_killed_mid_factory_is_replaced_by_one_waiter() {
         .parse()
         .unwrap();
     let killed_at = Instant::now();
-    let i = ws.iter().position(|w| w.pid() == leader).expect("leader is a worker");
+    let i = ws
+        .iter()
+        .position(|w| w.pid() == leader)
+        .expect("leader is a worker");
     ws.remove(i).kill();
     let values: Vec<String> = ws
         .iter_mut()
@@ -105,7 +108,11 @@ fn a_factory_error_goes_to_its_caller_and_a_waiter_takes_over() {
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(failed, vec![leader], "only the failing leader gets the error");
+    assert_eq!(
+        failed,
+        vec![leader],
+        "only the failing leader gets the error"
+    );
     assert_eq!(counter(&c, "runs"), 2);
     assert_eq!(values.len(), N - 1);
     assert!(values.iter().all(|v| *v == values[0]), "{values:?}");
@@ -129,7 +136,10 @@ fn a_delete_during_the_factory_voids_its_lease() {
     for w in &mut ws {
         let v = value_of(&w.success(Duration::from_secs(30)));
         if w.pid() == leader {
-            assert!(v.starts_with("value-of-run-1-"), "the leader gets its own value: {v}");
+            assert!(
+                v.starts_with("value-of-run-1-"),
+                "the leader gets its own value: {v}"
+            );
         } else {
             run2.push(v);
         }
@@ -137,7 +147,11 @@ fn a_delete_during_the_factory_voids_its_lease() {
     // The voided value was not stored: the waiters had to compute again,
     // and the stored value is the second run's.
     assert_eq!(counter(&c, "runs"), 2);
-    assert!(run2.iter().all(|v| v.starts_with("value-of-run-2-") && *v == run2[0]), "{run2:?}");
+    assert!(
+        run2.iter()
+            .all(|v| v.starts_with("value-of-run-2-") && *v == run2[0]),
+        "{run2:?}"
+    );
     assert_eq!(c.get("k").unwrap().as_deref(), Some(run2[0].as_bytes()));
 }
 
@@ -155,7 +169,10 @@ const TAGS: &[&[u8]] = &[b"t1"];
 fn clear_delete_or_tag_invalidation_during_a_fill_leaves_no_entry() {
     let seg = Seg::new("gos-void2");
     let c = Cache::open(seg.name(), 1 << 20).unwrap();
-    let opts = GetOrSetOptions { tags: TAGS, ..Default::default() };
+    let opts = GetOrSetOptions {
+        tags: TAGS,
+        ..Default::default()
+    };
     for (what, void) in VOIDERS {
         let Fill::Lead(lease) = c.begin_fill("k", &opts).unwrap() else {
             panic!("{what}: expected to lead");
@@ -170,7 +187,11 @@ fn clear_delete_or_tag_invalidation_during_a_fill_leaves_no_entry() {
             .get_or_set("k", &opts, || Ok::<_, String>(Some(b"fresh".to_vec())))
             .unwrap();
         assert_eq!(v.as_deref(), Some(&b"fresh"[..]));
-        assert_eq!(c.get("k").unwrap().as_deref(), Some(&b"fresh"[..]), "{what}");
+        assert_eq!(
+            c.get("k").unwrap().as_deref(),
+            Some(&b"fresh"[..]),
+            "{what}"
+        );
         c.delete("k").unwrap();
     }
 }
@@ -181,7 +202,10 @@ fn clear_delete_or_tag_invalidation_during_a_fill_leaves_no_entry() {
 fn fill_reports_false_when_a_clear_delete_or_tag_invalidation_voided_it() {
     let seg = Seg::new("gos-void3");
     let c = Cache::open(seg.name(), 1 << 20).unwrap();
-    let opts = GetOrSetOptions { tags: TAGS, ..Default::default() };
+    let opts = GetOrSetOptions {
+        tags: TAGS,
+        ..Default::default()
+    };
     let mut wrong = Vec::new();
     for (what, void) in VOIDERS {
         let Fill::Lead(lease) = c.begin_fill("k", &opts).unwrap() else {
@@ -193,7 +217,10 @@ fn fill_reports_false_when_a_clear_delete_or_tag_invalidation_voided_it() {
         }
         c.delete("k").unwrap();
     }
-    assert!(wrong.is_empty(), "fill() returned true (stored) after a voiding {wrong:?}");
+    assert!(
+        wrong.is_empty(),
+        "fill() returned true (stored) after a voiding {wrong:?}"
+    );
 }
 
 /// A put that lands after the voiding clear/tag invalidation (and before
@@ -202,7 +229,10 @@ fn fill_reports_false_when_a_clear_delete_or_tag_invalidation_voided_it() {
 fn a_voided_fill_does_not_clobber_a_put_made_after_the_voiding() {
     let seg = Seg::new("gos-void4");
     let c = Cache::open(seg.name(), 1 << 20).unwrap();
-    let opts = GetOrSetOptions { tags: TAGS, ..Default::default() };
+    let opts = GetOrSetOptions {
+        tags: TAGS,
+        ..Default::default()
+    };
     let mut lost = Vec::new();
     for (what, void) in VOIDERS {
         let Fill::Lead(lease) = c.begin_fill("k", &opts).unwrap() else {
@@ -217,5 +247,8 @@ fn a_voided_fill_does_not_clobber_a_put_made_after_the_voiding() {
         }
         c.delete("k").unwrap();
     }
-    assert!(lost.is_empty(), "the put after the voiding was lost: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "the put after the voiding was lost: {lost:?}"
+    );
 }

@@ -39,14 +39,16 @@ fn put_into_every_bucket(c: &Cache, name: &str, tag: &str) -> usize {
     while left > 0 {
         let key = format!("{tag}:{i}");
         i += 1;
-        let b = (xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), seed) & (nbuckets - 1)) as usize;
+        let b =
+            (xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), seed) & (nbuckets - 1)) as usize;
         if done[b] {
             continue;
         }
         done[b] = true;
         left -= 1;
         let v = make_value(key.as_bytes(), i, 8, &mut rng);
-        c.put(&key, &v).unwrap_or_else(|e| panic!("put into bucket {b}: {e}"));
+        c.put(&key, &v)
+            .unwrap_or_else(|e| panic!("put into bucket {b}: {e}"));
         assert_eq!(c.get(&key).unwrap().as_deref(), Some(&v[..]), "bucket {b}");
     }
     nbuckets as usize
@@ -91,14 +93,20 @@ fn sigkill_storm_blocks_no_one_corrupts_nothing_and_loses_no_space() {
                 );
             }
         }
-        assert_eq!(counter(&control, "corrupt"), 0, "a worker read a corrupt value");
+        assert_eq!(
+            counter(&control, "corrupt"),
+            0,
+            "a worker read a corrupt value"
+        );
         assert_eq!(counter(&control, "errors"), 0, "an operation failed");
     }
     for id in 0..PROTECTED {
         let before = hb(id);
-        poll_until(Duration::from_secs(10), &format!("worker {id} heartbeat"), || {
-            hb(id) > before
-        });
+        poll_until(
+            Duration::from_secs(10),
+            &format!("worker {id} heartbeat"),
+            || hb(id) > before,
+        );
     }
     assert!(
         advanced.iter().all(|a| *a),
@@ -126,9 +134,11 @@ fn sigkill_storm_blocks_no_one_corrupts_nothing_and_loses_no_space() {
     // bucket succeeds (bounded: a hang fails).
     let name = data.name().to_owned();
     let c2 = c.clone();
-    let n = with_deadline(Duration::from_secs(20), "put into every bucket", move || {
-        put_into_every_bucket(&c2, &name, "after-kill")
-    });
+    let n = with_deadline(
+        Duration::from_secs(20),
+        "put into every bucket",
+        move || put_into_every_bucket(&c2, &name, "after-kill"),
+    );
 
     // The whole capacity is usable again: after a clear, fresh keys filling
     // 80 % of the data bytes are (almost) all still there.
@@ -197,9 +207,11 @@ fn bucket_locks_of_a_dead_holder_are_taken_over_in_every_bucket() {
     }
     let name = data.name().to_owned();
     let c2 = c.clone();
-    with_deadline(Duration::from_secs(20), "put into every locked bucket", move || {
-        put_into_every_bucket(&c2, &name, "locked")
-    });
+    with_deadline(
+        Duration::from_secs(20),
+        "put into every locked bucket",
+        move || put_into_every_bucket(&c2, &name, "locked"),
+    );
     let s = c.stats();
     assert!(s.lock_takeovers >= nbuckets, "{s:?}");
     // And delete/incr take the locks as well.

@@ -99,7 +99,8 @@ fn threads_of_one_process_share_a_handle_without_corruption() {
                         }
                         4..=6 => {
                             let len = rng.below(3000) as usize;
-                            c.put(&key, make_value(key.as_bytes(), i, len, &mut rng)).unwrap();
+                            c.put(&key, make_value(key.as_bytes(), i, len, &mut rng))
+                                .unwrap();
                         }
                         7 => {
                             c.delete(&key).unwrap();

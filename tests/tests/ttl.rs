@@ -22,11 +22,15 @@ fn remaining(c: &Cache, k: &str) -> Duration {
 fn an_entry_expires_and_is_never_returned_after() {
     let seg = Seg::new("ttl-exp");
     let c = Cache::open(seg.name(), 1 << 20).unwrap();
-    c.put_with("short", "v", &ms(Duration::from_millis(150))).unwrap();
+    c.put_with("short", "v", &ms(Duration::from_millis(150)))
+        .unwrap();
     c.put("forever", "v").unwrap();
     assert_eq!(c.get("short").unwrap().as_deref(), Some(&b"v"[..]));
     let d = remaining(&c, "short");
-    assert!(d <= Duration::from_millis(150) && d > Duration::ZERO, "{d:?}");
+    assert!(
+        d <= Duration::from_millis(150) && d > Duration::ZERO,
+        "{d:?}"
+    );
     assert_eq!(c.ttl("forever").unwrap(), Some(Expiry::Never));
     assert_eq!(c.ttl("absent").unwrap(), None);
     std::thread::sleep(Duration::from_millis(300));
@@ -34,8 +38,14 @@ fn an_entry_expires_and_is_never_returned_after() {
     assert_eq!(c.ttl("short").unwrap(), None);
     assert!(!c.contains("short").unwrap());
     assert!(!c.keys(None).any(|k| k == b"short"));
-    assert!(!c.delete("short").unwrap(), "an expired entry is not 'present'");
-    assert!(c.add("short", "again").unwrap(), "add succeeds over an expired entry");
+    assert!(
+        !c.delete("short").unwrap(),
+        "an expired entry is not 'present'"
+    );
+    assert!(
+        c.add("short", "again").unwrap(),
+        "add succeeds over an expired entry"
+    );
     assert_eq!(c.get("forever").unwrap().as_deref(), Some(&b"v"[..]));
     assert!(c.stats().expirations >= 1);
 }
@@ -70,7 +80,8 @@ fn jitter_spreads_ttls_within_their_bounds() {
     seen.dedup();
     assert!(seen.len() > 100, "only {} distinct TTLs", seen.len());
     // An entry that never expires stays so.
-    c.put_with("never", "v", &PutOptions::ttl(Ttl::Never)).unwrap();
+    c.put_with("never", "v", &PutOptions::ttl(Ttl::Never))
+        .unwrap();
     assert_eq!(c.ttl("never").unwrap(), Some(Expiry::Never));
 }
 
@@ -83,8 +94,10 @@ fn the_default_ttl_applies_to_puts_without_one() {
         .open(seg.name())
         .unwrap();
     c.put("default", "v").unwrap();
-    c.put_with("never", "v", &PutOptions::ttl(Ttl::Never)).unwrap();
-    c.put_with("long", "v", &ms(Duration::from_secs(60))).unwrap();
+    c.put_with("never", "v", &PutOptions::ttl(Ttl::Never))
+        .unwrap();
+    c.put_with("long", "v", &ms(Duration::from_secs(60)))
+        .unwrap();
     assert_eq!(c.incr("counter", 1).unwrap(), 1);
     assert!(remaining(&c, "default") <= Duration::from_millis(250));
     assert!(remaining(&c, "counter") <= Duration::from_millis(250));
@@ -111,22 +124,34 @@ fn the_default_ttl_applies_to_puts_without_one() {
 fn touch_sets_a_new_ttl_on_present_keys_only() {
     let seg = Seg::new("ttl-touch");
     let c = Cache::open(seg.name(), 1 << 20).unwrap();
-    c.put_with("a", "va", &ms(Duration::from_millis(150))).unwrap();
+    c.put_with("a", "va", &ms(Duration::from_millis(150)))
+        .unwrap();
     c.put_with("b", "vb", &ms(Duration::from_secs(60))).unwrap();
-    c.put_with("gone", "v", &ms(Duration::from_millis(50))).unwrap();
+    c.put_with("gone", "v", &ms(Duration::from_millis(50)))
+        .unwrap();
     c.put("forever", "v").unwrap();
     assert!(c.touch("a", Duration::from_secs(30)).unwrap());
     assert!(c.touch("b", Duration::from_millis(150)).unwrap());
     assert!(c.touch("forever", Duration::from_millis(150)).unwrap());
     assert!(!c.touch("absent", Duration::from_secs(1)).unwrap());
     let d = remaining(&c, "a");
-    assert!(d > Duration::from_secs(29) && d <= Duration::from_secs(30), "{d:?}");
+    assert!(
+        d > Duration::from_secs(29) && d <= Duration::from_secs(30),
+        "{d:?}"
+    );
     assert!(remaining(&c, "b") <= Duration::from_millis(150));
     assert!(remaining(&c, "forever") <= Duration::from_millis(150));
     std::thread::sleep(Duration::from_millis(350));
-    assert!(!c.touch("gone", Duration::from_secs(30)).unwrap(), "touch revived an expired key");
+    assert!(
+        !c.touch("gone", Duration::from_secs(30)).unwrap(),
+        "touch revived an expired key"
+    );
     assert_eq!(c.get("gone").unwrap(), None);
-    assert_eq!(c.get("a").unwrap().as_deref(), Some(&b"va"[..]), "value kept by touch");
+    assert_eq!(
+        c.get("a").unwrap().as_deref(),
+        Some(&b"va"[..]),
+        "value kept by touch"
+    );
     assert_eq!(c.get("b").unwrap(), None);
     assert_eq!(c.get("forever").unwrap(), None);
     assert!(c.touch("a", Ttl::Never).unwrap());
@@ -138,11 +163,13 @@ fn touch_sets_a_new_ttl_on_present_keys_only() {
 fn incr_keeps_the_expiry_of_an_existing_entry() {
     let seg = Seg::new("ttl-incr");
     let c = Cache::open(seg.name(), 1 << 20).unwrap();
-    c.put_with("n", "41", &ms(Duration::from_millis(200))).unwrap();
+    c.put_with("n", "41", &ms(Duration::from_millis(200)))
+        .unwrap();
     assert_eq!(c.incr("n", 1).unwrap(), 42);
     assert!(remaining(&c, "n") <= Duration::from_millis(200));
     assert_eq!(
-        c.incr_with("m", 1, Ttl::After(Duration::from_millis(200))).unwrap(),
+        c.incr_with("m", 1, Ttl::After(Duration::from_millis(200)))
+            .unwrap(),
         1
     );
     std::thread::sleep(Duration::from_millis(350));
@@ -159,7 +186,10 @@ fn ttl_conversions() {
         Ttl::After(Duration::from_millis(1)),
         "sub-millisecond TTLs round up to the 1 ms resolution"
     );
-    assert_eq!(Ttl::from_secs_f64(1.5).unwrap(), Ttl::After(Duration::from_millis(1500)));
+    assert_eq!(
+        Ttl::from_secs_f64(1.5).unwrap(),
+        Ttl::After(Duration::from_millis(1500))
+    );
     assert_eq!(Ttl::from_millis(0).unwrap(), Ttl::Default);
     assert_eq!(Ttl::from_millis(u64::MAX).unwrap(), Ttl::Never);
 }

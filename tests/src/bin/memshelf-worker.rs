@@ -16,7 +16,9 @@ use memshelf_tests::{Args, Rng, check_value, make_value, now_ms};
 
 fn main() {
     let mut words = std::env::args().skip(1);
-    let role = words.next().expect("usage: memshelf-worker <role> key=value...");
+    let role = words
+        .next()
+        .expect("usage: memshelf-worker <role> key=value...");
     let args = Args::parse(words);
     let code = match role.as_str() {
         "stress" => stress(&args),
@@ -219,7 +221,8 @@ fn gos(args: &Args) -> i32 {
     let pid = std::process::id();
     let r = c.get_or_set(&key, &opts, || {
         let n = c.incr(b"runs", 1).expect("incr runs");
-        c.put(format!("leader:{n}"), pid.to_string()).expect("put leader");
+        c.put(format!("leader:{n}"), pid.to_string())
+            .expect("put leader");
         if n == 1 && mode == "die-first" {
             std::thread::sleep(Duration::from_secs(60));
         }
@@ -338,7 +341,8 @@ fn chaos(args: &Args) -> i32 {
                             }
                         }),
                         4..=6 => {
-                            let v = make_value(key.as_bytes(), 0, rng.below(2000) as usize, &mut rng);
+                            let v =
+                                make_value(key.as_bytes(), 0, rng.below(2000) as usize, &mut rng);
                             c.put(&key, v)
                         }
                         7 => c.delete(&key).map(drop),

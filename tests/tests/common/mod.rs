@@ -96,7 +96,10 @@ impl Worker {
             }
             if Instant::now() > end {
                 self.kill();
-                panic!("worker `{}` did not exit within {limit:?} (hang)", self.what);
+                panic!(
+                    "worker `{}` did not exit within {limit:?} (hang)",
+                    self.what
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -175,7 +178,10 @@ pub fn with_deadline<T: Send + 'static>(
 pub fn poll_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
     while !f() {
-        assert!(Instant::now() < end, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
