@@ -9,9 +9,15 @@ fn main() -> Result<(), memshelf::Error> {
     let name = args.next().expect("usage: interop NAME [KEY...]");
     let cache = memshelf::OpenOptions::new().create(false).open(&name)?;
     let keys: Vec<String> = args.collect();
-    let keys = if keys.is_empty() { vec!["from-python".to_owned()] } else { keys };
+    let keys = if keys.is_empty() {
+        vec!["from-python".to_owned()]
+    } else {
+        keys
+    };
     for k in keys {
-        let v = cache.get(&k)?.map(|v| String::from_utf8_lossy(&v).into_owned());
+        let v = cache
+            .get(&k)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned());
         println!("{k}={}", v.unwrap_or_else(|| "<missing>".into()));
     }
     cache.put("from-rust", "written by rust")?;

@@ -54,6 +54,18 @@ pub(crate) struct Found {
     pub meta: Meta,
 }
 
+/// Every slot of a bucket that belongs to a key (under the bucket lock).
+pub(crate) struct KeySlots {
+    /// The key's validated item.
+    pub valid: Option<Found>,
+    /// Other slots whose record holds the key's bytes but did not validate:
+    /// items a tail pass is moving or has just evicted. A writer replaces or
+    /// clears them too, so the tail pass cannot move an old value back next
+    /// to the new one.
+    pub others: [(usize, Slot); SLOTS_PER_BUCKET],
+    pub n_others: usize,
+}
+
 /// How a write publishes.
 #[derive(Clone, Copy)]
 pub(crate) enum Mode {
@@ -226,6 +238,63 @@ impl Engine {
         None
     }
 
+    /// The slots of `key` in its bucket, valid or not (see `KeySlots`).
+    /// Call under the bucket lock.
+    pub fn key_slots(&self, key: &[u8], hash: u64) -> KeySlots {
+        let tag = tag_of(hash);
+        let mut ks = KeySlots {
+            valid: None,
+            others: [(0, Slot(0)); SLOTS_PER_BUCKET],
+            n_others: 0,
+        };
+        for i in SLOTS.clone() {
+            let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Acquire));
+            if s.kind() != KIND_ITEM || s.tag() != tag {
+                continue;
+            }
+            let log = self.seg.log(s.log());
+            match item::read(
+                &self.seg,
+                log,
+                s.pos(),
+                Some(key),
+                None,
+                None,
+                Check::Reader,
+            ) {
+                Read::Valid(meta) if ks.valid.is_none() => {
+                    ks.valid = Some(Found {
+                        slot_index: i,
+                        slot: s,
+                        meta,
+                    });
+                }
+                Read::OtherKey => {}
+                _ if item::holds_key(&self.seg, log, s.pos(), key) => {
+                    ks.others[ks.n_others] = (i, s);
+                    ks.n_others += 1;
+                }
+                _ => {}
+            }
+        }
+        ks
+    }
+
+    /// Clears `ks.others` (best effort: a slot that changed meanwhile is no
+    /// longer this key's stale copy).
+    fn clear_others(&self, hash: u64, ks: &KeySlots, except: usize) {
+        for &(i, s) in &ks.others[..ks.n_others] {
+            if i != except {
+                let _ = self.seg.bucket_word(hash, i).compare_exchange(
+                    s.0,
+                    0,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+
     /// Drops a found item whose liveness says it is gone.
     pub fn reap(&self, hash: u64, f: &Found, l: Liveness) {
         let w = self.seg.bucket_word(hash, f.slot_index);
@@ -381,8 +450,9 @@ impl Engine {
         guard: Option<&dyn Fn() -> bool>,
     ) -> Outcome {
         loop {
-            let existing = self.find(key, hash, None);
-            match (mode, &existing) {
+            let ks = self.key_slots(key, hash);
+            let existing = &ks.valid;
+            match (mode, existing) {
                 (Mode::AddIfAbsent, Some(f))
                     if self.liveness(&f.meta, &mut None) == Liveness::Live =>
                 {
@@ -398,36 +468,36 @@ impl Engine {
                     return Outcome::NotStored;
                 }
             }
-            if let Some(f) = existing {
-                let w = self.seg.bucket_word(hash, f.slot_index);
-                let new = Slot::item(tag, log, pos, f.slot.freq());
-                if w.compare_exchange(f.slot.0, new.0, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
+            // The key's slot: its valid item, else a copy of it being moved
+            // or just evicted, else a free slot.
+            let (i, old, freq, outcome) = match existing {
+                Some(f) => {
                     let live = self.liveness(&f.meta, &mut None) == Liveness::Live;
-                    return if live {
+                    let o = if live {
                         Outcome::Updated
                     } else {
                         Outcome::Inserted
                     };
+                    (f.slot_index, f.slot, f.slot.freq(), o)
                 }
+                None if ks.n_others > 0 => (ks.others[0].0, ks.others[0].1, 0, Outcome::Inserted),
+                None => {
+                    let (i, old) = self.free_slot(hash, tag);
+                    (i, old, 0, Outcome::Inserted)
+                }
+            };
+            let w = self.seg.bucket_word(hash, i);
+            let new = Slot::item(tag, log, pos, freq);
+            if w.compare_exchange(old.0, new.0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
                 continue; // a hit bumped freq, or eviction moved it: look again
             }
-            let (i, old) = self.free_slot(hash, tag);
-            let w = self.seg.bucket_word(hash, i);
-            if w.compare_exchange(
-                old.0,
-                Slot::item(tag, log, pos, 0).0,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-            {
-                if old.kind() == KIND_ITEM {
-                    self.count(Counter::Evictions, 1);
-                }
-                return Outcome::Inserted;
+            self.clear_others(hash, &ks, i);
+            if existing.is_none() && ks.n_others == 0 && old.kind() == KIND_ITEM {
+                self.count(Counter::Evictions, 1);
             }
+            return outcome;
         }
     }
 
@@ -474,9 +544,9 @@ impl Engine {
             let _lock = index::lock_bucket(&self.seg, hash, &mut steals);
             self.void_lease(hash);
             loop {
-                let Some(f) = self.find(key, hash, None) else {
-                    break false;
-                };
+                let ks = self.key_slots(key, hash);
+                self.clear_others(hash, &ks, 0);
+                let Some(f) = ks.valid else { break false };
                 let w = self.seg.bucket_word(hash, f.slot_index);
                 if w.compare_exchange(f.slot.0, 0, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()

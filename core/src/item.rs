@@ -441,6 +441,14 @@ pub(crate) fn hint(seg: &Segment, log: &LogGeom, pos: u64, key: &[u8]) -> Option
     (meta.key_len() == key.len() && key_equals(seg, key_off, key)).then_some(meta)
 }
 
+/// Whether the record at `pos` holds `key` (header and key bytes only, no
+/// tail check, no checksum). Under the bucket lock this identifies a key's
+/// slot even while its item is being moved by a tail pass.
+pub(crate) fn holds_key(seg: &Segment, log: &LogGeom, pos: u64, key: &[u8]) -> bool {
+    load_meta(seg, log, pos)
+        .is_some_and(|(key_off, meta)| meta.key_len() == key.len() && key_equals(seg, key_off, key))
+}
+
 /// Reads only the header of the item at `pos` (for eviction decisions);
 /// not checksummed, so callers use it as a hint only.
 pub(crate) fn peek(seg: &Segment, log: &LogGeom, pos: u64) -> Option<Meta> {

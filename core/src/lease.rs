@@ -383,9 +383,18 @@ impl FillLease {
             tags: &self.tags,
             epoch: Some(self.epoch),
         };
+        // Under the bucket lock: the lease is still ours and nothing voided
+        // it (a delete of the key, a clear, an invalidation of one of its
+        // tags). A voided fill is not published at all, so it can neither
+        // report success nor replace a newer value put after the voiding.
         let still_ours = || {
             e.seg.word(rec + CLAIM).load(Ordering::Acquire) == mine
                 && e.seg.word32(rec + VOIDED).load(Ordering::Acquire) == 0
+                && e.seg.clear_epoch().load(Ordering::Acquire) == self.epoch
+                && self
+                    .tags
+                    .iter()
+                    .all(|(h, v)| e.seg.tag_version(*h).load(Ordering::Acquire) == *v)
         };
         let stored = !matches!(
             e.write(&w, Mode::Upsert, Some(&still_ours))?,

@@ -87,7 +87,16 @@ impl Engine {
             let t0 = tail.load(Ordering::Acquire);
             let t = t0 % log.wrap;
             let target = log.add(need, log.wrap - log.len);
-            let h = self.seg.head(log).load(Ordering::Acquire) % log.wrap;
+            let head = self.seg.head(log);
+            let h0 = head.load(Ordering::Acquire);
+            let h = h0 % log.wrap;
+            if log.before(h, need) {
+                // The head is behind our own claim: only corruption moves it
+                // back. Move it forward again, or the tail target below
+                // would lie ahead of the head for ever.
+                let _ = head.compare_exchange(h0, need, Ordering::AcqRel, Ordering::Relaxed);
+                continue;
+            }
             if t % 8 != 0
                 || log.before(h, t)
                 || (log.before(t, target) && log.dist(target, t) > 2 * log.len)
