@@ -1,1 +1,21 @@
-//! placeholder
+//! `memshelf-agent`: keeps a host's memshelf segments coherent with the
+//! origin data by applying the invalidations writers publish to Redis
+//! (Pub/Sub or a Stream). See `agent/README.md`.
+//!
+//! The binary is a thin wrapper over [`agent::start`]; tests and benchmarks
+//! run the same agent in-process.
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod apply;
+pub mod config;
+pub mod feed;
+pub mod http;
+pub mod log;
+pub mod metrics;
+pub mod parse;
+pub mod resp;
+
+pub use agent::{Agent, start};
+pub use config::{Config, FeedKind, GapPolicy};
+pub use metrics::{GapReason, Metrics, Outcome};

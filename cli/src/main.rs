@@ -1,0 +1,308 @@
+//! `memshelf`: inspect and edit segments, and publish invalidations.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use memshelf::message::Message;
+use memshelf::{Cache, OpenOptions, PutOptions, Ttl};
+use memshelf_agent::feed::stream::PAYLOAD_FIELD;
+use memshelf_agent::resp::{Address, Connection, Value};
+
+/// memshelf: a shared-memory key-value cache.
+#[derive(Parser, Debug)]
+#[command(name = "memshelf", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Print a segment's statistics (key=value lines, or JSON).
+    Stats {
+        /// Segment name.
+        name: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a value (raw bytes) or exit 1 when absent.
+    Get {
+        /// Segment name.
+        name: String,
+        /// Key.
+        key: String,
+    },
+    /// Store a value (creates the segment if absent).
+    Put {
+        /// Segment name.
+        name: String,
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+        /// Time to live in seconds (default: the segment's default).
+        #[arg(long)]
+        ttl: Option<f64>,
+        /// Tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Capacity when creating ("64MiB").
+        #[arg(long, default_value = "64MiB")]
+        capacity: String,
+    },
+    /// Delete keys; prints how many were present.
+    Delete {
+        /// Segment name.
+        name: String,
+        /// Keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Make every entry a miss (O(1)).
+    Clear {
+        /// Segment name.
+        name: String,
+    },
+    /// List live keys, one per line.
+    Keys {
+        /// Segment name.
+        name: String,
+        /// Only keys with this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Remove a segment from /dev/shm.
+    Unlink {
+        /// Segment name.
+        name: String,
+    },
+    /// Publish an invalidation (SPEC 6) to Redis for every host's agent.
+    Publish(Publish),
+}
+
+#[derive(Parser, Debug)]
+struct Publish {
+    /// redis://host:port, unix:///path or /path/to/redis.sock.
+    #[arg(
+        long,
+        env = "MEMSHELF_BROKER",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    broker: String,
+    /// Pub/Sub channel (ignored with --stream).
+    #[arg(long, env = "MEMSHELF_CHANNEL", default_value = "memshelf")]
+    channel: String,
+    /// XADD to this stream instead of PUBLISH.
+    #[arg(long, env = "MEMSHELF_STREAM")]
+    stream: Option<String>,
+    /// Trim the stream to about this many entries (XADD MAXLEN ~).
+    #[arg(long)]
+    maxlen: Option<u64>,
+    /// Only this segment (default: every segment the agents serve).
+    #[arg(long)]
+    cache: Option<String>,
+    /// Writer id plus per-boot nonce (with --seq).
+    #[arg(long, requires = "seq")]
+    origin: Option<String>,
+    /// Per-origin sequence number.
+    #[arg(long, requires = "origin")]
+    seq: Option<u64>,
+    /// Print the payload instead of sending it.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(subcommand)]
+    op: PublishOp,
+}
+
+#[derive(Subcommand, Debug)]
+enum PublishOp {
+    /// Delete keys.
+    Del {
+        /// Keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Delete every key with a prefix.
+    DelPrefix {
+        /// Prefix.
+        prefix: String,
+    },
+    /// Invalidate a tag.
+    Tag {
+        /// Tag.
+        tag: String,
+    },
+    /// Clear the segment(s).
+    Clear,
+    /// A heartbeat (liveness only).
+    Hb,
+}
+
+fn attach(name: &str) -> Result<Cache, String> {
+    OpenOptions::new()
+        .create(false)
+        .open(name)
+        .map_err(|e| e.to_string())
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    let mut out = std::io::stdout().lock();
+    let w = |r: std::io::Result<()>| r.map_err(|e| e.to_string());
+    match cli.cmd {
+        Cmd::Stats { name, json } => {
+            let s = attach(&name)?.stats();
+            let fields: [(&str, u64); 22] = [
+                ("capacity_bytes", s.capacity_bytes),
+                ("used_bytes", s.used_bytes),
+                ("data_bytes", s.data_bytes),
+                ("entries", s.entries),
+                ("ghosts", s.ghosts),
+                ("index_slots", s.index_slots),
+                ("hits", s.hits),
+                ("misses", s.misses),
+                ("inserts", s.inserts),
+                ("updates", s.updates),
+                ("deletes", s.deletes),
+                ("evictions", s.evictions),
+                ("expirations", s.expirations),
+                ("get_or_set_waits", s.get_or_set_waits),
+                ("promotions", s.promotions),
+                ("moved_to_main", s.moved_to_main),
+                ("reinsertions", s.reinsertions),
+                ("ghost_hits", s.ghost_hits),
+                ("lock_takeovers", s.lock_takeovers),
+                ("lease_takeovers", s.lease_takeovers),
+                ("max_value_size", s.max_value_size),
+                ("layout_version", u64::from(s.layout_version)),
+            ];
+            if json {
+                let map: serde_json::Map<String, serde_json::Value> = fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), (*v).into()))
+                    .collect();
+                w(writeln!(out, "{}", serde_json::Value::Object(map)))?;
+            } else {
+                for (k, v) in fields {
+                    w(writeln!(out, "{k}={v}"))?;
+                }
+            }
+        }
+        Cmd::Get { name, key } => match attach(&name)?.get(&key).map_err(|e| e.to_string())? {
+            Some(v) => w(out.write_all(&v))?,
+            None => return Ok(ExitCode::from(1)),
+        },
+        Cmd::Put {
+            name,
+            key,
+            value,
+            ttl,
+            tags,
+            capacity,
+        } => {
+            let cap = memshelf::parse_size(&capacity).map_err(|e| e.to_string())?;
+            let cache = OpenOptions::new()
+                .capacity(cap)
+                .open(&name)
+                .map_err(|e| e.to_string())?;
+            let ttl = match ttl {
+                Some(t) => Ttl::from_secs_f64(t).map_err(|e| e.to_string())?,
+                None => Ttl::Default,
+            };
+            let tags: Vec<&[u8]> = tags.iter().map(|t| t.as_bytes()).collect();
+            cache
+                .put_with(&key, &value, &PutOptions::ttl(ttl).with_tags(&tags))
+                .map_err(|e| e.to_string())?;
+        }
+        Cmd::Delete { name, keys } => {
+            let cache = attach(&name)?;
+            let mut n = 0;
+            for k in keys {
+                n += u64::from(cache.delete(&k).map_err(|e| e.to_string())?);
+            }
+            w(writeln!(out, "{n}"))?;
+        }
+        Cmd::Clear { name } => attach(&name)?.clear().map_err(|e| e.to_string())?,
+        Cmd::Keys { name, prefix } => {
+            for k in attach(&name)?.keys(prefix.as_deref().map(str::as_bytes)) {
+                w(out.write_all(&k))?;
+                w(out.write_all(b"\n"))?;
+            }
+        }
+        Cmd::Unlink { name } => memshelf::unlink(&name).map_err(|e| e.to_string())?,
+        Cmd::Publish(p) => return publish(p),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn publish(p: Publish) -> Result<ExitCode, String> {
+    let mut m = match &p.op {
+        PublishOp::Del { keys } => {
+            let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+            Message::delete(&keys)
+        }
+        PublishOp::DelPrefix { prefix } => Message::delete_prefix(prefix.as_bytes()),
+        PublishOp::Tag { tag } => Message::tag(tag.as_bytes()),
+        PublishOp::Clear => Message::clear(),
+        PublishOp::Hb => Message::heartbeat(),
+    };
+    if let Some(c) = &p.cache {
+        memshelf::validate_name(c).map_err(|e| e.to_string())?;
+        m = m.cache(c.clone());
+    }
+    if let (Some(o), Some(s)) = (&p.origin, p.seq) {
+        m = m.origin(o.clone(), s);
+    }
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let json = m.ts(ms).to_json();
+    if p.dry_run {
+        println!("{json}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let addr = Address::parse(&p.broker)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let reply = rt.block_on(async {
+        let mut c = Connection::connect(&addr, Duration::from_secs(5))
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let maxlen = p.maxlen.map(|n| n.to_string());
+        let mut args: Vec<&[u8]> = Vec::new();
+        match &p.stream {
+            Some(key) => {
+                args.extend([b"XADD".as_slice(), key.as_bytes()]);
+                if let Some(n) = &maxlen {
+                    args.extend([b"MAXLEN".as_slice(), b"~", n.as_bytes()]);
+                }
+                args.extend([b"*".as_slice(), PAYLOAD_FIELD.as_bytes(), json.as_bytes()]);
+            }
+            None => args.extend([b"PUBLISH".as_slice(), p.channel.as_bytes(), json.as_bytes()]),
+        }
+        tokio::time::timeout(Duration::from_secs(5), c.cmd(&args))
+            .await
+            .map_err(|_| "no reply from the broker within 5 s".to_string())?
+            .map_err(|e| e.to_string())
+    })?;
+    match reply {
+        Value::Int(n) => println!("published to {n} subscriber(s)"),
+        v => println!("added {}", v.text().unwrap_or_default()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("memshelf: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
