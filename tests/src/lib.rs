@@ -22,7 +22,7 @@ pub fn make_value(key: &[u8], version: u64, payload_len: usize, rng: &mut Rng) -
     v.extend_from_slice(key);
     v.extend_from_slice(&version.to_le_bytes());
     v.extend_from_slice(&(payload_len as u32).to_le_bytes());
-    let mut x = rng.next() | 1;
+    let mut x = rng.next_u64() | 1;
     for _ in 0..payload_len {
         x ^= x << 13;
         x ^= x >> 7;
@@ -86,7 +86,7 @@ impl Rng {
         Rng::new(t ^ (u64::from(std::process::id()) << 40))
     }
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -94,7 +94,7 @@ impl Rng {
     }
     /// Uniform in `0..n` (`n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     /// Uniform in `lo..=hi`.
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {

@@ -67,7 +67,7 @@ fn corrupt_while_in_use(target: Target) {
             // Mostly the heads: a head moved back under a writer is the
             // hardest case.
             let off = [320, 448, 320, 448, 384, 512][rng.below(6) as usize];
-            write_at(&path, off, &rng.next().to_le_bytes());
+            write_at(&path, off, &rng.next_u64().to_le_bytes());
             std::thread::sleep(Duration::from_millis(rng.range(1, 30)));
         }
     }

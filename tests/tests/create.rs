@@ -91,7 +91,7 @@ fn a_half_written_header_is_initialised_again() {
             hdr[8..12].copy_from_slice(&memshelf::LAYOUT_VERSION.to_le_bytes());
             let mut rng = Rng::from_entropy();
             for b in &mut hdr[16..300] {
-                *b = rng.next() as u8;
+                *b = rng.next_u64() as u8;
             }
             write_at(&path, 0, &hdr);
         }

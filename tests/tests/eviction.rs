@@ -27,7 +27,7 @@ impl Zipf {
         Zipf(cdf)
     }
     fn sample(&self, rng: &mut Rng) -> usize {
-        let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         self.0.partition_point(|&c| c < u).min(self.0.len() - 1)
     }
 }
@@ -64,7 +64,7 @@ fn twenty_times_the_capacity_of_skewed_traffic_keeps_memory_bounded_and_hot_keys
             cold += 1;
             cold_hits += hit as u64;
         }
-        if ops % 5_000 == 0 {
+        if ops.is_multiple_of(5_000) {
             let s = c.stats();
             assert!(
                 s.used_bytes <= s.data_bytes,

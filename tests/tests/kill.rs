@@ -19,7 +19,8 @@ const PROTECTED: usize = 2;
 fn spawn(data: &Seg, ctl: &Seg, id: usize) -> Worker {
     // Odd ids mostly read, even ids mostly write.
     let mut a = wargs!("seg" => data.name(), "cap" => DATA_CAP, "ctl" => ctl.name(),
-                       "id" => id, "keys" => 256, "maxlen" => 3000);
+                       "id" => id, "keys" => 256, "maxlen" => 3000)
+    .to_vec();
     if id % 2 == 1 {
         a.push("reader=1".into());
     }

@@ -47,7 +47,10 @@ impl<T> IntoPy<T> for Result<T, Error> {
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// Bytes of a key, tag or value: `str` (UTF-8), `bytes`, `bytearray`,
@@ -86,26 +89,41 @@ fn ttl_of(py: Python<'_>, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<Ttl> {
 
 fn seconds(t: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
     if t.is_instance_of::<pyo3::types::PyBool>() {
-        return Err(PyTypeError::new_err(format!("{what} must be a number of seconds, not bool")));
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a number of seconds, not bool"
+        )));
     }
-    t.extract::<f64>()
-        .map_err(|_| PyTypeError::new_err(format!("{what} must be a number of seconds, not {}", type_name(t))))
+    t.extract::<f64>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} must be a number of seconds, not {}",
+            type_name(t)
+        ))
+    })
 }
 
 fn duration_of(py: Python<'_>, t: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
     let s = seconds(t, what)?;
     match Ttl::from_secs_f64(s).py_err(py)? {
         Ttl::After(d) => Ok(d),
-        _ => Err(error_to_py(py, &Error::InvalidTtl(format!("{what} must be > 0 seconds (got {s})")))),
+        _ => Err(error_to_py(
+            py,
+            &Error::InvalidTtl(format!("{what} must be > 0 seconds (got {s})")),
+        )),
     }
 }
 
 fn tags_of(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Vec<u8>>> {
-    let Some(tags) = tags else { return Ok(Vec::new()) };
+    let Some(tags) = tags else {
+        return Ok(Vec::new());
+    };
     if tags.is_instance_of::<PyString>() || tags.is_instance_of::<PyBytes>() {
-        return Err(PyTypeError::new_err("tags must be a sequence of tags, not a single str/bytes"));
+        return Err(PyTypeError::new_err(
+            "tags must be a sequence of tags, not a single str/bytes",
+        ));
     }
-    tags.try_iter()?.map(|t| owned_bytes(&t?, "a tag")).collect()
+    tags.try_iter()?
+        .map(|t| owned_bytes(&t?, "a tag"))
+        .collect()
 }
 
 thread_local! {
@@ -123,7 +141,11 @@ struct Cache {
 }
 
 impl Cache {
-    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&memshelf::Cache) -> Result<R, Error>) -> PyResult<R> {
+    fn with<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&memshelf::Cache) -> Result<R, Error>,
+    ) -> PyResult<R> {
         let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
         match guard.as_ref() {
             Some(c) => f(c).py_err(py),
@@ -163,8 +185,12 @@ impl Cache {
         if let Some(c) = capacity {
             let bytes = if let Ok(s) = c.cast::<PyString>() {
                 memshelf::parse_size(s.to_str()?).py_err(py)?
-            } else if c.is_instance_of::<pyo3::types::PyInt>() && !c.is_instance_of::<pyo3::types::PyBool>() {
-                c.extract::<u64>().map_err(|_| PyValueError::new_err("capacity must be a positive number of bytes"))?
+            } else if c.is_instance_of::<pyo3::types::PyInt>()
+                && !c.is_instance_of::<pyo3::types::PyBool>()
+            {
+                c.extract::<u64>().map_err(|_| {
+                    PyValueError::new_err("capacity must be a positive number of bytes")
+                })?
             } else {
                 return Err(PyTypeError::new_err(format!(
                     "capacity must be an int (bytes) or a str like \"64MiB\", not {}",
@@ -174,11 +200,8 @@ impl Cache {
             o.capacity(bytes);
         }
         o.create(create).mode(mode).ttl_jitter(ttl_jitter);
-        match ttl_of(py, ttl)? {
-            Ttl::After(d) => {
-                o.ttl(d);
-            }
-            _ => {}
+        if let Ttl::After(d) = ttl_of(py, ttl)? {
+            o.ttl(d);
         }
         if let Some(m) = max_value_size {
             o.max_value_size(m);
@@ -213,7 +236,11 @@ impl Cache {
     }
 
     /// The value of `key` as bytes, or None.
-    fn get<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         with_bytes(key, "key", |k| {
             BUF.with(|b| {
                 let mut b = b.borrow_mut();
@@ -258,9 +285,17 @@ impl Cache {
     /// Atomically adds `delta` to the integer at `key` (missing: 0) and
     /// returns the new value. Raises NotAnInteger for other values.
     #[pyo3(signature = (key, delta = 1, ttl = None))]
-    fn incr(&self, py: Python<'_>, key: &Bound<'_, PyAny>, delta: i64, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<i64> {
+    fn incr(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        delta: i64,
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<i64> {
         let ttl = ttl_of(py, ttl)?;
-        with_bytes(key, "key", |k| self.with(py, |c| c.incr_with(k, delta, ttl)))?
+        with_bytes(key, "key", |k| {
+            self.with(py, |c| c.incr_with(k, delta, ttl))
+        })?
     }
 
     /// Returns the value of `key`; on a miss exactly one caller across all
@@ -289,7 +324,10 @@ impl Cache {
             Some(l) if !l.is_none() => duration_of(py, l, "lease")?,
             _ => Duration::from_secs(10),
         };
-        let grace = grace.filter(|g| !g.is_none()).map(|g| duration_of(py, g, "grace")).transpose()?;
+        let grace = grace
+            .filter(|g| !g.is_none())
+            .map(|g| duration_of(py, g, "grace"))
+            .transpose()?;
         let negative_ttl = negative_ttl
             .filter(|g| !g.is_none())
             .map(|g| duration_of(py, g, "negative_ttl"))
@@ -335,7 +373,12 @@ impl Cache {
     /// Gives a live `key` a new TTL (seconds; None: the default); returns
     /// whether the key was present.
     #[pyo3(signature = (key, ttl = None))]
-    fn touch(&self, py: Python<'_>, key: &Bound<'_, PyAny>, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    fn touch(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
         let ttl = ttl_of(py, ttl)?;
         with_bytes(key, "key", |k| self.with(py, |c| c.touch(k, ttl)))?
     }
@@ -360,8 +403,15 @@ impl Cache {
     /// The live keys (with `prefix`, if given) as a list of bytes. Best
     /// effort under concurrent writes.
     #[pyo3(signature = (prefix = None))]
-    fn keys<'py>(&self, py: Python<'py>, prefix: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyList>> {
-        let prefix = prefix.filter(|p| !p.is_none()).map(|p| owned_bytes(p, "prefix")).transpose()?;
+    fn keys<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let prefix = prefix
+            .filter(|p| !p.is_none())
+            .map(|p| owned_bytes(p, "prefix"))
+            .transpose()?;
         let cache = self.handle(py)?;
         let keys: Vec<Vec<u8>> = py.detach(move || cache.keys(prefix.as_deref()).collect());
         PyList::new(py, keys.iter().map(|k| PyBytes::new(py, k)))
@@ -411,24 +461,41 @@ impl Cache {
     /// Whether close() was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
-    fn __exit__(&self, _t: Option<&Bound<'_, PyAny>>, _v: Option<&Bound<'_, PyAny>>, _tb: Option<&Bound<'_, PyAny>>) -> bool {
+    fn __exit__(
+        &self,
+        _t: Option<&Bound<'_, PyAny>>,
+        _v: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
         self.close();
         false
     }
 
-    fn __getitem__<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         self.get(py, key)?
             .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(key.clone().unbind()))
     }
 
-    fn __setitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn __setitem__(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         self.put(py, key, value, None, None)
     }
 
@@ -445,7 +512,11 @@ impl Cache {
     }
 
     fn __repr__(&self) -> String {
-        format!("memshelf.Cache({:?}{})", self.name, if self.closed() { ", closed" } else { "" })
+        format!(
+            "memshelf.Cache({:?}{})",
+            self.name,
+            if self.closed() { ", closed" } else { "" }
+        )
     }
 }
 
@@ -462,10 +533,19 @@ impl Cache {
         let ttl = ttl_of(py, ttl)?;
         let tags = tags_of(tags)?;
         let tag_refs: Vec<&[u8]> = tags.iter().map(Vec::as_slice).collect();
-        let opts = PutOptions { ttl, tags: &tag_refs };
+        let opts = PutOptions {
+            ttl,
+            tags: &tag_refs,
+        };
         with_bytes(key, "key", |k| {
             with_bytes(value, "value", |v| {
-                self.with(py, |c| if add { c.add_with(k, v, &opts) } else { c.put_with(k, v, &opts).map(|_| true) })
+                self.with(py, |c| {
+                    if add {
+                        c.add_with(k, v, &opts)
+                    } else {
+                        c.put_with(k, v, &opts).map(|_| true)
+                    }
+                })
             })
         })??
     }
@@ -519,10 +599,8 @@ fn invalidation_message<'py>(
             )));
         }
     };
-    if let Op::Del(k) = &m.op {
-        if k.is_empty() {
-            return Err(PyValueError::new_err("op \"del\" needs keys=[...]"));
-        }
+    if matches!(&m.op, Op::Del(k) if k.is_empty()) {
+        return Err(PyValueError::new_err("op \"del\" needs keys=[...]"));
     }
     if let Some(c) = cache {
         m = m.cache(c);

@@ -86,14 +86,14 @@ fn stress(args: &Args) -> i32 {
             break;
         }
         i += 1;
-        if let Some(c) = &ctl {
-            if i % 16 == 0 {
-                if c.incr(&hb_key, 1).is_err() {
-                    errors += 1;
-                }
-                if matches!(c.contains(b"stop"), Ok(true)) {
-                    break;
-                }
+        if let Some(c) = &ctl
+            && i.is_multiple_of(16)
+        {
+            if c.incr(&hb_key, 1).is_err() {
+                errors += 1;
+            }
+            if matches!(c.contains(b"stop"), Ok(true)) {
+                break;
             }
         }
         let r = rng.below(100);
@@ -303,7 +303,7 @@ fn half_creator(args: &Args) -> i32 {
     hdr[8..12].copy_from_slice(&memshelf::LAYOUT_VERSION.to_le_bytes());
     let mut rng = Rng::from_entropy();
     for b in &mut hdr[16..120] {
-        *b = rng.next() as u8;
+        *b = rng.next_u64() as u8;
     }
     std::os::unix::fs::FileExt::write_all_at(&f, &hdr, 0).expect("write header");
     std::fs::write(args.str("marker"), b"").expect("marker");
@@ -333,11 +333,11 @@ fn chaos(args: &Args) -> i32 {
                     let key = format!("k:{}", rng.below(500));
                     let r: memshelf::Result<()> = match rng.below(10) {
                         0..=3 => c.get(&key).map(|v| {
-                            if let Some(v) = v {
-                                if let Err(e) = check_value(key.as_bytes(), &v) {
-                                    eprintln!("chaos: CORRUPT READ {key}: {e}");
-                                    corrupt.fetch_add(1, Ordering::Relaxed);
-                                }
+                            if let Some(v) = v
+                                && let Err(e) = check_value(key.as_bytes(), &v)
+                            {
+                                eprintln!("chaos: CORRUPT READ {key}: {e}");
+                                corrupt.fetch_add(1, Ordering::Relaxed);
                             }
                         }),
                         4..=6 => {

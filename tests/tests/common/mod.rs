@@ -18,7 +18,7 @@ pub struct Seg(pub String);
 
 impl Seg {
     pub fn new(tag: &str) -> Seg {
-        let r = Rng::from_entropy().next() & 0xffff_ffff;
+        let r = Rng::from_entropy().next_u64() & 0xffff_ffff;
         Seg(format!("mst-{tag}-{}-{r:08x}", std::process::id()))
     }
     pub fn name(&self) -> &str {
@@ -37,7 +37,7 @@ pub struct TempPath(pub PathBuf);
 
 impl TempPath {
     pub fn new(tag: &str) -> TempPath {
-        let r = Rng::from_entropy().next() & 0xffff_ffff;
+        let r = Rng::from_entropy().next_u64() & 0xffff_ffff;
         TempPath(std::env::temp_dir().join(format!(
             "memshelf-test-{tag}-{}-{r:08x}",
             std::process::id()
@@ -190,7 +190,7 @@ pub fn poll_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
 #[macro_export]
 macro_rules! wargs {
     ($($k:literal => $v:expr),* $(,)?) => {
-        vec![$(format!("{}={}", $k, $v)),*]
+        [$(format!("{}={}", $k, $v)),*]
     };
 }
 
@@ -222,5 +222,5 @@ pub fn write_at(path: &std::path::Path, off: u64, bytes: &[u8]) {
 
 /// `n` random bytes.
 pub fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
-    (0..n).map(|_| rng.next() as u8).collect()
+    (0..n).map(|_| rng.next_u64() as u8).collect()
 }
