@@ -11,7 +11,7 @@ use memshelf::{Cache, OpenOptions};
 
 use crate::config::{Config, GapPolicy};
 use crate::feed::Gap;
-use crate::feed::stream::{StateFile, StreamId};
+use crate::feed::stream::{StateFile, StreamPos};
 use crate::log::{RateLimit, log};
 use crate::metrics::{GapReason, Metrics, Outcome};
 use crate::parse::{Invalidation, Rejected, parse};
@@ -38,7 +38,7 @@ pub struct Applier {
     metrics: Arc<Metrics>,
     seqs: HashMap<String, u64>,
     state: Option<StateFile>,
-    unsaved: Option<StreamId>,
+    unsaved: Option<StreamPos>,
     last_save: Instant,
     bad_log: RateLimit,
     fail_log: RateLimit,
@@ -185,7 +185,7 @@ impl Applier {
                 self.gap(Gap::uncovered(GapReason::UnknownVersion));
             }
         }
-        if let Some(id) = id.and_then(StreamId::parse) {
+        if let Some(id) = id.and_then(StreamPos::parse) {
             self.unsaved = Some(id);
         }
     }
@@ -306,7 +306,7 @@ impl Applier {
         if !force && self.last_save.elapsed() < Duration::from_millis(100) {
             return;
         }
-        match state.save(id) {
+        match state.save(&id.to_string()) {
             Ok(()) => self.unsaved = None,
             Err(e) => log(
                 "error",

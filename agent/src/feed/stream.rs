@@ -38,6 +38,40 @@ impl std::fmt::Display for StreamId {
     }
 }
 
+/// A position in the stream: the last id read and, when known, its
+/// ordinal (how many entries were ever added up to it, comparable with
+/// `XINFO STREAM`'s `entries-added`). The ordinal tells a trim that removed
+/// unread entries from one that only removed read ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct StreamPos {
+    /// Last id read.
+    pub id: StreamId,
+    /// Its ordinal, if known.
+    pub ordinal: Option<u64>,
+}
+
+impl StreamPos {
+    /// Parses `ms-seq` or `ms-seq ordinal` (the state file's line).
+    pub fn parse(s: &str) -> Option<StreamPos> {
+        let mut it = s.split_whitespace();
+        let id = StreamId::parse(it.next()?)?;
+        let ordinal = match it.next() {
+            Some(o) => Some(o.parse().ok()?),
+            None => None,
+        };
+        Some(StreamPos { id, ordinal })
+    }
+}
+
+impl std::fmt::Display for StreamPos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ordinal {
+            Some(o) => write!(f, "{} {o}", self.id),
+            None => write!(f, "{}", self.id),
+        }
+    }
+}
+
 /// The file keeping the last applied id: one line, replaced atomically
 /// (write to a temporary file, then rename). No fsync: after a power loss
 /// the shared-memory segments are gone too.
@@ -55,12 +89,12 @@ impl StateFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
-    /// The saved id, if any (a missing or unreadable file is none).
-    pub fn load(&self) -> Option<StreamId> {
-        StreamId::parse(&std::fs::read_to_string(&self.path).ok()?)
+    /// The saved position, if any (a missing or unreadable file is none).
+    pub fn load(&self) -> Option<StreamPos> {
+        StreamPos::parse(&std::fs::read_to_string(&self.path).ok()?)
     }
-    /// Saves `id`.
-    pub fn save(&self, id: StreamId) -> io::Result<()> {
+    /// Saves a position (as [`StreamPos`] writes it).
+    pub fn save(&self, id: &str) -> io::Result<()> {
         let tmp = self.path.with_extension("tmp");
         std::fs::write(&tmp, format!("{id}\n"))?;
         std::fs::rename(&tmp, &self.path)
@@ -73,6 +107,8 @@ struct Info {
     last_generated: StreamId,
     max_deleted: Option<StreamId>,
     first_entry: Option<StreamId>,
+    entries_added: Option<u64>,
+    length: u64,
 }
 
 /// Reads one stream.
@@ -83,9 +119,10 @@ pub struct StreamFeed {
     dead_after: Duration,
     max_frame: usize,
     conn: Option<Connection>,
-    /// Last id read (queued to the applier); `None` before the first read.
-    last: Option<StreamId>,
-    pending: VecDeque<(StreamId, Vec<u8>)>,
+    /// Last position read (queued to the applier); `None` before the first
+    /// connection when no position was saved.
+    last: Option<StreamPos>,
+    pending: VecDeque<(StreamPos, Vec<u8>)>,
 }
 
 impl StreamFeed {
@@ -95,7 +132,7 @@ impl StreamFeed {
     pub fn new(
         addr: Address,
         key: String,
-        resume_from: Option<StreamId>,
+        resume_from: Option<StreamPos>,
         block: Duration,
         dead_after: Duration,
         max_message: usize,
@@ -117,33 +154,76 @@ impl StreamFeed {
         parse_info(conn.read().await?)
     }
 
-    /// Whether entries after `after` may have been removed unread; updates
-    /// `self.last` when the stream was reset or deleted.
-    fn trimmed(&mut self, after: StreamId, info: Option<&Info>) -> bool {
-        trimmed(&mut self.last, after, info)
+    /// After a trim gap, moves the position so that the same removal is
+    /// not reported again.
+    fn skip_reported(&mut self, info: Option<&Info>) {
+        skip_reported(&mut self.last, info)
     }
 }
 
-/// Whether entries after `after` may have been removed unread; resets
-/// `last` when the stream was reset or deleted.
-fn trimmed(last: &mut Option<StreamId>, after: StreamId, info: Option<&Info>) -> bool {
-    let Some(info) = info else {
-        // No stream: deleted, or the broker lost its data. Whatever
-        // comes next is read from the start.
-        *last = Some(StreamId::default());
-        return after != StreamId::default();
+/// After a trim gap, moves `last` past what was removed, so that the same
+/// removal is not reported again.
+fn skip_reported(last: &mut Option<StreamPos>, info: Option<&Info>) {
+    let (Some(info), Some(last)) = (info, last.as_mut()) else {
+        return;
     };
-    if info.last_generated < after {
+    if let Some(d) = info.max_deleted {
+        last.id = last.id.max(d);
+    }
+    if info.first_entry.is_none_or(|f| f > last.id) {
+        if let Some(n) = info.entries_added {
+            last.ordinal = Some(last.ordinal.unwrap_or(0).max(n.saturating_sub(info.length)));
+        }
+    }
+}
+
+/// Whether entries after `after` were removed before being read; resets
+/// `last` when the stream was deleted or recreated.
+fn trimmed(last: &mut Option<StreamPos>, after: StreamPos, info: Option<&Info>) -> bool {
+    let start = StreamPos {
+        id: StreamId::default(),
+        ordinal: Some(0),
+    };
+    let Some(info) = info else {
+        // No stream: deleted, or the broker lost its data. Whatever comes
+        // next is read from the start.
+        *last = Some(start);
+        return after.id != StreamId::default();
+    };
+    if info.last_generated < after.id {
         // Recreated with smaller ids.
-        *last = Some(StreamId::default());
+        *last = Some(start);
         return true;
     }
-    match (info.max_deleted, info.first_entry) {
-        // Redis 7+: the largest id ever deleted (by XDEL or trimming).
-        (Some(d), _) => d > after,
-        // Older servers: the first entry is past ours.
-        (None, Some(f)) => f > after && after != StreamId::default(),
-        (None, None) => false,
+    // XDEL of an entry after ours (Redis 7+ tracks the largest deleted id;
+    // trimming does not update it).
+    if info.max_deleted.is_some_and(|d| d > after.id) {
+        return true;
+    }
+    // Trimming removes the oldest entries. If every remaining entry is
+    // after ours, the ones between were removed unless none existed: with
+    // ordinals, `entries_added - length` entries are gone and we had read
+    // `ordinal` of them.
+    if info.first_entry.is_none_or(|f| f > after.id) {
+        return match (info.entries_added, after.ordinal) {
+            (Some(added), Some(k)) => added.saturating_sub(info.length) > k,
+            // Without ordinals (Redis < 7, or an old state file): assume
+            // the worst unless nothing was ever added after our position.
+            _ => info.length > 0 || info.last_generated > after.id,
+        };
+    }
+    false
+}
+
+/// Ordinal of the entry before the first one of a batch read after `after`.
+fn batch_base(after: StreamPos, info: Option<&Info>) -> Option<u64> {
+    let info = info?;
+    if info.first_entry.is_none_or(|f| f > after.id) {
+        // Every remaining entry is after ours: the batch starts at the
+        // first remaining entry.
+        info.entries_added.map(|n| n.saturating_sub(info.length))
+    } else {
+        after.ordinal
     }
 }
 
@@ -159,8 +239,11 @@ impl Feed for StreamFeed {
     async fn connect(&mut self, first: bool) -> io::Result<Vec<Gap>> {
         self.conn = None;
         // Entries read but not yet handed over are read again.
-        if let Some((id, _)) = self.pending.front() {
-            self.last = Some(StreamId(id.0, id.1).prev());
+        if let Some((p, _)) = self.pending.front() {
+            self.last = Some(StreamPos {
+                id: p.id.prev(),
+                ordinal: p.ordinal.map(|o| o.saturating_sub(1)),
+            });
         }
         self.pending.clear();
         let mut c = Connection::connect(&self.addr, self.dead_after).await?;
@@ -173,7 +256,16 @@ impl Feed for StreamFeed {
             None => {
                 // No saved position: start at the end and clear, since
                 // anything published while no agent ran is unknown.
-                self.last = Some(info.as_ref().map(|i| i.last_generated).unwrap_or_default());
+                self.last = Some(match &info {
+                    Some(i) => StreamPos {
+                        id: i.last_generated,
+                        ordinal: i.entries_added,
+                    },
+                    None => StreamPos {
+                        id: StreamId::default(),
+                        ordinal: Some(0),
+                    },
+                });
                 gaps.push(Gap::uncovered(GapReason::Startup));
             }
             Some(after) => {
@@ -182,11 +274,9 @@ impl Feed for StreamFeed {
                 } else {
                     GapReason::Disconnect
                 }));
-                if self.trimmed(after, info.as_ref()) {
+                if trimmed(&mut self.last, after, info.as_ref()) {
                     gaps.push(Gap::uncovered(GapReason::Trimmed));
-                    if let Some(d) = info.as_ref().and_then(|i| i.max_deleted) {
-                        self.last = self.last.max(Some(d));
-                    }
+                    self.skip_reported(info.as_ref());
                 }
             }
         }
@@ -203,7 +293,7 @@ impl Feed for StreamFeed {
                 });
             }
             let after = self.last.unwrap_or_default();
-            let after_s = after.to_string();
+            let after_s = after.id.to_string();
             let key = self.key.as_bytes();
             let conn = self
                 .conn
@@ -243,14 +333,18 @@ impl Feed for StreamFeed {
             };
             let info = parse_info(info)?;
             let batch = entries(read)?;
+            let base = batch_base(after, info.as_ref());
             let trimmed = trimmed(&mut self.last, after, info.as_ref());
-            if let Some((id, _)) = batch.last() {
-                self.last = Some(*id);
+            for (i, (id, data)) in batch.into_iter().enumerate() {
+                let pos = StreamPos {
+                    id,
+                    ordinal: base.map(|b| b + i as u64 + 1),
+                };
+                self.last = Some(pos);
+                self.pending.push_back((pos, data));
             }
-            self.pending.extend(batch);
-            if let (true, Some(d)) = (trimmed, info.as_ref().and_then(|i| i.max_deleted)) {
-                // Do not report the same deletions again.
-                self.last = self.last.max(Some(d));
+            if trimmed {
+                skip_reported(&mut self.last, info.as_ref());
             }
             if trimmed {
                 return Ok(FeedEvent::Gap(Gap::uncovered(GapReason::Trimmed)));
@@ -261,7 +355,7 @@ impl Feed for StreamFeed {
             // Nothing new: wait for an entry (or `block`, which doubles as
             // the liveness check), then read it atomically as above.
             let block_ms = self.block.as_millis().max(1).to_string();
-            let after_s = self.last.unwrap_or_default().to_string();
+            let after_s = self.last.unwrap_or_default().id.to_string();
             conn.send(&[
                 b"XREAD",
                 b"COUNT",
@@ -297,6 +391,16 @@ fn parse_info(v: Value) -> io::Result<Option<Info>> {
         match k.as_bytes() {
             Some(b"last-generated-id") => info.last_generated = id().unwrap_or_default(),
             Some(b"max-deleted-entry-id") => info.max_deleted = id(),
+            Some(b"entries-added") => {
+                if let Value::Int(n) = v {
+                    info.entries_added = u64::try_from(*n).ok();
+                }
+            }
+            Some(b"length") => {
+                if let Value::Int(n) = v {
+                    info.length = u64::try_from(*n).unwrap_or(0);
+                }
+            }
             Some(b"first-entry") => {
                 if let Value::Array(e) = v {
                     info.first_entry = e

@@ -1,0 +1,287 @@
+//! Test harness: a real redis-server child process, unique segments, and
+//! bounded polls.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use memshelf_agent::resp::{Address, Connection, Value};
+use memshelf_agent::{Agent, Config};
+
+/// A redis-server on a loopback port, killed on drop.
+pub struct Redis {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+pub fn unique(tag: &str) -> String {
+    format!("agt-{}-{:08x}-{tag}", std::process::id(), fastrand::u32(..))
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let dir = std::env::temp_dir().join(unique("redis"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = Redis {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): the agent tests need it on PATH \
+                     (Debian/Ubuntu: apt-get install -y redis-server)"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut buf = [0u8; 16];
+                if s.write_all(b"PING\r\n").is_ok() && matches!(s.read(&mut buf), Ok(n) if n > 0) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills the server (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (empty: no persistence).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> Address {
+        Address::parse(&self.url()).unwrap()
+    }
+
+    pub async fn conn(&self) -> Connection {
+        Connection::connect(&self.addr(), Duration::from_secs(5))
+            .await
+            .expect("connect to the test redis")
+    }
+
+    /// Runs one command on a fresh connection.
+    pub async fn cmd(&self, args: &[&str]) -> Value {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.conn().await.cmd(&args).await.expect("redis command")
+    }
+
+    pub async fn publish(&self, channel: &str, payload: impl AsRef<[u8]>) {
+        let mut c = self.conn().await;
+        c.cmd(&[b"PUBLISH", channel.as_bytes(), payload.as_ref()])
+            .await
+            .expect("PUBLISH");
+    }
+
+    pub async fn xadd(&self, stream: &str, payload: &str) -> String {
+        self.cmd(&["XADD", stream, "*", "m", payload])
+            .await
+            .text()
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A segment with a unique name, unlinked on drop.
+pub struct Segment {
+    pub name: String,
+    pub cache: memshelf::Cache,
+}
+
+impl Segment {
+    pub fn new(tag: &str) -> Segment {
+        let name = unique(tag);
+        let cache = memshelf::Cache::open(&name, 4 << 20).expect("create segment");
+        Segment { name, cache }
+    }
+    pub fn put(&self, k: &str) {
+        self.cache.put(k, b"v").unwrap();
+    }
+    pub fn put_tagged(&self, k: &str, tag: &str) {
+        let tags = [tag.as_bytes()];
+        self.cache
+            .put_with(k, b"v", &memshelf::PutOptions::default().with_tags(&tags))
+            .unwrap();
+    }
+    pub fn has(&self, k: impl AsRef<[u8]>) -> bool {
+        self.cache.get(k).unwrap().is_some()
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        let _ = memshelf::unlink(&self.name);
+    }
+}
+
+/// Polls `cond` every 10 ms for up to 10 s.
+pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after 10 s waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A test configuration: fast backoff, HTTP on an ephemeral port.
+pub fn config(segments: &[&str], redis: &Redis) -> Config {
+    let mut c = Config::new(segments, redis.addr());
+    c.metrics_addr = Some("127.0.0.1:0".into());
+    c.backoff_max = Duration::from_millis(300);
+    c.ping_interval = Duration::from_millis(200);
+    c.dead_after = Duration::from_secs(2);
+    c
+}
+
+/// Starts an agent and waits until it is subscribed and ready.
+pub async fn start(cfg: Config) -> Agent {
+    let agent = memshelf_agent::start(cfg).await.expect("start agent");
+    let m = agent.metrics().clone();
+    wait_for("agent connected", || {
+        m.connected.load(std::sync::atomic::Ordering::Relaxed)
+    })
+    .await;
+    agent
+}
+
+/// GET a path from the agent's HTTP server: (status, body).
+pub async fn http_get(agent: &Agent, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = agent.http_addr().expect("http server");
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect http");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Parses Prometheus text format strictly enough to catch mistakes:
+/// returns (series with labels, value) and checks every sample has a TYPE.
+pub fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    let mut typed = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut p = rest.split_whitespace();
+            let name = p.next().expect("TYPE name");
+            let kind = p.next().expect("TYPE kind");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "bad type in {line:?}"
+            );
+            typed.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "stray comment {line:?}");
+        let (series, value) = line.rsplit_once(' ').expect("sample line");
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad name {name:?}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(
+                    labels.starts_with('{') && labels.ends_with('}'),
+                    "bad labels {line:?}"
+                );
+                for kv in labels[1..labels.len() - 1].split(',') {
+                    let (k, v) = kv.split_once('=').expect("label k=v");
+                    assert!(
+                        !k.is_empty() && v.starts_with('"') && v.ends_with('"'),
+                        "bad label {kv:?}"
+                    );
+                }
+            }
+        }
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|b| typed.contains(*b))
+            .unwrap_or(name);
+        assert!(typed.contains(base), "sample {name} without # TYPE");
+        out.push((series.to_string(), v));
+    }
+    out
+}
+
+/// The value of one series in parsed metrics.
+pub fn metric(samples: &[(String, f64)], series: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(s, _)| s == series)
+        .unwrap_or_else(|| panic!("no series {series}"))
+        .1
+}
