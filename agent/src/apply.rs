@@ -146,14 +146,14 @@ impl Applier {
 
     fn clear_all(&mut self) {
         for i in 0..self.served.len() {
-            if let Some(c) = self.attach(i).cloned() {
-                if let Err(e) = c.clear() {
-                    log(
-                        "error",
-                        "clear failed",
-                        &[("segment", &c.name()), ("error", &e)],
-                    );
-                }
+            if let Some(c) = self.attach(i).cloned()
+                && let Err(e) = c.clear()
+            {
+                log(
+                    "error",
+                    "clear failed",
+                    &[("segment", &c.name()), ("error", &e)],
+                );
             }
         }
     }

@@ -490,7 +490,10 @@ async fn stream_trimmed_past_the_saved_position_clears() {
     seg.put("x");
     redis.cmd(&["XTRIM", &stream, "MAXLEN", "1"]).await;
     redis.xadd(&stream, &Message::heartbeat().to_json()).await;
-    wait_for("heartbeat after trim", || m.messages(Outcome::Heartbeat) == 4).await;
+    wait_for("heartbeat after trim", || {
+        m.messages(Outcome::Heartbeat) == 4
+    })
+    .await;
     assert_eq!(m.gaps(GapReason::Trimmed), 0);
     assert!(seg.has("x"));
     agent.shutdown().await;

@@ -170,10 +170,10 @@ fn skip_reported(last: &mut Option<StreamPos>, info: Option<&Info>) {
     if let Some(d) = info.max_deleted {
         last.id = last.id.max(d);
     }
-    if info.first_entry.is_none_or(|f| f > last.id) {
-        if let Some(n) = info.entries_added {
-            last.ordinal = Some(last.ordinal.unwrap_or(0).max(n.saturating_sub(info.length)));
-        }
+    if info.first_entry.is_none_or(|f| f > last.id)
+        && let Some(n) = info.entries_added
+    {
+        last.ordinal = Some(last.ordinal.unwrap_or(0).max(n.saturating_sub(info.length)));
     }
 }
 

@@ -251,19 +251,19 @@ pub fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
             "bad name {name:?}"
         );
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(
+                labels.starts_with('{') && labels.ends_with('}'),
+                "bad labels {line:?}"
+            );
+            for kv in labels[1..labels.len() - 1].split(',') {
+                let (k, v) = kv.split_once('=').expect("label k=v");
                 assert!(
-                    labels.starts_with('{') && labels.ends_with('}'),
-                    "bad labels {line:?}"
+                    !k.is_empty() && v.starts_with('"') && v.ends_with('"'),
+                    "bad label {kv:?}"
                 );
-                for kv in labels[1..labels.len() - 1].split(',') {
-                    let (k, v) = kv.split_once('=').expect("label k=v");
-                    assert!(
-                        !k.is_empty() && v.starts_with('"') && v.ends_with('"'),
-                        "bad label {kv:?}"
-                    );
-                }
             }
         }
         let base = ["_bucket", "_sum", "_count"]
