@@ -22,6 +22,9 @@ cargo test --workspace
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
+step "Agent and CLI end to end (scripts/test-agent.sh)"
+bash scripts/test-agent.sh
+
 step "C and C++ (scripts/test-c.sh)"
 bash scripts/test-c.sh
 
