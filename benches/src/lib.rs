@@ -129,9 +129,9 @@ enum Queue {
 /// S3-FIFO (Yang et al., SOSP'23) at item granularity: a small FIFO (10 %
 /// of the entries) for new keys, a main FIFO with reinsertion, a ghost FIFO
 /// of evicted keys as long as main. An item hit at least once while in the
-/// small queue moves to main (frequency reset); a main item with frequency
-/// > 0 is reinserted with its frequency decremented; frequencies are capped
-/// at 3. A miss whose key is a ghost goes straight to main.
+/// small queue moves to main (frequency reset); a main item with a
+/// frequency above 0 is reinserted with it decremented; frequencies are
+/// capped at 3. A miss whose key is a ghost goes straight to main.
 pub struct S3Fifo {
     small_cap: usize,
     main_cap: usize,
