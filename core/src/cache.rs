@@ -340,16 +340,21 @@ impl Engine {
         Ok(None)
     }
 
+    /// Whether a ghost slot is still inside the ghost window: S3-FIFO's
+    /// ghost queue holds as many ghosts as main holds items; ghost age is
+    /// measured in small-log bytes, which also count the keys that were
+    /// promoted instead, so the window is twice main's bytes.
+    fn ghost_recent(&self, s: Slot) -> bool {
+        let head = self.seg.head(&self.seg.small).load(Ordering::Relaxed);
+        let age = (head / 8).wrapping_sub(s.pos() / 8) & ((1 << 48) - 1);
+        age * 8 <= 2 * self.seg.main.len
+    }
+
     fn ghost_hit(&self, hash: u64) -> bool {
         let tag = tag_of(hash);
-        let head = self.seg.head(&self.seg.small).load(Ordering::Relaxed);
-        let window = self.seg.main.len;
         SLOTS.clone().any(|i| {
             let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Relaxed));
-            s.kind() == KIND_GHOST && s.tag() == tag && {
-                let d = (head / 8).wrapping_sub(s.pos() / 8) & ((1 << 48) - 1);
-                d * 8 <= window
-            }
+            s.kind() == KIND_GHOST && s.tag() == tag && self.ghost_recent(s)
         })
     }
 
@@ -501,18 +506,20 @@ impl Engine {
         }
     }
 
-    /// Picks the slot for a new key: empty, then this key's ghost, then an
-    /// invalid or dead item, then any ghost, then the live item least worth
-    /// keeping (fewest hits, small log first).
+    /// Picks the slot for a new key: this key's own ghost (consumed), then
+    /// an empty slot or an expired ghost, then junk (an item that no longer
+    /// validates), then a dead item, then a recent ghost, and only then the
+    /// live item least worth keeping (fewest hits, small log first).
     fn free_slot(&self, hash: u64, tag: u64) -> (usize, Slot) {
         let mut best = (0usize, Slot(0), u64::MAX);
         let mut now = None;
         for i in SLOTS.clone() {
             let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Acquire));
             let score = match s.kind() {
-                KIND_EMPTY => return (i, s),
-                KIND_GHOST if s.tag() == tag => 1,
-                KIND_GHOST => 3,
+                KIND_GHOST if s.tag() == tag => return (i, s),
+                KIND_EMPTY => 1,
+                KIND_GHOST if !self.ghost_recent(s) => 1,
+                KIND_GHOST => 5,
                 KIND_ITEM => {
                     let log = self.seg.log(s.log());
                     match item::read(&self.seg, log, s.pos(), None, None, None, Check::Reader) {
@@ -520,12 +527,12 @@ impl Engine {
                             Liveness::Live | Liveness::Stale => {
                                 10 + s.freq() * 2 + (s.log() == LogId::Main) as u64
                             }
-                            _ => 2,
+                            _ => 3,
                         },
-                        _ => 0,
+                        _ => 2,
                     }
                 }
-                _ => 0,
+                _ => 2,
             };
             if score < best.2 {
                 best = (i, s, score);

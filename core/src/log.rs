@@ -27,6 +27,11 @@ use crate::layout::ITEM_HEADER;
 use crate::layout::SLOTS;
 use crate::segment::{LogGeom, LogId, REC_ITEM, REC_MAGIC, REC_PAD};
 
+/// Deepest nesting of tail passes (a promotion's or reinsertion's own
+/// allocation makes room too); deeper allocations skip it, which only costs
+/// the records they overwrite their S3-FIFO treatment.
+const MAX_DEPTH: u32 = 6;
+
 /// Most reinsertions one tail pass does before it evicts regardless.
 const REINSERT_BUDGET: u32 = 64;
 
@@ -35,7 +40,7 @@ impl Engine {
     /// position.
     pub(crate) fn alloc(&self, log: &LogGeom, size: u64, depth: u32) -> u64 {
         let (pos, skipped) = self.alloc_raw(log, size);
-        if depth <= 2 {
+        if depth <= MAX_DEPTH {
             self.make_room(log, log.add(pos, size), depth);
         }
         self.write_pad(log, skipped);
@@ -208,7 +213,9 @@ impl Engine {
             }
         }
         match log.id {
-            LogId::Small if depth < 2 && (slot.freq() >= 1 || self.main_has_room(meta.size())) => {
+            LogId::Small
+                if depth < MAX_DEPTH && (slot.freq() >= 1 || self.main_has_room(meta.size())) =>
+            {
                 match self.copy_item(log, pos, LogId::Main, depth + 1, false) {
                     Some((npos, _)) => remove(
                         Slot::item(tag, LogId::Main, npos, 0),
@@ -223,21 +230,21 @@ impl Engine {
                 remove(Slot::ghost(tag, head), Some(Counter::Evictions));
                 None
             }
-            LogId::Main if slot.freq() >= 1 && *reinserts < REINSERT_BUDGET => {
+            LogId::Main
+                if slot.freq() >= 1 && *reinserts < REINSERT_BUDGET && depth < MAX_DEPTH =>
+            {
                 *reinserts += 1;
-                match self.copy_item(log, pos, LogId::Main, depth, true) {
-                    Some((npos, end)) => {
-                        remove(
-                            Slot::item(tag, LogId::Main, npos, slot.freq() - 1),
-                            Some(Counter::Reinsertions),
-                        );
-                        Some(end)
-                    }
-                    None => {
-                        remove(Slot(0), None);
-                        None
-                    }
+                // The copy's own allocation makes room first (a nested tail
+                // pass): writing it before the tail has passed the bytes it
+                // overwrites would destroy unprocessed records.
+                match self.copy_item(log, pos, LogId::Main, depth + 1, false) {
+                    Some((npos, _)) => remove(
+                        Slot::item(tag, LogId::Main, npos, slot.freq() - 1),
+                        Some(Counter::Reinsertions),
+                    ),
+                    None => remove(Slot(0), None),
                 }
+                None
             }
             LogId::Main => {
                 remove(Slot(0), Some(Counter::Evictions));
