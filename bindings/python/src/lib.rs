@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::sync::RwLock;
 use std::time::Duration;
 
-use memshelf::{Error, Expiry, FillError, GetOrSetOptions, OpenOptions, PutOptions, Ttl};
+use memshelf::{Error, Expiry, Fill, GetOrSetOptions, OpenOptions, PutOptions, Ttl};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -311,13 +311,19 @@ impl Cache {
         &self,
         py: Python<'py>,
         key: &Bound<'py, PyAny>,
-        factory: Py<PyAny>,
+        factory: &Bound<'py, PyAny>,
         ttl: Option<&Bound<'py, PyAny>>,
         lease: Option<&Bound<'py, PyAny>>,
         grace: Option<&Bound<'py, PyAny>>,
         negative_ttl: Option<&Bound<'py, PyAny>>,
         tags: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        if !factory.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "factory must be callable, not {}",
+                type_name(factory)
+            )));
+        }
         let key = owned_bytes(key, "key")?;
         let ttl = ttl_of(py, ttl)?;
         let lease = match lease {
@@ -333,30 +339,45 @@ impl Cache {
             .map(|g| duration_of(py, g, "negative_ttl"))
             .transpose()?;
         let tags = tags_of(tags)?;
+        let tag_refs: Vec<&[u8]> = tags.iter().map(Vec::as_slice).collect();
+        let opts = GetOrSetOptions {
+            ttl,
+            tags: &tag_refs,
+            lease,
+            grace,
+            negative_ttl,
+        };
+        // The core's get_or_set loop, spelled with begin_fill/wait_fill so
+        // that the factory runs in this thread with the GIL held and a
+        // waiter sleeps without the GIL yet still answers Ctrl-C (signals
+        // are checked between waits of at most 50 ms).
         let cache = self.handle(py)?;
-        let result = py.detach(move || {
-            let tag_refs: Vec<&[u8]> = tags.iter().map(Vec::as_slice).collect();
-            let opts = GetOrSetOptions {
-                ttl,
-                tags: &tag_refs,
-                lease,
-                grace,
-                negative_ttl,
-            };
-            cache.get_or_set(&key, &opts, || {
-                Python::attach(|py| {
-                    let v = factory.bind(py).call0()?;
-                    if v.is_none() {
-                        return Ok(None);
+        let mut waited = false;
+        loop {
+            match cache.begin_fill(&key, &opts).py_err(py)? {
+                Fill::Hit(v) | Fill::Stale(v) => return Ok(Some(PyBytes::new(py, &v))),
+                Fill::Absent => return Ok(None),
+                Fill::Lead(lease) => {
+                    // An exception (or a result of the wrong type) drops
+                    // the lease, which hands it to a waiter.
+                    let v = factory.call0()?;
+                    let v = if v.is_none() {
+                        None
+                    } else {
+                        Some(owned_bytes(&v, "the factory's result")?)
+                    };
+                    lease.fill(v.as_deref()).py_err(py)?;
+                    return Ok(v.map(|v| PyBytes::new(py, &v)));
+                }
+                Fill::Wait(ticket) => {
+                    if !waited {
+                        waited = true;
+                        cache.record_get_or_set_wait();
                     }
-                    with_bytes(&v, "the factory's result", <[u8]>::to_vec).map(Some)
-                })
-            })
-        });
-        match result {
-            Ok(v) => Ok(v.map(|v| PyBytes::new(py, &v))),
-            Err(FillError::Factory(e)) => Err(e),
-            Err(FillError::Cache(e)) => Err(error_to_py(py, &e)),
+                    py.detach(|| cache.wait_fill(&ticket, Duration::from_millis(50)));
+                    py.check_signals()?;
+                }
+            }
         }
     }
 
@@ -605,8 +626,14 @@ fn invalidation_message<'py>(
     if let Some(c) = cache {
         m = m.cache(c);
     }
-    if let Some(o) = origin {
-        m = m.origin(o, seq.unwrap_or(0));
+    match (origin, seq) {
+        (Some(o), seq) => m = m.origin(o, seq.unwrap_or(0)),
+        (None, Some(_)) => {
+            return Err(PyValueError::new_err(
+                "seq= needs origin= (seq counts per origin)",
+            ));
+        }
+        (None, None) => {}
     }
     if let Some(t) = ts {
         m = m.ts(t);

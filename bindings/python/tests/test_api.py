@@ -1,4 +1,5 @@
 import math
+import os
 import time
 
 import pytest
@@ -234,3 +235,136 @@ def test_stats_and_misc(cache):
         memshelf.invalidation_message("nope")
     with pytest.raises(ValueError):
         memshelf.invalidation_message("del")
+
+
+def test_more_key_and_value_types(cache):
+    import array
+
+    cache.put(memoryview(b"abcdef")[::2], memoryview(b"0123456789")[1::3])  # non-contiguous views
+    assert cache.get(b"ace") == b"147"
+    cache.put(array.array("B", b"arr"), array.array("B", b"val"))  # any byte buffer
+    assert cache.get("arr") == b"val"
+    assert cache.get(bytearray(b"arr")) == b"val"
+    with pytest.raises(TypeError) as e:
+        cache.put("k", array.array("i", [1, 2]))  # not a buffer of bytes
+    assert "array" in str(e.value)
+    with pytest.raises(TypeError):
+        cache.get_or_set(42, lambda: b"v")
+    with pytest.raises(TypeError) as e:
+        cache.get_or_set("k", b"not callable")
+    assert "callable" in str(e.value)
+    for op in (cache.delete, cache.ttl, cache.touch, cache.incr, cache.__contains__, cache.__getitem__,
+               cache.__delitem__, cache.invalidate_tag, cache.delete_prefix, cache.keys):
+        with pytest.raises(TypeError):
+            op(3.5)
+    with pytest.raises(TypeError):
+        cache.put("k", b"v", tags=[1])
+    with pytest.raises(TypeError):
+        cache.incr("k", "1")
+
+
+def test_every_error_is_a_memshelf_error(cache, name, tmp_path):
+    errors = [memshelf.InvalidName, memshelf.KeyTooLong, memshelf.ValueTooLarge, memshelf.InvalidTTL,
+              memshelf.InvalidArgument, memshelf.IncompatibleSegment, memshelf.SegmentNotFound,
+              memshelf.NotAnInteger, memshelf.NoSpace, memshelf.IOFailure, memshelf.Timeout,
+              memshelf.ClosedError]
+    assert all(issubclass(e, memshelf.Error) for e in errors)
+    assert issubclass(memshelf.Timeout, TimeoutError)
+    # a segment larger than /dev/shm can hold fails at open, not with SIGBUS later
+    free = os.statvfs("/dev/shm").f_bavail * os.statvfs("/dev/shm").f_frsize
+    assert free < 1 << 40, "this test expects less than 1 TiB free in /dev/shm"
+    with pytest.raises(memshelf.NoSpace) as e:
+        memshelf.Cache(name + "-huge", capacity="1TiB")
+    assert str(1 << 40) in str(e.value) and isinstance(e.value, OSError)
+    with pytest.raises(memshelf.SegmentNotFound):
+        memshelf.Cache(name + "-huge", create=False)  # nothing left behind
+    with pytest.raises(memshelf.IOFailure) as e:
+        memshelf.Cache(name, path=str(tmp_path / "no" / "such" / "dir"))
+    assert isinstance(e.value, OSError)
+    with pytest.raises(memshelf.InvalidArgument):
+        memshelf.Cache(name + "-tiny", capacity=10)
+    with pytest.raises((memshelf.InvalidArgument, OverflowError, ValueError)):
+        memshelf.Cache(name + "-neg", capacity=-1)
+    with pytest.raises(memshelf.KeyTooLong) as e:
+        cache.incr(b"k" * 5000)
+    assert "4096" in str(e.value)
+    c = memshelf.Cache(name)
+    c.close()
+    c.close()  # idempotent
+    for call in (lambda: c.get("k"), lambda: c.keys(), lambda: c.stats(), lambda: c.clear(),
+                 lambda: c.get_or_set("k", lambda: b"v"), lambda: c.delete_prefix("p"),
+                 lambda: c["k"], lambda: "k" in c, lambda: c.capacity):
+        with pytest.raises(memshelf.ClosedError):
+            call()
+    assert cache.get("k") is None  # another handle on the same segment is unaffected
+
+
+def test_grace_serves_stale_while_one_refreshes(cache):
+    import threading
+
+    assert cache.get_or_set("g", lambda: b"old", ttl=0.05, grace=30) == b"old"
+    time.sleep(0.1)
+    assert cache.get("g") is None  # expired: a plain get never returns it
+    refreshing, release = threading.Event(), threading.Event()
+    got = []
+
+    def refresh():
+        refreshing.set()
+        release.wait(10)
+        return b"new"
+
+    t = threading.Thread(target=lambda: got.append(cache.get_or_set("g", refresh, ttl=60, grace=30)))
+    t.start()
+    assert refreshing.wait(10)
+    # while the refresh runs, everyone else gets the stale value at once
+    assert cache.get_or_set("g", lambda: b"never called", ttl=60, grace=30) == b"old"
+    release.set()
+    t.join(10)
+    assert got == [b"new"]
+    assert cache.get("g") == b"new"
+
+
+def test_get_or_set_voided_by_delete_and_tags(cache):
+    def factory_that_races_a_delete():
+        cache.delete("v")  # an invalidation lands while the factory runs
+        return b"maybe stale"
+
+    assert cache.get_or_set("v", factory_that_races_a_delete) == b"maybe stale"
+    assert cache.get("v") is None  # returned to the caller, not stored
+    assert cache.get_or_set("t", lambda: b"tagged", tags=["grp"]) == b"tagged"
+    cache.invalidate_tag("grp")
+    assert cache.get("t") is None
+    with pytest.raises(memshelf.ValueTooLarge):
+        cache.get_or_set("big", lambda: b"x" * (cache.max_value_size + 1))
+    assert cache.get_or_set("big", lambda: b"small") == b"small"  # the lease was released
+
+
+def test_invalidation_messages():
+    import base64
+    import json
+
+    m = json.loads(memshelf.invalidation_message("del", keys=["user:42", b"user:43"]))
+    assert m == {"v": 1, "op": "del", "keys": ["user:42", "user:43"]}
+    m = json.loads(memshelf.invalidation_message("del", keys=[b"\xff\x00"]))
+    assert [base64.b64decode(k) for k in m["keys_b64"]] == [b"\xff\x00"]
+    m = json.loads(memshelf.invalidation_message("del_prefix", prefix="user:", ts=1700000000000))
+    assert m == {"v": 1, "op": "del_prefix", "prefix": "user:", "ts": 1700000000000}
+    assert json.loads(memshelf.invalidation_message("hb")) == {"v": 1, "op": "hb"}
+    assert isinstance(memshelf.invalidation_message("clear"), bytes)
+    with pytest.raises(ValueError):
+        memshelf.invalidation_message("tag")  # needs tag=
+    with pytest.raises(ValueError):
+        memshelf.invalidation_message("clear", seq=3)  # seq needs an origin
+    with pytest.raises(TypeError):
+        memshelf.invalidation_message("del", keys=[1])
+
+
+def test_keys_types_and_prefix(cache):
+    cache.put(b"\xffbin", b"1")
+    cache.put("txt", b"2")
+    assert set(cache.keys()) == {b"\xffbin", b"txt"}
+    assert cache.keys(b"\xff") == [b"\xffbin"]
+    assert cache.keys(memoryview(b"tx")) == [b"txt"]
+    assert cache.keys(None) == cache.keys()
+    assert cache.delete_prefix(bytearray(b"\xff")) == 1
+    assert cache.name and cache.name in repr(cache)

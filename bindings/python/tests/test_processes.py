@@ -200,3 +200,31 @@ def test_interop_with_rust(name):
     assert out.returncode == 0, out.stderr
     assert "from-python=héllo" in out.stdout
     assert c.get("from-rust") == b"written by rust"
+
+
+def test_get_or_set_waiter_answers_ctrl_c(name):
+    import _thread
+
+    c = memshelf.Cache(name, capacity="1MiB")
+    started, release = threading.Event(), threading.Event()
+
+    def leader():
+        def slow():
+            started.set()
+            release.wait(10)
+            return b"v"
+        c.get_or_set("k", slow, lease=30)
+
+    t = threading.Thread(target=leader)
+    t.start()
+    try:
+        assert started.wait(10)
+        threading.Timer(0.2, _thread.interrupt_main).start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            c.get_or_set("k", lambda: b"other", lease=30)  # waits for the leader
+        assert time.monotonic() - t0 < 5, "the waiter did not answer the interrupt while waiting"
+    finally:
+        release.set()
+        t.join(10)
+    assert c.get("k") == b"v"
