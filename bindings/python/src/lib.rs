@@ -488,10 +488,12 @@ impl Cache {
             .is_none()
     }
 
+    /// Returns the Cache itself (`with memshelf.Cache(...) as c:`).
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
+    /// Closes the Cache at the end of a `with` block (the segment stays).
     fn __exit__(
         &self,
         _t: Option<&Bound<'_, PyAny>>,
@@ -502,6 +504,7 @@ impl Cache {
         false
     }
 
+    /// `cache[key]`: the value as bytes; KeyError when absent.
     fn __getitem__<'py>(
         &self,
         py: Python<'py>,
@@ -511,6 +514,7 @@ impl Cache {
             .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(key.clone().unbind()))
     }
 
+    /// `cache[key] = value`: put without TTL (the segment's default) or tags.
     fn __setitem__(
         &self,
         py: Python<'_>,
@@ -520,6 +524,7 @@ impl Cache {
         self.put(py, key, value, None, None)
     }
 
+    /// `del cache[key]`: delete; KeyError when absent.
     fn __delitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
         if self.delete(py, key)? {
             Ok(())
@@ -528,6 +533,7 @@ impl Cache {
         }
     }
 
+    /// `key in cache`: whether `key` has a live entry.
     fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         with_bytes(key, "key", |k| self.with(py, |c| c.contains(k)))?
     }

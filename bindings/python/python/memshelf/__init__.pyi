@@ -68,7 +68,14 @@ class Cache:
         negative_ttl: Optional[Seconds] = None,
         tags: Optional[Iterable[BytesLike]] = None,
     ) -> Optional[bytes]:
-        """The value of key; on a miss one caller across all processes runs factory."""
+        """The value of key; on a miss exactly one caller across all processes runs
+        factory() (bytes, str or None) while the others wait without the GIL.
+
+        lease: seconds (default 10) the factory may take before a waiter takes
+        over. grace: serve the expired value that long while one caller
+        refreshes it. negative_ttl: cache a None result that long. An exception
+        in factory propagates to this caller and hands the lease on.
+        """
     def ttl(self, key: BytesLike) -> Optional[float]:
         """Remaining seconds (math.inf: never), or None if absent."""
     def touch(self, key: BytesLike, ttl: Optional[Seconds] = None) -> bool:
@@ -109,4 +116,8 @@ def invalidation_message(
     seq: Optional[int] = None,
     ts: Optional[int] = None,
 ) -> bytes:
-    """An invalidation message (JSON bytes) for memshelf-agent."""
+    """An invalidation message (JSON bytes) for memshelf-agent.
+
+    op: "del" (keys=...), "del_prefix" (prefix=...), "tag" (tag=...), "clear"
+    or "hb". seq= needs origin=. Non-UTF-8 keys go in "keys_b64".
+    """
