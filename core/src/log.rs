@@ -85,7 +85,6 @@ impl Engine {
 
     /// Processes the tail of `log` until it has passed `need - len`.
     fn make_room(&self, log: &LogGeom, need: u64, depth: u32) {
-        let mut need = need;
         let mut reinserts = 0u32;
         let tail = self.seg.tail(log);
         loop {
@@ -122,11 +121,7 @@ impl Engine {
                 continue;
             }
             if is_item {
-                if let Some(end) = self.evict_at(log, t, depth, &mut reinserts) {
-                    if log.before(need, end) {
-                        need = end;
-                    }
-                }
+                let _ = self.evict_at(log, t, depth, &mut reinserts);
             }
         }
     }
@@ -171,18 +166,17 @@ impl Engine {
         }
     }
 
-    /// Applies S3-FIFO to the item at the tail position `pos`. Returns the
-    /// end of a reinsertion into the same log, which the caller must also
-    /// make room for.
-    fn evict_at(&self, log: &LogGeom, pos: u64, depth: u32, reinserts: &mut u32) -> Option<u64> {
+    /// Applies S3-FIFO to the item at the tail position `pos` (which this
+    /// caller has just claimed).
+    fn evict_at(&self, log: &LogGeom, pos: u64, depth: u32, reinserts: &mut u32) -> Option<()> {
         let meta = item::peek(&self.seg, log, pos)?;
         let hash = meta.hash();
         let tag = tag_of(hash);
-        let (word, slot) = SLOTS.clone().find_map(|i| {
+        let (index, word, slot) = SLOTS.clone().find_map(|i| {
             let w = self.seg.bucket_word(hash, i);
             let s = Slot(w.load(Ordering::Acquire));
             (s.kind() == KIND_ITEM && s.tag() == tag && s.log() == log.id && s.pos() == pos)
-                .then_some((w, s))
+                .then_some((i, w, s))
         })?;
         // Replaces the slot while it still points at this item (a hit may
         // bump its frequency bits meanwhile: that is not a reason to fail).
@@ -201,6 +195,25 @@ impl Engine {
                 }
             }
         };
+        // Moves the key to its copy: under the bucket lock, and only if no
+        // other valid slot holds the key. Meanwhile the old bytes may have
+        // been overwritten (the tail is past them), so a writer of the key
+        // may not have recognised this slot as the key's and put a newer
+        // value in another slot: moving now would put the old value back
+        // beside it.
+        let publish_move = |key: &[u8], with: Slot, counter: Counter| {
+            let mut steals = 0;
+            let _lock = crate::index::lock_bucket(&self.seg, hash, &mut steals);
+            let ks = self.key_slots(key, hash);
+            if ks.valid.as_ref().is_some_and(|f| f.slot_index != index) {
+                remove(Slot(0), None);
+            } else {
+                remove(with, Some(counter));
+            }
+            if steals > 0 {
+                self.count(Counter::LockTakeovers, steals);
+            }
+        };
         match self.liveness(&meta, &mut None) {
             Liveness::Live | Liveness::Stale => {}
             Liveness::Expired => {
@@ -216,11 +229,15 @@ impl Engine {
             LogId::Small
                 if depth < MAX_DEPTH && (slot.freq() >= 1 || self.main_has_room(meta.size())) =>
             {
-                match self.copy_item(log, pos, LogId::Main, depth + 1, false) {
-                    Some((npos, _)) => remove(
-                        Slot::item(tag, LogId::Main, npos, 0),
-                        Some(Counter::Promotions),
-                    ),
+                let counter = if slot.freq() >= 1 {
+                    Counter::Promotions
+                } else {
+                    Counter::MovedToMain
+                };
+                match self.copy_item(log, pos, LogId::Main, depth + 1) {
+                    Some((npos, key)) => {
+                        publish_move(&key, Slot::item(tag, LogId::Main, npos, 0), counter)
+                    }
                     None => remove(Slot(0), None),
                 }
                 None
@@ -237,10 +254,11 @@ impl Engine {
                 // The copy's own allocation makes room first (a nested tail
                 // pass): writing it before the tail has passed the bytes it
                 // overwrites would destroy unprocessed records.
-                match self.copy_item(log, pos, LogId::Main, depth + 1, false) {
-                    Some((npos, _)) => remove(
+                match self.copy_item(log, pos, LogId::Main, depth + 1) {
+                    Some((npos, key)) => publish_move(
+                        &key,
                         Slot::item(tag, LogId::Main, npos, slot.freq() - 1),
-                        Some(Counter::Reinsertions),
+                        Counter::Reinsertions,
                     ),
                     None => remove(Slot(0), None),
                 }
@@ -284,14 +302,7 @@ impl Engine {
 
     /// Copies a valid item to the head of `to`. `raw`: skip making room
     /// (the caller's tail pass does it). Returns the new position and end.
-    fn copy_item(
-        &self,
-        from: &LogGeom,
-        pos: u64,
-        to: LogId,
-        depth: u32,
-        raw: bool,
-    ) -> Option<(u64, u64)> {
+    fn copy_item(&self, from: &LogGeom, pos: u64, to: LogId, depth: u32) -> Option<(u64, Vec<u8>)> {
         let mut key = Vec::new();
         let mut value = Vec::new();
         let Read::Valid(meta) = item::read(
@@ -319,15 +330,8 @@ impl Engine {
         if enc.size() > dst.len {
             return None;
         }
-        let npos = if raw {
-            // The caller's tail pass makes room for it. No pad record: the
-            // skipped bytes may still hold unprocessed items, and a tail pass
-            // over them finds no slot pointing at this lap's positions.
-            self.alloc_raw(&dst, enc.size()).0
-        } else {
-            self.alloc(&dst, enc.size(), depth)
-        };
+        let npos = self.alloc(&dst, enc.size(), depth);
         item::write(&self.seg, &dst, npos, &mut enc, &key, &value);
-        Some((npos, dst.add(npos, enc.size())))
+        Some((npos, key))
     }
 }
