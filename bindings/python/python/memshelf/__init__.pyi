@@ -31,7 +31,7 @@ class Cache:
     def __init__(
         self,
         name: str,
-        capacity: Union[int, str, None] = None,
+        capacity: Union[int, str, None] = "64MiB",
         *,
         create: bool = True,
         mode: int = 0o600,
