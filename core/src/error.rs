@@ -124,10 +124,7 @@ impl fmt::Display for Error {
                     "segment {name:?} is not a memshelf segment (this library speaks layout version {expected}): {detail}"
                 ),
             },
-            Error::NotFound { name } => write!(
-                f,
-                "segment {name:?} does not exist (opened with create=false)"
-            ),
+            Error::NotFound { name } => write!(f, "segment {name:?} does not exist"),
             Error::NotAnInteger { detail } => write!(f, "not an integer: {detail}"),
             Error::NoSpace {
                 name,
