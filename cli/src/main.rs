@@ -154,30 +154,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
         Cmd::Stats { name, json } => {
             let s = attach(&name)?.stats();
-            let fields: [(&str, u64); 22] = [
-                ("capacity_bytes", s.capacity_bytes),
-                ("used_bytes", s.used_bytes),
-                ("data_bytes", s.data_bytes),
-                ("entries", s.entries),
-                ("ghosts", s.ghosts),
-                ("index_slots", s.index_slots),
-                ("hits", s.hits),
-                ("misses", s.misses),
-                ("inserts", s.inserts),
-                ("updates", s.updates),
-                ("deletes", s.deletes),
-                ("evictions", s.evictions),
-                ("expirations", s.expirations),
-                ("get_or_set_waits", s.get_or_set_waits),
-                ("promotions", s.promotions),
-                ("moved_to_main", s.moved_to_main),
-                ("reinsertions", s.reinsertions),
-                ("ghost_hits", s.ghost_hits),
-                ("lock_takeovers", s.lock_takeovers),
-                ("lease_takeovers", s.lease_takeovers),
-                ("max_value_size", s.max_value_size),
-                ("layout_version", u64::from(s.layout_version)),
-            ];
+            let fields = s.fields();
             if json {
                 let map: serde_json::Map<String, serde_json::Value> = fields
                     .iter()

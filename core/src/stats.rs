@@ -62,6 +62,37 @@ pub struct Stats {
     pub layout_version: u32,
 }
 
+impl Stats {
+    /// Every statistic as `(name, value)`, with the SPEC's names, in a fixed
+    /// order: what the bindings and the CLI expose.
+    pub fn fields(&self) -> [(&'static str, u64); 22] {
+        [
+            ("capacity_bytes", self.capacity_bytes),
+            ("used_bytes", self.used_bytes),
+            ("data_bytes", self.data_bytes),
+            ("entries", self.entries),
+            ("ghosts", self.ghosts),
+            ("index_slots", self.index_slots),
+            ("hits", self.hits),
+            ("misses", self.misses),
+            ("inserts", self.inserts),
+            ("updates", self.updates),
+            ("deletes", self.deletes),
+            ("evictions", self.evictions),
+            ("expirations", self.expirations),
+            ("get_or_set_waits", self.get_or_set_waits),
+            ("promotions", self.promotions),
+            ("moved_to_main", self.moved_to_main),
+            ("reinsertions", self.reinsertions),
+            ("ghost_hits", self.ghost_hits),
+            ("lock_takeovers", self.lock_takeovers),
+            ("lease_takeovers", self.lease_takeovers),
+            ("max_value_size", self.max_value_size),
+            ("layout_version", u64::from(self.layout_version)),
+        ]
+    }
+}
+
 pub(crate) fn collect(e: &Engine) -> Stats {
     let seg = &e.seg;
     let sum = |c: Counter| {

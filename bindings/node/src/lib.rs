@@ -353,30 +353,7 @@ pub fn key_buffers(env: &Env, h: &External<Handle>, prefix: Option<&[u8]>) -> Re
 pub fn stats<'e>(env: &'e Env, h: &External<Handle>) -> Result<Object<'e>> {
     let s = h.cache(env)?.stats();
     let mut o = Object::new(env)?;
-    let fields: [(&str, u64); 21] = [
-        ("capacity_bytes", s.capacity_bytes),
-        ("used_bytes", s.used_bytes),
-        ("data_bytes", s.data_bytes),
-        ("entries", s.entries),
-        ("ghosts", s.ghosts),
-        ("index_slots", s.index_slots),
-        ("hits", s.hits),
-        ("misses", s.misses),
-        ("inserts", s.inserts),
-        ("updates", s.updates),
-        ("deletes", s.deletes),
-        ("evictions", s.evictions),
-        ("expirations", s.expirations),
-        ("get_or_set_waits", s.get_or_set_waits),
-        ("promotions", s.promotions),
-        ("reinsertions", s.reinsertions),
-        ("ghost_hits", s.ghost_hits),
-        ("lock_takeovers", s.lock_takeovers),
-        ("lease_takeovers", s.lease_takeovers),
-        ("max_value_size", s.max_value_size),
-        ("layout_version", u64::from(s.layout_version)),
-    ];
-    for (k, v) in fields {
+    for (k, v) in s.fields() {
         o.set(k, v as f64)?;
     }
     Ok(o)

@@ -443,32 +443,9 @@ impl Cache {
         let cache = self.handle(py)?;
         let s = py.detach(move || cache.stats());
         let d = PyDict::new(py);
-        for (k, v) in [
-            ("capacity_bytes", s.capacity_bytes),
-            ("used_bytes", s.used_bytes),
-            ("data_bytes", s.data_bytes),
-            ("entries", s.entries),
-            ("ghosts", s.ghosts),
-            ("index_slots", s.index_slots),
-            ("hits", s.hits),
-            ("misses", s.misses),
-            ("inserts", s.inserts),
-            ("updates", s.updates),
-            ("deletes", s.deletes),
-            ("evictions", s.evictions),
-            ("expirations", s.expirations),
-            ("get_or_set_waits", s.get_or_set_waits),
-            ("promotions", s.promotions),
-            ("moved_to_main", s.moved_to_main),
-            ("reinsertions", s.reinsertions),
-            ("ghost_hits", s.ghost_hits),
-            ("lock_takeovers", s.lock_takeovers),
-            ("lease_takeovers", s.lease_takeovers),
-            ("max_value_size", s.max_value_size),
-        ] {
+        for (k, v) in s.fields() {
             d.set_item(k, v)?;
         }
-        d.set_item("layout_version", s.layout_version)?;
         Ok(d)
     }
 
