@@ -137,12 +137,11 @@ impl Engine {
         }
         // The holder word is written just after the claim: until then judge
         // by the pid alone.
-        let token = if sys::token_pid(holder) == claim as u32 {
-            holder
+        if sys::token_pid(holder) == claim as u32 {
+            !sys::token_alive(holder)
         } else {
-            (claim & 0xffff_ffff) << 32
-        };
-        !sys::token_alive(token)
+            !sys::pid_alive(claim as u32)
+        }
     }
 
     fn release(&self, rec: u64, claim: u64) {

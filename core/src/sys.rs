@@ -67,21 +67,21 @@ fn start_time(pid: u32) -> Option<u64> {
 }
 
 /// Whether the process that made `token` still runs, by the kernel's word.
-/// A zombie counts as dead. A token whose start time is unknown (0) is
-/// judged by its pid alone.
+/// A zombie counts as dead, and so does a token without a start time: every
+/// real token has one, so such a word can only be corruption (it must not
+/// make writers wait on whatever small pid it happens to name).
 pub(crate) fn token_alive(token: u64) -> bool {
     let pid = token_pid(token);
-    if pid == 0 {
+    let want = token as u32;
+    if pid == 0 || want == 0 {
         return false;
     }
-    match stat_of(pid) {
-        None => false,
-        Some((_, true)) => false,
-        Some((start, false)) => {
-            let want = token as u32;
-            want == 0 || start as u32 == want
-        }
-    }
+    matches!(stat_of(pid), Some((start, false)) if start as u32 == want)
+}
+
+/// Whether process `pid` runs (not a zombie), whatever its start time.
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    pid != 0 && matches!(stat_of(pid), Some((_, false)))
 }
 
 /// Waits while `*word == expected`, at most `timeout`. Works between
