@@ -2,13 +2,17 @@
 # Runs every test of the project: formatting, lints, the Rust workspace
 # (engine unit/doc tests, multi-process and kill tests, the agent against a
 # real redis-server), the C/C++ tests (with valgrind), the Python module and
-# the Node addon. Run scripts/setup.sh once first.
+# the Node addon. Installs what they need first (scripts/setup.sh,
+# idempotent).
 #   scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
 step() { printf '\n=== %s\n' "$*"; }
+
+step "setup (scripts/setup.sh)"
+bash scripts/setup.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
