@@ -12,13 +12,40 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Builds the C program against the `libmemshelf.a` cargo built beside
-/// this test binary (target/<profile>/).
-fn build_c_program() -> PathBuf {
+/// The static library: the one cargo built beside this test binary
+/// (target/<profile>/), else (`cargo test` does not always build a
+/// staticlib-only package's library) one built now into the test's temp dir
+/// (cargo holds the main target dir's lock while tests run).
+fn static_lib() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let lib = profile_dir.join("libmemshelf.a");
-    assert!(lib.exists(), "{} missing", lib.display());
+    if lib.exists() {
+        return lib;
+    }
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ffi-lib");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "memshelf-ffi",
+            "--lib",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .current_dir(repo())
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "cargo build -p memshelf-ffi failed");
+    let lib = target.join("debug").join("libmemshelf.a");
+    assert!(lib.exists(), "{} missing after the build", lib.display());
+    lib
+}
+
+/// Builds the C program against the static library.
+fn build_c_program() -> PathBuf {
+    let lib = static_lib();
     let out =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("interop-{}", std::process::id()));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
