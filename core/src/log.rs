@@ -205,7 +205,15 @@ impl Engine {
             let mut steals = 0;
             let _lock = crate::index::lock_bucket(&self.seg, hash, &mut steals);
             let ks = self.key_slots(key, hash);
-            if ks.valid.as_ref().is_some_and(|f| f.slot_index != index) {
+            // The source must still be intact: if its bytes were overwritten,
+            // a writer (or a delete) of the key may have missed this slot,
+            // and overwritten bytes never validate again (the checksum is
+            // seeded with the position).
+            let intact = matches!(
+                item::read(&self.seg, log, pos, Some(key), None, None, Check::Evictor),
+                Read::Valid(_)
+            );
+            if !intact || ks.valid.as_ref().is_some_and(|f| f.slot_index != index) {
                 remove(Slot(0), None);
             } else {
                 remove(with, Some(counter));
