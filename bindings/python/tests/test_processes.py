@@ -195,7 +195,7 @@ def test_interop_with_rust(name):
     c = memshelf.Cache(name, capacity="4MiB")
     c.put("from-python", "héllo")
     env = dict(os.environ)
-    cmd = ["cargo", "run", "--quiet", "-p", "memshelf", "--example", "interop", "--", name]
+    cmd = ["cargo", "run", "--quiet", "-p", "memshelf", "--example", "shared_segment", "--", name]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "from-python=héllo" in out.stdout

@@ -2,11 +2,11 @@
 //! any key given) from segment NAME, prints `key=value`, and writes
 //! `from-rust`.
 //!
-//! `cargo run -p memshelf --example interop -- NAME [KEY...]`
+//! `cargo run -p memshelf --example shared_segment -- NAME [KEY...]`
 
 fn main() -> Result<(), memshelf::Error> {
     let mut args = std::env::args().skip(1);
-    let name = args.next().expect("usage: interop NAME [KEY...]");
+    let name = args.next().expect("usage: shared_segment NAME [KEY...]");
     let cache = memshelf::OpenOptions::new().create(false).open(&name)?;
     let keys: Vec<String> = args.collect();
     let keys = if keys.is_empty() {
