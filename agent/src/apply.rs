@@ -107,10 +107,15 @@ impl Applier {
         self.served[i].cache.as_ref()
     }
 
-    /// Accounts for a gap and, unless a replay covers it, clears the served
-    /// segments (policy `clear`) or marks the agent incoherent (`log`).
+    /// Unless a replay covers it, clears the served segments (policy
+    /// `clear`) or marks the agent incoherent (`log`); then counts the gap,
+    /// so a counted gap is a handled one.
     pub fn gap(&mut self, g: Gap) {
+        self.handle_gap(&g);
         self.metrics.gap(g.reason);
+    }
+
+    fn handle_gap(&mut self, g: &Gap) {
         if g.covered {
             log(
                 "info",

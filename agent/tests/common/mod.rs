@@ -186,8 +186,11 @@ pub fn config(segments: &[&str], redis: &Redis) -> Config {
 pub async fn start(cfg: Config) -> Agent {
     let agent = memshelf_agent::start(cfg).await.expect("start agent");
     let m = agent.metrics().clone();
-    wait_for("agent connected", || {
+    // Connected, and the startup gap handled (cleared, logged or covered by
+    // a replay), so a test's first put cannot race the startup clear.
+    wait_for("agent connected and its startup gap handled", || {
         m.connected.load(std::sync::atomic::Ordering::Relaxed)
+            && m.gaps(memshelf_agent::GapReason::Startup) >= 1
     })
     .await;
     agent
