@@ -314,9 +314,4 @@ impl Segment {
         let phys = pos % log.len;
         (phys % 8 == 0 && len <= log.len - phys).then_some(log.off + phys)
     }
-
-    #[allow(dead_code)]
-    pub fn map_len(&self) -> u64 {
-        self.map.len as u64
-    }
 }
