@@ -281,19 +281,30 @@ fn race(args: &Args) -> i32 {
     0
 }
 
-/// Plays a creator that dies half-way: creates the file at `path`, takes
-/// the creation lock (flock), sizes it, writes a magic and version but not
+/// Plays a creator that dies half-way: creates the file at `path` (mode
+/// 0600, as memshelf does), takes the opener's lock (an OFD lock on byte 0)
+/// and the attach lock exclusively (flock), as a real creator does, sizes it, writes a magic and version but not
 /// the ready state and some garbage, creates `marker`, then sleeps until
 /// killed.
 fn half_creator(args: &Args) -> i32 {
     let path = args.str("path");
+    use std::os::unix::fs::OpenOptionsExt as _;
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(path)
         .expect("create segment file");
+    // SAFETY: `flock` is plain old data; zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_len = 1;
+    // SAFETY: plain syscall on a descriptor we own with a valid flock.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    assert_eq!(rc, 0, "F_OFD_SETLK");
     // SAFETY: plain syscall on a descriptor we own.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
     assert_eq!(rc, 0, "flock");

@@ -211,6 +211,24 @@ pub fn read_header(path: &std::path::Path) -> Vec<u8> {
 
 /// Writes `bytes` at `off` of a segment file (through the file, so every
 /// process that maps it sees them).
+/// Creates (or replaces) a file with mode 0600, as memshelf's creator does
+/// (a wider mode is a planted segment and refused before anything else).
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::fs::File {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create file");
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .expect("chmod 0600");
+    f.write_all(bytes).expect("write file");
+    f
+}
+
 pub fn write_at(path: &std::path::Path, off: u64, bytes: &[u8]) {
     use std::os::unix::fs::FileExt as _;
     let f = std::fs::OpenOptions::new()
