@@ -1125,6 +1125,29 @@ impl Cache {
     pub fn layout_version() -> u32 {
         LAYOUT_VERSION
     }
+
+    /// Test support (multi-process tests): this handle's registry token.
+    #[doc(hidden)]
+    pub fn debug_token(&self) -> Result<u64> {
+        self.e.seg.token()
+    }
+
+    /// Test support: holds `key`'s bucket lock for `hold`, calling `on_held`
+    /// once it has it (shows that a live holder keeps its lock).
+    #[doc(hidden)]
+    pub fn debug_hold_bucket_lock(
+        &self,
+        key: impl AsRef<[u8]>,
+        hold: Duration,
+        on_held: impl FnOnce(),
+    ) -> Result<()> {
+        let hash = self.e.hash(key.as_ref());
+        let mut steals = 0;
+        let _lock = index::lock_bucket(&self.e.seg, hash, &mut steals, LOCK_WAIT_LIMIT)?;
+        on_held();
+        std::thread::sleep(hold);
+        Ok(())
+    }
 }
 
 fn parse_i64(b: &[u8]) -> Result<i64> {

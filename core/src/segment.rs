@@ -88,6 +88,8 @@ pub(crate) struct Segment {
     /// Process-local cache of the keeper's liveness: `checked_ms << 1 |
     /// dead`, refreshed at most every `KEEPER_CHECK_MS`.
     keeper_seen: AtomicU64,
+    /// The keeper token that look was about.
+    keeper_seen_token: AtomicU64,
 }
 
 impl Drop for Segment {
@@ -286,6 +288,7 @@ impl Segment {
             loc,
             reg: Registry::new(),
             keeper_seen: AtomicU64::new(0),
+            keeper_seen_token: AtomicU64::new(0),
         }
     }
 
@@ -309,10 +312,13 @@ impl Segment {
         }
         let now = sys::now_ms();
         let seen = self.keeper_seen.load(Ordering::Relaxed);
-        let dead = if now.saturating_sub(seen >> 1) < KEEPER_CHECK_MS {
+        let fresh = now.saturating_sub(seen >> 1) < KEEPER_CHECK_MS
+            && self.keeper_seen_token.load(Ordering::Relaxed) == keeper;
+        let dead = if fresh {
             seen & 1 == 1
         } else {
             let dead = !self.alive(keeper & crate::registry::TOKEN_MASK);
+            self.keeper_seen_token.store(keeper, Ordering::Relaxed);
             self.keeper_seen
                 .store((now << 1) | u64::from(dead), Ordering::Relaxed);
             dead
