@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::index::{
     self, KIND_EMPTY, KIND_GHOST, KIND_ITEM, KIND_PENDING, LOCK_WAIT_LIMIT, Slot, tag_of,
 };
-use crate::item::{self, Check, Encoded, FLAG_NEGATIVE, Meta, Read};
+use crate::item::{self, Check, EPOCH_MASK, Encoded, FLAG_NEGATIVE, Meta, Read};
 use crate::layout::{LAYOUT_VERSION, NCOUNTERS, NSTRIPES};
 use crate::layout::{SLOTS, SLOTS_PER_BUCKET};
 use crate::options::{Expiry, MAX_KEY_LEN, MAX_TAG_LEN, MAX_TAGS, OpenOptions, PutOptions, Ttl};
@@ -175,7 +175,7 @@ impl Engine {
     }
 
     pub fn liveness(&self, m: &Meta, now: &mut Option<u64>) -> Liveness {
-        if m.epoch() != self.seg.clear_epoch().load(Ordering::Acquire) {
+        if m.epoch() != self.seg.clear_epoch().load(Ordering::Acquire) & EPOCH_MASK {
             return Liveness::Invalidated;
         }
         for (h, v) in &m.tags[..m.ntags()] {
@@ -327,7 +327,7 @@ impl Engine {
     /// Counts an entry (an item of clear epoch `epoch`) leaving the index;
     /// items of an older epoch were forgotten by `clear` already.
     pub fn entry_removed(&self, epoch: u64) {
-        if epoch == self.seg.clear_epoch().load(Ordering::Relaxed) {
+        if epoch & EPOCH_MASK == self.seg.clear_epoch().load(Ordering::Relaxed) & EPOCH_MASK {
             self.count(Counter::EntriesRemoved, 1);
         }
     }
@@ -477,7 +477,6 @@ impl Engine {
             w.key,
             w.value.len(),
             w.flags,
-            hash,
             epoch,
             expire,
             stale_until,
@@ -1181,7 +1180,7 @@ impl Iterator for Keys {
             let per = SLOTS_PER_BUCKET as u64;
             let (b, i) = (self.next / per, (self.next % per) as usize + 1);
             self.next += 1;
-            let s = Slot(e.seg.bucket_word(b, i).load(Ordering::Acquire));
+            let s = Slot(e.seg.bucket_word_at(b, i).load(Ordering::Acquire));
             if s.kind() != KIND_ITEM {
                 continue;
             }

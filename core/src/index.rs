@@ -1,5 +1,5 @@
-//! The index: 128-byte buckets (two cache lines) of one lock word and 15
-//! slots.
+//! The index: 128-byte buckets (two adjacent cache lines) of one lock word
+//! and 15 slots, chosen by multiply-shift of the key's hash.
 //!
 //! ```text
 //! slot (u64):  kind (2) | freq (2) | tag (11) | log (1) | position / 8 (48)

@@ -237,6 +237,7 @@ impl Segment {
             opts.ttl.map_or(0, |d| d.as_millis().max(1) as u64),
             (opts.ttl_jitter * 1e6).round() as u64,
             opts.max_value_size.map(|v| v as u64),
+            opts.expected_entry_size + crate::layout::ITEM_HEADER,
         )?;
         if let Err(e) = shm::reserve(fd, name, g.capacity, opts.mode) {
             let _ = loc.unlink();
@@ -406,11 +407,25 @@ impl Segment {
         self.word(log.tail_off)
     }
 
-    /// Word `i` (0 = lock, 1..=15 = slots) of bucket `b`.
-    #[inline]
-    pub fn bucket_word(&self, b: u64, i: usize) -> &AtomicU64 {
+    /// The bucket of a key's `hash`: multiply-shift over hash bits 0..53
+    /// (any bucket count; the tag uses bits 53..64, so tags stay
+    /// independent of the bucket).
+    #[inline(always)]
+    pub fn bucket_of(&self, hash: u64) -> u64 {
+        (((hash & ((1 << 53) - 1)) as u128 * self.g.nbuckets as u128) >> 53) as u64
+    }
+
+    /// Word `i` (0 = lock, 1..=15 = slots) of the bucket of `hash`.
+    #[inline(always)]
+    pub fn bucket_word(&self, hash: u64, i: usize) -> &AtomicU64 {
+        self.bucket_word_at(self.bucket_of(hash), i)
+    }
+
+    /// Word `i` of bucket number `b` (for scans).
+    #[inline(always)]
+    pub fn bucket_word_at(&self, b: u64, i: usize) -> &AtomicU64 {
         debug_assert!(i <= crate::layout::SLOTS_PER_BUCKET);
-        self.word(self.g.index_off + (b & (self.g.nbuckets - 1)) * BUCKET_SIZE + i as u64 * 8)
+        self.word(self.g.index_off + (b % self.g.nbuckets) * BUCKET_SIZE + i as u64 * 8)
     }
 
     #[inline]

@@ -326,6 +326,13 @@ pub(crate) fn map(fd: &Fd, len: u64) -> Result<Mapping> {
     if ptr == libc::MAP_FAILED {
         return Err(Error::last_os("mmap"));
     }
+    // Transparent huge pages for the segment where the kernel allows them
+    // (shmem_enabled = advise or within_size); fewer TLB misses on a large
+    // index and logs. Refused (EINVAL) where THP is off: nothing changes.
+    // SAFETY: advice on the mapping just made; it changes no contents.
+    unsafe {
+        libc::madvise(ptr, len as usize, libc::MADV_HUGEPAGE);
+    }
     Ok(Mapping {
         ptr: ptr.cast(),
         len: len as usize,

@@ -134,7 +134,7 @@ pub(crate) fn collect(e: &Engine) -> Stats {
     let mut ghosts = 0;
     for b in 0..sample {
         for i in SLOTS.clone() {
-            if Slot(seg.bucket_word(b * step, i).load(Ordering::Relaxed)).kind() == KIND_GHOST {
+            if Slot(seg.bucket_word_at(b * step, i).load(Ordering::Relaxed)).kind() == KIND_GHOST {
                 ghosts += 1;
             }
         }

@@ -146,8 +146,9 @@ fn worker_entry() {
     }
 }
 
-/// Mixed put/get/delete/incr/add on a small key space of a small segment
-/// (constant eviction), plus exact counters in the control segment. Any
+/// Mixed put/get/delete/incr/add on a key space whose live values exceed a
+/// small segment (1,500 keys of up to 3 KB in 1 MiB: constant eviction of
+/// live entries), plus exact counters in the control segment. Any
 /// corrupt read is counted in the control segment at once and fails the
 /// worker.
 fn worker_mixed() {
@@ -170,7 +171,7 @@ fn worker_mixed() {
     let hb = format!("hb:{id}");
     while Instant::now() < end || done_incrs < incrs {
         n += 1;
-        let k = format!("key:{}", rng.below(300));
+        let k = format!("key:{}", rng.below(1500));
         match rng.below(100) {
             0..=49 => {
                 if data.get_into(&k, &mut buf).unwrap()
@@ -410,7 +411,7 @@ fn sigkill_storm_blocks_no_one_and_loses_no_space() {
     assert_eq!(counter(&c, "corrupt"), 0);
     // The whole capacity is usable again: fill it and read back (in a child,
     // so a hang on a lock left by a killed worker fails instead of hanging).
-    // A fresh item is 56 (header) + 16 (key) + 128 (value) bytes: fill 80 %.
+    // A fresh item is 40 (header) + 16 (key) + 128 (value) bytes: fill 80 %.
     let n = (d.stats().data_bytes * 8 / 10 / 200) as usize;
     let mut fill = spawn_worker(
         "fill",

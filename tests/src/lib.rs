@@ -175,6 +175,12 @@ pub mod header {
     /// Bytes per bucket (1 lock word + 15 slots).
     pub const BUCKET_SIZE: u64 = 128;
 
+    /// The bucket of a key's hash (`Segment::bucket_of`: multiply-shift
+    /// over bits 0..53).
+    pub fn bucket_of(hash: u64, nbuckets: u64) -> u64 {
+        (((hash & ((1 << 53) - 1)) as u128 * nbuckets as u128) >> 53) as u64
+    }
+
     /// The u64 at `off` of a header read from a file.
     pub fn word(bytes: &[u8], off: usize) -> u64 {
         u64::from_le_bytes(bytes[off..off + 8].try_into().expect("8 bytes"))

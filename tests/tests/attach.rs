@@ -72,7 +72,10 @@ fn corrupt_header_words_under_attached_processes_never_reinitialise() {
     let fresh = Cache::open(seg.name(), CAP).unwrap();
     fresh.put("after", "w").unwrap();
     assert_eq!(c.get("after").unwrap().as_deref(), Some(&b"w"[..]));
-    assert!(refused > 0 && opened > 0, "refused {refused}, opened {opened}");
+    assert!(
+        refused > 0 && opened > 0,
+        "refused {refused}, opened {opened}"
+    );
     other.kill();
 }
 
@@ -154,13 +157,24 @@ fn planted_segments_are_refused_naming_owner_and_mode() {
     // Deliberate sharing: an opener whose mode has group/other bits accepts
     // another owner's segment of that mode.
     let seg = Seg::new("shared");
-    let shared = OpenOptions::new().capacity(CAP).mode(0o666).open(seg.name()).unwrap();
+    let shared = OpenOptions::new()
+        .capacity(CAP)
+        .mode(0o666)
+        .open(seg.name())
+        .unwrap();
     shared.put("k", "v").unwrap();
     let path = shm_path(seg.name());
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o666);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o666
+    );
     drop(shared);
     std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
-    let c = OpenOptions::new().capacity(CAP).mode(0o666).open(seg.name()).unwrap();
+    let c = OpenOptions::new()
+        .capacity(CAP)
+        .mode(0o666)
+        .open(seg.name())
+        .unwrap();
     assert_eq!(c.get("k").unwrap().as_deref(), Some(&b"v"[..]));
     // The default: a segment this user created opens again.
     let seg = Seg::new("own");

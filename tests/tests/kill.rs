@@ -40,8 +40,10 @@ fn put_into_every_bucket(c: &Cache, name: &str, tag: &str) -> usize {
     while left > 0 {
         let key = format!("{tag}:{i}");
         i += 1;
-        let b =
-            (xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), seed) & (nbuckets - 1)) as usize;
+        let b = header::bucket_of(
+            xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), seed),
+            nbuckets,
+        ) as usize;
         if done[b] {
             continue;
         }
@@ -186,19 +188,22 @@ fn sigkill_storm_blocks_no_one_corrupts_nothing_and_loses_no_space() {
 fn bucket_locks_of_a_dead_holder_are_taken_over_in_every_bucket() {
     let data = Seg::new("deadlock");
     let c = Cache::open(data.name(), 256 << 10).unwrap();
-    // A real process, then dead: its token (pid << 32 | start time) is what
-    // a holder killed inside a critical section leaves in a lock word.
-    let mut w = Worker::spawn("sleep", &wargs!("secs" => 30));
-    let pid = w.pid() as u64;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let start: u64 = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .nth(19)
-        .unwrap()
-        .parse()
-        .unwrap();
+    // A real handle in another process, then dead: its registry token is
+    // what a holder killed inside a critical section leaves in a lock word.
+    let mut w = Worker::spawn("token", &wargs!("seg" => data.name(), "cap" => 256 << 10));
+    let token: u64 = {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        std::io::BufReader::new(w.child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        line.trim()
+            .strip_prefix("TOKEN ")
+            .unwrap_or_else(|| panic!("no token in {line:?}"))
+            .parse()
+            .unwrap()
+    };
     w.kill();
-    let token = (pid << 32) | (start & 0xffff_ffff);
     let path = shm_path(data.name());
     let hdr = read_header(&path);
     let index = header::word(&hdr, header::INDEX_OFF);

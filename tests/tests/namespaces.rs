@@ -29,9 +29,11 @@ fn holder_vs_writer(
         &wargs!("seg" => seg.name(), "cap" => 1 << 20, "key" => "contended",
                 "ms" => HOLD_MS, "marker" => marker.0.display()),
     );
-    poll_until(Duration::from_secs(20), "the holder to take the lock", || {
-        marker.0.exists()
-    });
+    poll_until(
+        Duration::from_secs(20),
+        "the holder to take the lock",
+        || marker.0.exists(),
+    );
     let t = Instant::now();
     let mut writer = spawn_writer(
         "put-timed",
@@ -92,9 +94,11 @@ fn a_dead_holder_inside_a_namespace_loses_its_lock_at_once() {
         &wargs!("seg" => seg.name(), "cap" => 1 << 20, "key" => "k",
                 "ms" => 60_000, "marker" => marker.0.display()),
     );
-    poll_until(Duration::from_secs(20), "the holder to take the lock", || {
-        marker.0.exists()
-    });
+    poll_until(
+        Duration::from_secs(20),
+        "the holder to take the lock",
+        || marker.0.exists(),
+    );
     holder.kill_inner();
     let t = Instant::now();
     c.put("k", "v").unwrap();
@@ -211,11 +215,15 @@ fn sigkill_storm_across_pid_namespaces() {
     }
     // Every bucket's lock is free or reclaimable: a put into every bucket.
     let c2 = c.clone();
-    with_deadline(Duration::from_secs(20), "a put after the storm", move || {
-        for i in 0..2000 {
-            c2.put(format!("after:{i}"), "v").unwrap();
-        }
-    });
+    with_deadline(
+        Duration::from_secs(20),
+        "a put after the storm",
+        move || {
+            for i in 0..2000 {
+                c2.put(format!("after:{i}"), "v").unwrap();
+            }
+        },
+    );
     eprintln!(
         "namespace storm: {kills} kills; lock takeovers (from dead holders) {}",
         c.stats().lock_takeovers

@@ -1,0 +1,68 @@
+//! Per-operation instruction counts for the hot paths, meant to run under
+//! `valgrind --tool=callgrind` (instructions are repeatable even on a noisy
+//! machine, unlike seconds): `benches/callgrind.sh` runs it.
+//!
+//! `opcount <get-hit|get-miss|put> [keys] [capacity]` fills a fresh segment
+//! with `keys` keys of 16 bytes and 100-byte values, then runs 100 k
+//! operations of the kind named inside `measured`, the one function the
+//! script's `--toggle-collect` counts.
+
+use std::hint::black_box;
+
+const OPS: usize = 100_000;
+
+fn key(i: usize) -> Vec<u8> {
+    format!("user:{i:011}").into_bytes()
+}
+
+#[inline(never)]
+fn measured(c: &memshelf::Cache, op: &str, keys: &[Vec<u8>], order: &[u32], value: &[u8]) -> usize {
+    let mut buf = Vec::with_capacity(256);
+    let mut hits = 0;
+    for &i in order {
+        let k = &keys[i as usize];
+        match op {
+            "get-hit" | "get-miss" => hits += c.get_into(k, &mut buf).unwrap() as usize,
+            "put" => c.put(k, value).unwrap(),
+            other => panic!("unknown op {other}"),
+        }
+    }
+    black_box(hits)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let op = args.next().unwrap_or_else(|| "get-hit".into());
+    let nkeys: usize = args.next().map_or(100_000, |a| a.parse().expect("keys"));
+    let cap = args
+        .next()
+        .map_or(Ok(256 << 20), |a| memshelf::parse_size(&a))
+        .expect("capacity");
+    let name = format!("opcount-{}", std::process::id());
+    let c = memshelf::Cache::open(&name, cap).expect("open");
+    let keys: Vec<Vec<u8>> = (0..nkeys).map(key).collect();
+    let value = vec![7u8; 100];
+    for k in &keys {
+        c.put(k, &value).unwrap();
+    }
+    let probe: Vec<Vec<u8>> = if op == "get-miss" {
+        (nkeys..2 * nkeys).map(key).collect()
+    } else {
+        keys.clone()
+    };
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let order: Vec<u32> = (0..OPS)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % nkeys as u64) as u32
+        })
+        .collect();
+    let hits = measured(&c, &op, &probe, &order, &value);
+    if op == "get-hit" {
+        assert_eq!(hits, OPS, "every get should hit");
+    }
+    println!("{op}: {OPS} ops, {hits} hits");
+    memshelf::unlink(&name).unwrap();
+}
