@@ -6,7 +6,8 @@
 #  - the header compiles alone as C99 and as C++17 (-pedantic);
 #  - tests/c/test_api.c and test_threads.c linked against the shared AND the
 #    static library, then under valgrind (memcheck, leak check);
-#  - the C++ RAII wrapper test (include/memshelf.hpp), also under valgrind;
+#  - the C++ RAII wrapper test (include/memshelf.hpp), also under valgrind
+#    and built with -fsanitize=address,undefined;
 #  - scripts/install-c.sh into a temporary prefix, and a program built with
 #    pkg-config flags (shared and --static) against the installed copy.
 # Needs: cargo, gcc/g++ (cc/c++), valgrind, pkg-config.
@@ -70,6 +71,13 @@ step "C++ wrapper test"
 "$CXX" "${CXXFLAGS[@]}" tests/c/test_cpp.cpp -o "$out/test_cpp" \
     -L"$libdir" -lmemshelf -Wl,-rpath,"$libdir"
 "$out/test_cpp"
+
+step "C++ wrapper test under AddressSanitizer + UBSan (and LeakSanitizer)"
+"$CXX" "${CXXFLAGS[@]}" -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
+    -fno-omit-frame-pointer tests/c/test_cpp.cpp -o "$out/test_cpp-asan" \
+    -L"$libdir" -lmemshelf -Wl,-rpath,"$libdir"
+ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1 "$out/test_cpp-asan"
 
 step "valgrind (memcheck, leak check)"
 "${VALGRIND[@]}" "$out/test_api-shared"
