@@ -6,6 +6,9 @@
 #  - the header compiles alone as C99 and as C++17 (-pedantic);
 #  - tests/c/test_api.c and test_threads.c linked against the shared AND the
 #    static library, then under valgrind (memcheck, leak check);
+#  - a 64 MiB /dev/shm (as Docker's default) refuses a 256 MiB segment at
+#    open with a clear error (tests/c/test_small_shm.c, in a private mount
+#    namespace: needs root or unprivileged user namespaces);
 #  - the C++ RAII wrapper test (include/memshelf.hpp), also under valgrind
 #    and built with -fsanitize=address,undefined;
 #  - scripts/install-c.sh into a temporary prefix: programs built with only
@@ -70,6 +73,17 @@ for t in test_api test_threads; do
     "$out/$t-shared"
     "$out/$t-static"
 done
+
+step "a 64 MiB /dev/shm (Docker's default) refuses a 256 MiB segment clearly"
+"$CC" "${CFLAGS[@]}" tests/c/test_small_shm.c -o "$out/test_small_shm" \
+    -L"$libdir" -lmemshelf -Wl,-rpath,"$libdir"
+# A private mount namespace with its own small tmpfs on /dev/shm (root, or a
+# user namespace where unprivileged ones are allowed).
+userns=()
+[ "$(id -u)" -eq 0 ] || userns=(--map-root-user)
+unshare "${userns[@]}" --mount sh -c \
+    'mount -t tmpfs -o size=64m,mode=1777 memshelf-test-shm /dev/shm && exec "$0"' \
+    "$out/test_small_shm"
 
 step "C++ wrapper test"
 "$CXX" "${CXXFLAGS[@]}" tests/c/test_cpp.cpp -o "$out/test_cpp" \
