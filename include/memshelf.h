@@ -276,8 +276,9 @@ typedef struct memshelf_bytes {
 /**
  * Segment-wide statistics, filled by `memshelf_get_stats`. Set
  * `struct_size` to `sizeof(memshelf_stats)` before the call; fields only
- * ever get added at the end. Counters are monotonic for the segment's life
- * and cover every process.
+ * ever get added at the end (a program built against an older header gets
+ * the fields it knows). Counters are monotonic for the segment's life and
+ * cover every process.
  */
 typedef struct memshelf_stats {
     /**
@@ -368,6 +369,15 @@ typedef struct memshelf_stats {
      * Layout version of the segment.
      */
     uint32_t layout_version;
+    /**
+     * Always 0 (explicit padding).
+     */
+    uint32_t _reserved0;
+    /**
+     * Items moved from the small to the main log without a hit, because the
+     * main log had room. Appended: not written for a `struct_size` of 176.
+     */
+    uint64_t moved_to_main;
 } memshelf_stats;
 
 /**
@@ -778,11 +788,13 @@ memshelf_status memshelf_clear(const struct memshelf_cache *cache);
 /**
  * Fills `*out` with the segment's statistics. The caller sets
  * `out->struct_size = sizeof(memshelf_stats)` first; the library writes
- * the fields it knows that fit and zeroes any newer ones.
+ * the fields it knows that fit in `struct_size` bytes (a program built
+ * against an older header gets the fields it knows) and zeroes any newer
+ * ones.
  *
  * Thread-safe (a scan of the index: not for a hot path). Errors:
  * `MEMSHELF_ERR_NULL_ARGUMENT`, `MEMSHELF_ERR_INVALID_ARGUMENT`
- * (struct_size too small).
+ * (struct_size smaller than the first version of the struct).
  *
  * # Safety
  * `cache` NULL or an open handle; `out` NULL or a writable

@@ -18,10 +18,12 @@
 #include <cstdlib>
 #include <exception>
 #include <initializer_list>
+#include <iterator>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -64,14 +66,24 @@ inline uint64_t ms(ttl_t t) {
     }
     return static_cast<uint64_t>(t.count());
 }
-inline std::vector<memshelf_bytes> byte_list(std::initializer_list<std::string_view> list) {
+/// Views of `list`'s strings (which must outlive the result).
+template <class Strings> std::vector<memshelf_bytes> byte_list(const Strings &list) {
     std::vector<memshelf_bytes> out;
-    out.reserve(list.size());
-    for (std::string_view s : list) {
+    for (const auto &item : list) {
+        std::string_view s(item);
         out.push_back(memshelf_bytes{bytes(s), s.size()});
     }
     return out;
 }
+/// A range of strings (std::vector<std::string>, std::array<std::string_view, N>, ...).
+template <class T, class = void> struct is_string_range : std::false_type {};
+template <class T>
+struct is_string_range<T, std::enable_if_t<std::is_convertible_v<
+                              decltype(*std::begin(std::declval<const T &>())), std::string_view>>>
+    : std::true_type {};
+template <class T>
+using if_string_range = std::enable_if_t<is_string_range<T>::value &&
+                                         !std::is_convertible_v<const T &, std::string_view>>;
 } // namespace detail
 
 /// Options of cache::open (see memshelf_options in memshelf.h).
@@ -85,13 +97,14 @@ struct options {
     std::string path;            ///< empty: POSIX shm; else a file to map
 };
 
-/// Options of cache::get_or_set.
+/// Options of cache::get_or_set. A plain value: it owns its tag strings, so
+/// `opts.tags = {"reports"};` and copies of the options are safe.
 struct get_or_set_options {
     ttl_t ttl{0};                          ///< of the stored value
     ttl_t lease = std::chrono::seconds(10); ///< before a waiter takes over
     ttl_t grace{0};                        ///< serve stale this long past the TTL
     ttl_t negative_ttl{0};                 ///< cache "no value" this long
-    std::initializer_list<std::string_view> tags{};
+    std::vector<std::string> tags{};       ///< of the stored value
 };
 
 /// A handle on a shared segment.
@@ -164,23 +177,27 @@ public:
         }
     }
 
-    /// Inserts or replaces `key`.
+    /// Inserts or replaces `key`, with tags `{"a", "b"}` (or none).
     void put(std::string_view key, std::string_view value, ttl_t ttl = ttl_default,
              std::initializer_list<std::string_view> tags = {}) const {
-        auto t = detail::byte_list(tags);
-        detail::check(memshelf_put(h(), detail::bytes(key), key.size(), detail::bytes(value),
-                                   value.size(), detail::ms(ttl), t.data(), t.size()));
+        put_tags(key, value, ttl, detail::byte_list(tags));
+    }
+    /// Inserts or replaces `key`, with the tags of a range of strings
+    /// (e.g. a std::vector<std::string>).
+    template <class Tags, class = detail::if_string_range<Tags>>
+    void put(std::string_view key, std::string_view value, ttl_t ttl, const Tags &tags) const {
+        put_tags(key, value, ttl, detail::byte_list(tags));
     }
 
     /// Inserts `key` only if absent; returns whether it did.
     bool add(std::string_view key, std::string_view value, ttl_t ttl = ttl_default,
              std::initializer_list<std::string_view> tags = {}) const {
-        auto t = detail::byte_list(tags);
-        bool inserted = false;
-        detail::check(memshelf_add(h(), detail::bytes(key), key.size(), detail::bytes(value),
-                                   value.size(), detail::ms(ttl), t.data(), t.size(),
-                                   &inserted));
-        return inserted;
+        return add_tags(key, value, ttl, detail::byte_list(tags));
+    }
+    /// As above, with the tags of a range of strings.
+    template <class Tags, class = detail::if_string_range<Tags>>
+    bool add(std::string_view key, std::string_view value, ttl_t ttl, const Tags &tags) const {
+        return add_tags(key, value, ttl, detail::byte_list(tags));
     }
 
     /// Removes `key`; returns whether it was present. (`delete` is a keyword.)
@@ -304,6 +321,19 @@ public:
 
 private:
     explicit cache(memshelf_cache *handle) noexcept : handle_(handle) {}
+    void put_tags(std::string_view key, std::string_view value, ttl_t ttl,
+                  const std::vector<memshelf_bytes> &t) const {
+        detail::check(memshelf_put(h(), detail::bytes(key), key.size(), detail::bytes(value),
+                                   value.size(), detail::ms(ttl), t.data(), t.size()));
+    }
+    bool add_tags(std::string_view key, std::string_view value, ttl_t ttl,
+                  const std::vector<memshelf_bytes> &t) const {
+        bool inserted = false;
+        detail::check(memshelf_add(h(), detail::bytes(key), key.size(), detail::bytes(value),
+                                   value.size(), detail::ms(ttl), t.data(), t.size(),
+                                   &inserted));
+        return inserted;
+    }
     const memshelf_cache *h() const {
         if (handle_ == nullptr) {
             throw error(MEMSHELF_ERR_CLOSED, "the cache handle is closed");

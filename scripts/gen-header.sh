@@ -4,5 +4,5 @@
 #   scripts/gen-header.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MEMSHELF_BLESS=1 cargo test --quiet -p memshelf-ffi --test header >/dev/null
+MEMSHELF_BLESS=1 cargo test --quiet -p memshelf-ffi --test header -- --exact committed_header_is_current >/dev/null
 echo "wrote include/memshelf.h"

@@ -2,8 +2,8 @@
 # Installs everything the tests and the demo need. Idempotent.
 #   scripts/setup.sh
 # System packages (Debian/Ubuntu, needs root or sudo): redis-server (agent
-# tests), valgrind and pkg-config (C tests), python3-venv. The Rust toolchain,
-# Python 3 and Node.js 20 must already be there.
+# tests), valgrind, pkg-config and cmake (C tests), python3-venv. The Rust
+# toolchain, Python 3 and Node.js 20 must already be there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v cmake >/dev/null || need+=(cmake)
 command -v gcc >/dev/null || need+=(gcc)
 command -v g++ >/dev/null || need+=(g++)
 if ((${#need[@]})); then

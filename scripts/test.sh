@@ -2,7 +2,8 @@
 # Runs every test of the project: formatting, lints, the Rust workspace
 # (engine unit/doc tests, multi-process and kill tests, the agent against a
 # real redis-server), the C/C++ tests (with valgrind), the Python module and
-# the Node addon. Installs what they need first (scripts/setup.sh,
+# the Node addon; the memshelf crate packaged as for crates.io and built
+# from the package. Installs what they need first (scripts/setup.sh,
 # idempotent).
 #   scripts/test.sh
 set -euo pipefail
@@ -22,6 +23,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace
+
+step "cargo package -p memshelf (the crate as published builds; offline)"
+cargo package -p memshelf --allow-dirty --offline --quiet
 
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet

@@ -22,6 +22,19 @@
 #![warn(missing_docs)]
 #![allow(clippy::new_without_default)]
 
+// The engine needs Linux: futexes (SYS_futex), /proc, POSIX shm in /dev/shm.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "memshelf supports Linux only (it needs futexes, /proc and /dev/shm); this target is not Linux"
+);
+
+/// The crate's README (`core/README.md`, shown on crates.io) compiled as
+/// doctests, warnings denied, so its quick start stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+#[doc(test(attr(deny(warnings))))]
+pub struct ReadmeDoctests;
+
 mod cache;
 mod error;
 mod index;

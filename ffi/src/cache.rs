@@ -61,8 +61,9 @@ pub struct memshelf_options {
 
 /// Segment-wide statistics, filled by `memshelf_get_stats`. Set
 /// `struct_size` to `sizeof(memshelf_stats)` before the call; fields only
-/// ever get added at the end. Counters are monotonic for the segment's life
-/// and cover every process.
+/// ever get added at the end (a program built against an older header gets
+/// the fields it knows). Counters are monotonic for the segment's life and
+/// cover every process.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct memshelf_stats {
@@ -110,7 +111,22 @@ pub struct memshelf_stats {
     pub max_value_size: u64,
     /// Layout version of the segment.
     pub layout_version: u32,
+    /// Always 0 (explicit padding).
+    pub _reserved0: u32,
+    // The first version of the struct ends here (176 bytes); newer fields
+    // follow, each only ever appended.
+    /// Items moved from the small to the main log without a hit, because the
+    /// main log had room. Appended: not written for a `struct_size` of 176.
+    pub moved_to_main: u64,
 }
+
+/// `sizeof(memshelf_stats)` of the first header: the smallest
+/// `struct_size` that `memshelf_get_stats` accepts.
+const STATS_V1_SIZE: usize = std::mem::offset_of!(memshelf_stats, moved_to_main);
+// No implicit padding: every byte of the struct is a field, so it can be
+// copied byte-wise, in part, to an older caller.
+const _: () = assert!(STATS_V1_SIZE == 176);
+const _: () = assert!(size_of::<memshelf_stats>() == 184);
 
 /// Checks a caller's `struct_size` against the size this library knows and
 /// copies the struct. A larger `struct_size` (a newer caller) is accepted
@@ -640,11 +656,13 @@ pub unsafe extern "C" fn memshelf_clear(cache: *const memshelf_cache) -> memshel
 
 /// Fills `*out` with the segment's statistics. The caller sets
 /// `out->struct_size = sizeof(memshelf_stats)` first; the library writes
-/// the fields it knows that fit and zeroes any newer ones.
+/// the fields it knows that fit in `struct_size` bytes (a program built
+/// against an older header gets the fields it knows) and zeroes any newer
+/// ones.
 ///
 /// Thread-safe (a scan of the index: not for a hot path). Errors:
 /// `MEMSHELF_ERR_NULL_ARGUMENT`, `MEMSHELF_ERR_INVALID_ARGUMENT`
-/// (struct_size too small).
+/// (struct_size smaller than the first version of the struct).
 ///
 /// # Safety
 /// `cache` NULL or an open handle; `out` NULL or a writable
@@ -661,7 +679,7 @@ pub unsafe extern "C" fn memshelf_get_stats(
         let known = size_of::<memshelf_stats>();
         // SAFETY: non-NULL; its first field is a readable size_t.
         let given = unsafe { out.cast::<usize>().read_unaligned() };
-        if given < known {
+        if given < STATS_V1_SIZE {
             return Err(Failure::invalid(format!(
                 "memshelf_stats.struct_size is {given}, expected {known} (set it to sizeof(memshelf_stats))"
             )));
@@ -690,13 +708,17 @@ pub unsafe extern "C" fn memshelf_get_stats(
             lease_takeovers: s.lease_takeovers,
             max_value_size: s.max_value_size,
             layout_version: s.layout_version,
+            _reserved0: 0,
+            moved_to_main: s.moved_to_main,
         };
-        // SAFETY: `out` is writable for `given >= known` bytes by the
-        // caller's promise; the tail past `known` is zeroed for fields of a
-        // newer header.
+        let fits = given.min(known);
+        // SAFETY: `out` is writable for `given` bytes by the caller's
+        // promise; `value` is `known` initialised bytes (no padding, checked
+        // at compile time). An older caller gets the first `given` bytes;
+        // the tail past `known` is zeroed for fields of a newer header.
         unsafe {
-            out.write_unaligned(value);
-            std::ptr::write_bytes(out.cast::<u8>().add(known), 0, given - known);
+            std::ptr::copy_nonoverlapping((&raw const value).cast::<u8>(), out.cast::<u8>(), fits);
+            std::ptr::write_bytes(out.cast::<u8>().add(fits), 0, given - fits);
         }
         Ok(MEMSHELF_OK)
     })

@@ -27,3 +27,38 @@ fn committed_header_is_current() {
         "include/memshelf.h is stale: run scripts/gen-header.sh and commit it"
     );
 }
+
+/// Every statistic of the engine (`Stats::fields()`, what Python, Node and
+/// the CLI expose) is a field of the C `memshelf_stats`, and the C struct
+/// has nothing else (beyond `struct_size` and explicit padding).
+#[test]
+fn c_stats_struct_has_every_engine_statistic() {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let header = std::fs::read_to_string(crate_dir.join("../include/memshelf.h")).unwrap();
+    let start = header
+        .find("typedef struct memshelf_stats {")
+        .expect("memshelf_stats in the header");
+    let body = &header[start..];
+    let body = &body[..body
+        .find("} memshelf_stats;")
+        .expect("end of memshelf_stats")];
+    let c_fields: Vec<&str> = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.ends_with(';') && !l.starts_with('*') && !l.starts_with("/*"))
+        .map(|l| l.trim_end_matches(';').rsplit(' ').next().unwrap())
+        .filter(|f| *f != "struct_size" && !f.starts_with("_reserved"))
+        .collect();
+    let engine: Vec<&str> = engine::Stats::default()
+        .fields()
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    let missing: Vec<&&str> = engine.iter().filter(|f| !c_fields.contains(f)).collect();
+    let extra: Vec<&&str> = c_fields.iter().filter(|f| !engine.contains(f)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "memshelf_stats differs from Stats::fields(): missing {missing:?}, not in the engine {extra:?} \
+         (add new fields at the END of memshelf_stats, then scripts/gen-header.sh)"
+    );
+}

@@ -523,6 +523,17 @@ static void test_stats(void) {
     CHECK(s.lock_takeovers == 0 && s.lease_takeovers == 0);
     CHECK(s.promotions < 1000 && s.reinsertions < 1000 && s.ghosts < s.index_slots &&
           s.ghost_hits < 1000);
+    CHECK(s.moved_to_main < 1000 && s._reserved0 == 0);
+    CHECK(sizeof s == 184 && offsetof(memshelf_stats, moved_to_main) == 176);
+
+    /* A program built against the first header (struct_size 176, without
+     * moved_to_main) gets the fields it knows and nothing is written past. */
+    memset(&s, 0xff, sizeof s);
+    s.struct_size = offsetof(memshelf_stats, moved_to_main);
+    CHECK_OK(memshelf_get_stats(c, &s));
+    CHECK(s.struct_size == 176 && s.capacity_bytes == (8u << 20));
+    CHECK(s.layout_version == memshelf_layout_version() && s._reserved0 == 0);
+    CHECK(s.moved_to_main == UINT64_MAX);
 
     memset(&big, 0xff, sizeof big);
     big.s.struct_size = sizeof big;

@@ -108,6 +108,32 @@ int main() {
         CHECK(rethrown);
         CHECK(!c.get("boom"));
 
+        // Tags assigned to an options object outlive the assignment (they
+        // used to be a std::initializer_list member, which dangled: ASan
+        // reported stack-use-after-scope here).
+        memshelf::get_or_set_options tagged;
+        tagged.tags = {"reports", std::string("team:") + std::to_string(7)};
+        tagged.tags.push_back("all-reports");
+        tagged.ttl = 60s;
+        v = c.get_or_set("report:1", [] { return std::optional<std::string>("r1"); }, tagged);
+        CHECK(v.value_or("") == "r1");
+        memshelf::get_or_set_options copy = tagged; // options are copyable values
+        tagged.tags.clear();
+        v = c.get_or_set("report:2", [] { return std::optional<std::string>("r2"); }, copy);
+        CHECK(v.value_or("") == "r2");
+        CHECK(c.get("report:1") && c.get("report:2"));
+        c.invalidate_tag("team:7");
+        CHECK(!c.get("report:1") && !c.get("report:2"));
+        v = c.get_or_set("report:3", [] { return std::optional<std::string>("r3"); }, copy);
+        c.invalidate_tag("all-reports");
+        CHECK(!c.get("report:3"));
+        // put/add take any range of strings, not only brace lists.
+        std::vector<std::string> put_tags{"bulk"};
+        c.put("bulk:1", "x", memshelf::ttl_default, put_tags);
+        CHECK(c.add("bulk:2", "y", memshelf::ttl_default, put_tags));
+        c.invalidate_tag("bulk");
+        CHECK(!c.get("bulk:1") && !c.get("bulk:2"));
+
         memshelf_stats s = c.stats();
         CHECK(s.capacity_bytes == (8u << 20) && s.hits > 0 && s.misses > 0);
 
