@@ -23,6 +23,7 @@
 #![allow(clippy::new_without_default)]
 
 mod cache;
+mod dump;
 mod error;
 mod index;
 mod item;
@@ -37,6 +38,7 @@ mod stats;
 mod sys;
 
 pub use cache::{Cache, Keys, ReadInto, unlink, unlink_path};
+pub use dump::{DUMP_MAGIC, DUMP_VERSION, DumpReport, LoadReport, dump_to, load_from};
 pub use error::{Error, Result};
 pub use layout::{LAYOUT_VERSION, capacity_for_entries};
 pub use lease::{Fill, FillError, FillLease, WaitTicket};
