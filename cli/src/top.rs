@@ -191,10 +191,17 @@ fn draw(f: &mut Frame, state: &State) {
         ]),
         ratio_area,
     );
-    let used = if s.capacity_bytes == 0 {
+    // used_bytes fills up to data_bytes (the rest of the capacity is the
+    // header and the index).
+    let room = if s.data_bytes > 0 {
+        s.data_bytes
+    } else {
+        s.capacity_bytes
+    };
+    let used = if room == 0 {
         0.0
     } else {
-        (s.used_bytes as f64 / s.capacity_bytes as f64).clamp(0.0, 1.0)
+        (s.used_bytes as f64 / room as f64).clamp(0.0, 1.0)
     };
     f.render_widget(
         Gauge::default()
@@ -202,10 +209,11 @@ fn draw(f: &mut Frame, state: &State) {
             .gauge_style(Style::new().fg(Color::Cyan))
             .ratio(used)
             .label(format!(
-                "{} of {} ({:.1} %)",
+                "{} of {} for items ({:.1} %), segment {}",
                 output::bytes(s.used_bytes),
-                output::bytes(s.capacity_bytes),
-                used * 100.0
+                output::bytes(room),
+                used * 100.0,
+                output::bytes(s.capacity_bytes)
             )),
         mem_area,
     );

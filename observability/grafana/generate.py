@@ -123,8 +123,8 @@ EXECUTIVE = [
     ),
     stat(
         "Memory used",
-        "Bytes of the logs holding items over the segments' capacity.",
-        f"sum(memshelf_used_bytes{{{SEL}}}) / sum(memshelf_capacity_bytes{{{SEL}}})",
+        "Bytes of the logs holding items over the bytes that can hold items (memshelf_data_bytes; the capacity where the exporter lacks it). A full cache evicts: see evictions/s.",
+        f"sum(memshelf_used_bytes{{{SEL}}}) / sum(memshelf_data_bytes{{{SEL}}} or memshelf_capacity_bytes{{{SEL}}})",
         "percentunit",
         steps(("green", None), ("orange", 0.8), ("red", 0.95)),
     ),
@@ -165,10 +165,10 @@ ONCALL = [
     ),
     series(
         "Memory used %",
-        "Per segment: used_bytes / capacity_bytes.",
+        "Per segment: used_bytes / data_bytes (the space for items).",
         targets(
             (
-                f"memshelf_used_bytes{{{SEL}}} / memshelf_capacity_bytes{{{SEL}}}",
+                f"memshelf_used_bytes{{{SEL}}} / (memshelf_data_bytes{{{SEL}}} or memshelf_capacity_bytes{{{SEL}}})",
                 "{{cache}} @ {{instance}}",
             )
         ),
@@ -262,10 +262,11 @@ DEBUG = [
         "short",
     ),
     series(
-        "Bytes: used and capacity",
-        "Bytes of the logs holding items, and the segment's size.",
+        "Bytes: used, space for items, capacity",
+        "Bytes of the logs holding items, the bytes that can hold items, and the segment's size.",
         targets(
             (f"memshelf_used_bytes{{{SEL}}}", "used {{cache}}"),
+            (f"memshelf_data_bytes{{{SEL}}}", "for items {{cache}}"),
             (f"memshelf_capacity_bytes{{{SEL}}}", "capacity {{cache}}"),
         ),
         "bytes",
