@@ -67,12 +67,12 @@ trap cleanup EXIT
 free_port() {
     "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-wait_http() { # URL WHAT
-    for _ in $(seq 1 200); do
+wait_http() { # URL WHAT (30 s: a loaded CI machine starts Prometheus slowly)
+    for _ in $(seq 1 600); do
         curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
         sleep 0.05
     done
-    fail "$2 did not answer $1 within 10 s"
+    fail "$2 did not answer $1 within 30 s"
 }
 
 # --- the exporter: a redis-server and a memshelf-agent ----------------------

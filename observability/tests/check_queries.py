@@ -265,6 +265,11 @@ def main():
         else:
             errors.append(f"{where}: {detail}")
 
+    # A few figures of the run, for the log.
+    for figure in ("memshelf:hit_ratio:rate5m", "memshelf:evictions:rate5m", "memshelf:used_bytes:ratio"):
+        for r in prom.query(figure)[0]:
+            print(f"[observability] {figure}{{cache={r['metric'].get('cache')!r}}} = {float(r['value'][1]):.3f}")
+
     total = len(exprs)
     print(f"[observability] {total} expressions evaluated; {with_data} returned data")
     for missing, wheres in pending.items():
