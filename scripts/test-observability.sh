@@ -30,6 +30,7 @@ PY=python3
 [[ -x .venv/bin/python ]] && PY=.venv/bin/python
 say() { printf '[observability] %s\n' "$*"; }
 fail() { printf '[observability] FAIL %s\n' "$*" >&2; exit 1; }
+"$PY" -c 'import yaml' 2>/dev/null || fail "$PY has no PyYAML: run scripts/setup.sh (it installs scripts/requirements-dev.txt into .venv)"
 
 say "promtool check rules"
 promtool check rules observability/prometheus/memshelf-recording.yml observability/prometheus/memshelf-alerts.yml
