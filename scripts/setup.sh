@@ -2,8 +2,9 @@
 # Installs everything the tests and the demo need. Idempotent.
 #   scripts/setup.sh
 # System packages (Debian/Ubuntu, needs root or sudo): redis-server (agent
-# tests), valgrind, pkg-config and cmake (C tests), python3-venv. The Rust
-# toolchain, Python 3 and Node.js 20 must already be there.
+# tests), valgrind, pkg-config and cmake (C tests), prometheus (promtool and
+# a real server), tmux and curl (observability and CLI tests), python3-venv.
+# The Rust toolchain, Python 3 and Node.js 20 must already be there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,12 +15,25 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v cmake >/dev/null || need+=(cmake)
 command -v gcc >/dev/null || need+=(gcc)
 command -v g++ >/dev/null || need+=(g++)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v tmux >/dev/null || need+=(tmux)
+command -v curl >/dev/null || need+=(curl)
 if ((${#need[@]})); then
   SUDO=""
   [[ $(id -u) -eq 0 ]] || SUDO=sudo
   echo "[setup] apt-get install ${need[*]}"
   $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}"
+  # The packages must not start their services (prometheus would listen on
+  # 9090): the tests start their own servers on random loopback ports.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy" && own_policy=1
+  fi
+  rc=0
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" || rc=$?
+  [[ -z $own_policy ]] || $SUDO rm -f "$policy"
+  ((rc == 0)) || exit "$rc"
 fi
 
 for tool in cargo python3 node npm; do

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting, lints, the Rust workspace
 # (engine unit/doc tests, multi-process and kill tests, the agent against a
-# real redis-server), the C/C++ tests (with valgrind), the Python module and
-# the Node addon; the memshelf crate packaged as for crates.io and built
-# from the package. Installs what they need first (scripts/setup.sh,
+# real redis-server), the dashboard and alert rules against promtool and a
+# real Prometheus, the CLI's live views, the C/C++ tests (with valgrind), the
+# Python module and the Node addon; the memshelf crate packaged as for
+# crates.io and built from the package. Installs what they need first
+# (scripts/setup.sh,
 # idempotent).
 #   scripts/test.sh
 set -euo pipefail
@@ -32,6 +34,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "Agent and CLI end to end (scripts/test-agent.sh)"
 bash scripts/test-agent.sh
+
+step "Observability and live CLI views (scripts/test-observability.sh)"
+bash scripts/test-observability.sh
 
 step "C and C++ (scripts/test-c.sh)"
 bash scripts/test-c.sh

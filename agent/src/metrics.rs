@@ -220,7 +220,7 @@ impl Metrics {
             .map(|c| (c.name().to_string(), c.stats()))
             .collect();
         type Get = fn(&memshelf::Stats) -> u64;
-        let per_cache: [(&str, &str, &str, Get); 7] = [
+        let per_cache: [(&str, &str, &str, Get); 8] = [
             (
                 "memshelf_hits_total",
                 "counter",
@@ -262,6 +262,12 @@ impl Metrics {
                 "gauge",
                 "Bytes of the segment.",
                 |s| s.capacity_bytes,
+            ),
+            (
+                "memshelf_data_bytes",
+                "gauge",
+                "Bytes of the segment that can hold items (capacity less header and index): what used_bytes fills up to.",
+                |s| s.data_bytes,
             ),
         ];
         for (name, kind, help, get) in per_cache {

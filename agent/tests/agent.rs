@@ -338,6 +338,7 @@ async fn metrics_parse_as_prometheus_text_and_move() {
             "memshelf_entries",
             "memshelf_used_bytes",
             "memshelf_capacity_bytes",
+            "memshelf_data_bytes",
         ] {
             metric(&before, &format!("{metric_name}{{cache=\"{name}\"}}"));
         }

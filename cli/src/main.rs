@@ -1,12 +1,18 @@
 //! `memshelf`: inspect and edit segments, and publish invalidations.
 
+mod dump;
+mod ls;
+mod output;
+mod stats;
+mod top;
+
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use memshelf::message::Message;
-use memshelf::{Cache, OpenOptions, PutOptions, Ttl};
+use memshelf::{Cache, Expiry, OpenOptions, PutOptions, Ttl};
 use memshelf_agent::feed::stream::PAYLOAD_FIELD;
 use memshelf_agent::resp::{Address, Connection, Value};
 
@@ -20,13 +26,41 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// List the segments on this host: name, owner, mode, capacity, used,
+    /// entries, age.
+    Ls {
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a segment's statistics (key=value lines, or JSON).
     Stats {
         /// Segment name.
         name: String,
-        /// Print one JSON object.
+        /// Print one JSON object (one per line with --watch).
         #[arg(long)]
         json: bool,
+        /// Print them again every --interval until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between two prints with --watch.
+        #[arg(long, default_value = "1", value_parser = parse_secs)]
+        interval: Duration,
+        /// Stop after this many prints (with --watch).
+        #[arg(long, requires = "watch")]
+        count: Option<u64>,
+    },
+    /// A live view of a segment: rates, hit ratio, memory, latency, hot
+    /// keys, agent health (q to quit).
+    Top {
+        /// Segment name.
+        name: String,
+        /// Seconds between two samples.
+        #[arg(long, default_value = "1", value_parser = parse_secs)]
+        interval: Duration,
+        /// Show the health of the agent at HOST:PORT (its /metrics).
+        #[arg(long)]
+        agent: Option<String>,
     },
     /// Print a value (raw bytes) or exit 1 when absent.
     Get {
@@ -49,6 +83,46 @@ enum Cmd {
         /// Tag (repeatable).
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// Capacity when creating ("64MiB").
+        #[arg(long, default_value = "64MiB")]
+        capacity: String,
+    },
+    /// Print the remaining TTL in seconds ("never" for no expiry), or exit 1
+    /// when absent.
+    Ttl {
+        /// Segment name.
+        name: String,
+        /// Key.
+        key: String,
+    },
+    /// Atomically add DELTA (default 1) to an integer value; prints the
+    /// new value (a missing key counts from 0).
+    Incr {
+        /// Segment name.
+        name: String,
+        /// Key.
+        key: String,
+        /// Amount (negative after `--`: `incr NAME KEY -- -5`).
+        #[arg(default_value_t = 1, allow_negative_numbers = true)]
+        delta: i64,
+        /// Time to live in seconds for the entry (default: keep its expiry).
+        #[arg(long)]
+        ttl: Option<f64>,
+    },
+    /// Write every live entry (key, value, remaining TTL) to FILE.
+    Dump {
+        /// Segment name.
+        name: String,
+        /// Dump file (replaced atomically).
+        file: std::path::PathBuf,
+    },
+    /// Insert the entries of a dump (never overwriting newer entries;
+    /// creates the segment if absent).
+    Load {
+        /// Segment name.
+        name: String,
+        /// Dump file.
+        file: std::path::PathBuf,
         /// Capacity when creating ("64MiB").
         #[arg(long, default_value = "64MiB")]
         capacity: String,
@@ -148,24 +222,62 @@ fn attach(name: &str) -> Result<Cache, String> {
         .map_err(|e| e.to_string())
 }
 
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.01..=86400.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("{text:?}: seconds between 0.01 and 86400 expected")),
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode, String> {
-    let mut out = std::io::stdout().lock();
-    let w = |r: std::io::Result<()>| r.map_err(|e| e.to_string());
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let w = output::check;
     match cli.cmd {
-        Cmd::Stats { name, json } => {
-            let s = attach(&name)?.stats();
-            let fields = s.fields();
-            if json {
-                let map: serde_json::Map<String, serde_json::Value> = fields
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), (*v).into()))
-                    .collect();
-                w(writeln!(out, "{}", serde_json::Value::Object(map)))?;
-            } else {
-                for (k, v) in fields {
-                    w(writeln!(out, "{k}={v}"))?;
-                }
-            }
+        Cmd::Ls { json } => ls::run(json)?,
+        Cmd::Stats {
+            name,
+            json,
+            watch,
+            interval,
+            count,
+        } => stats::run(&name, json, watch, interval, count)?,
+        Cmd::Top {
+            name,
+            interval,
+            agent,
+        } => top::run(&name, interval, agent)?,
+        Cmd::Ttl { name, key } => match attach(&name)?.ttl(&key).map_err(|e| e.to_string())? {
+            Some(Expiry::Never) => w(writeln!(out, "never"))?,
+            Some(Expiry::In(d)) => w(writeln!(out, "{:.3}", d.as_secs_f64()))?,
+            None => return Ok(ExitCode::from(1)),
+        },
+        Cmd::Incr {
+            name,
+            key,
+            delta,
+            ttl,
+        } => {
+            let ttl = match ttl {
+                Some(t) => Ttl::from_secs_f64(t).map_err(|e| e.to_string())?,
+                None => Ttl::Default,
+            };
+            let n = attach(&name)?
+                .incr_with(&key, delta, ttl)
+                .map_err(|e| e.to_string())?;
+            w(writeln!(out, "{n}"))?;
+        }
+        Cmd::Dump { name, file } => dump::dump(&attach(&name)?, &file, &mut out)?,
+        Cmd::Load {
+            name,
+            file,
+            capacity,
+        } => {
+            let cap = memshelf::parse_size(&capacity).map_err(|e| e.to_string())?;
+            let cache = OpenOptions::new()
+                .capacity(cap)
+                .open(&name)
+                .map_err(|e| e.to_string())?;
+            dump::load(&cache, &file, &mut out)?;
         }
         Cmd::Get { name, key } => match attach(&name)?.get(&key).map_err(|e| e.to_string())? {
             Some(v) => w(out.write_all(&v))?,
@@ -211,6 +323,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Unlink { name } => memshelf::unlink(&name).map_err(|e| e.to_string())?,
         Cmd::Publish(p) => return publish(p),
     }
+    w(out.flush())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -36,6 +36,7 @@ compile_error!(
 pub struct ReadmeDoctests;
 
 mod cache;
+mod dump;
 mod error;
 mod index;
 mod item;
@@ -51,6 +52,7 @@ mod stats;
 mod sys;
 
 pub use cache::{Cache, Keys, ReadInto, unlink, unlink_path};
+pub use dump::{DUMP_MAGIC, DUMP_VERSION, DumpReport, LoadReport, dump_to, load_from};
 pub use error::{Error, Result};
 pub use layout::{LAYOUT_VERSION, capacity_for_entries};
 pub use lease::{Fill, FillError, FillLease, WaitTicket};
