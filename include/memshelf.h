@@ -136,6 +136,12 @@ enum memshelf_status
      */
     MEMSHELF_ERR_OUT_OF_MEMORY = 25,
     /**
+     * The segment belongs to another user, or its mode grants more than
+     * the opener's `mode` (a planted segment); the message names owner and
+     * mode.
+     */
+    MEMSHELF_ERR_PERMISSION_DENIED = 26,
+    /**
      * A bug: the library caught an internal panic. The handle stays usable.
      */
     MEMSHELF_ERR_INTERNAL = 98,

@@ -59,6 +59,10 @@ pub enum memshelf_status {
     MEMSHELF_ERR_FACTORY = 24,
     /// malloc failed.
     MEMSHELF_ERR_OUT_OF_MEMORY = 25,
+    /// The segment belongs to another user, or its mode grants more than
+    /// the opener's `mode` (a planted segment); the message names owner and
+    /// mode.
+    MEMSHELF_ERR_PERMISSION_DENIED = 26,
     /// A bug: the library caught an internal panic. The handle stays usable.
     MEMSHELF_ERR_INTERNAL = 98,
     /// An engine error this version of the C ABI has no code for.
@@ -88,6 +92,7 @@ impl memshelf_status {
         MEMSHELF_ERR_CLOSED,
         MEMSHELF_ERR_FACTORY,
         MEMSHELF_ERR_OUT_OF_MEMORY,
+        MEMSHELF_ERR_PERMISSION_DENIED,
         MEMSHELF_ERR_INTERNAL,
         MEMSHELF_ERR_UNKNOWN,
     ];
@@ -117,6 +122,7 @@ impl memshelf_status {
             MEMSHELF_ERR_CLOSED => c"the cache handle is closed",
             MEMSHELF_ERR_FACTORY => c"the get_or_set factory failed",
             MEMSHELF_ERR_OUT_OF_MEMORY => c"out of memory",
+            MEMSHELF_ERR_PERMISSION_DENIED => c"segment refused: another owner or a wider mode",
             MEMSHELF_ERR_INTERNAL => c"internal error (a bug in memshelf)",
             MEMSHELF_ERR_UNKNOWN => c"unknown error",
         }
@@ -160,6 +166,7 @@ impl From<Error> for Failure {
             Error::NoSpace { .. } => MEMSHELF_ERR_NO_SPACE,
             Error::Io { .. } => MEMSHELF_ERR_IO,
             Error::Timeout(_) => MEMSHELF_ERR_TIMEOUT,
+            Error::PermissionDenied { .. } => MEMSHELF_ERR_PERMISSION_DENIED,
             Error::Closed => MEMSHELF_ERR_CLOSED,
             _ => MEMSHELF_ERR_UNKNOWN,
         };
