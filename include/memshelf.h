@@ -23,6 +23,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+/** `memshelf_get_many`: the length reported for a key that has no entry. */
+#define MEMSHELF_ABSENT SIZE_MAX
 
 /**
  * The version of this C ABI. It changes only when a function or struct
@@ -630,6 +632,38 @@ memshelf_status memshelf_get(const struct memshelf_cache *cache,
                              uint8_t *buf,
                              size_t buf_len,
                              size_t *value_len);
+
+/**
+ * Looks up `nkeys` keys in one call (each counts as its single
+ * `memshelf_get`; the batch overlaps the memory misses of successive
+ * lookups). The values are packed one after another into `buf`: for key
+ * `i`, `lens[i]` is its value's length (or `MEMSHELF_ABSENT` for a miss)
+ * and `offsets[i]` where it starts in `buf`.
+ *
+ * When `buf` is too small, returns `MEMSHELF_ERR_BUFFER_TOO_SMALL` with
+ * `*needed` set to the bytes all the values took at that moment (retry
+ * with at least that much; entries may change meanwhile), and `offsets` /
+ * `lens` are unspecified. On success `*needed` (if not NULL) is the bytes
+ * used.
+ *
+ * Ownership: every buffer is the caller's. Thread-safe. Errors:
+ * `MEMSHELF_ERR_NULL_ARGUMENT`, `MEMSHELF_ERR_KEY_TOO_LONG` (any key: then
+ * nothing was looked up), `MEMSHELF_ERR_BUFFER_TOO_SMALL`.
+ *
+ * # Safety
+ * `cache` NULL or an open handle; `keys` NULL or `nkeys` readable
+ * `memshelf_bytes` (each readable for its length); `buf` writable for
+ * `buf_len` bytes; `offsets` and `lens` writable for `nkeys` entries;
+ * `needed` NULL or writable.
+ */
+memshelf_status memshelf_get_many(const struct memshelf_cache *cache,
+                                  const struct memshelf_bytes *keys,
+                                  size_t nkeys,
+                                  uint8_t *buf,
+                                  size_t buf_len,
+                                  size_t *offsets,
+                                  size_t *lens,
+                                  size_t *needed);
 
 /**
  * Inserts or replaces `key` with `value`.

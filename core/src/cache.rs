@@ -201,8 +201,9 @@ impl Engine {
     #[inline(always)]
     pub fn find(&self, key: &[u8], hash: u64, mut value: Option<&mut Vec<u8>>) -> Option<Found> {
         let tag = tag_of(hash);
+        let bucket = self.seg.bucket(hash);
         for i in SLOTS.clone() {
-            let w = self.seg.bucket_word(hash, i);
+            let w = &bucket[i];
             let s = Slot(w.load(Ordering::Acquire));
             if s.kind() != KIND_ITEM || s.tag() != tag {
                 continue;
@@ -761,6 +762,65 @@ impl Cache {
             buf.clear();
         }
         Ok(hit)
+    }
+
+    /// Looks up every key of `keys` and calls `f(i, value)` for each in
+    /// order (`None` for a miss; the slice is only valid during the call).
+    /// Each key counts as its single `get`; the batch overlaps the memory
+    /// misses of successive lookups (the next buckets are prefetched), and
+    /// a binding pays its call overhead once. Every key is checked first:
+    /// a bad one fails the whole call before anything is read.
+    ///
+    /// ```
+    /// # let name = format!("doc-getmany-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// cache.put(b"a", b"1")?;
+    /// cache.put(b"c", b"3")?;
+    /// let mut seen = Vec::new();
+    /// cache.get_many_with(&[&b"a"[..], b"b", b"c"], |i, v| seen.push((i, v.map(<[u8]>::to_vec))))?;
+    /// assert_eq!(seen, [(0, Some(b"1".to_vec())), (1, None), (2, Some(b"3".to_vec()))]);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
+    pub fn get_many_with<K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+        mut f: impl FnMut(usize, Option<&[u8]>),
+    ) -> Result<()> {
+        for k in keys {
+            self.e.check_key(k.as_ref())?;
+        }
+        const AHEAD: usize = 4;
+        for k in keys.iter().take(AHEAD) {
+            self.e.seg.prefetch_bucket(self.e.hash(k.as_ref()));
+        }
+        // A buffer of our own: `f` may call back into the cache.
+        let mut buf = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            if let Some(next) = keys.get(i + AHEAD) {
+                self.e.seg.prefetch_bucket(self.e.hash(next.as_ref()));
+            }
+            let hit = self.e.lookup(k.as_ref(), &mut buf)?.is_some();
+            f(i, hit.then_some(&buf[..]));
+        }
+        Ok(())
+    }
+
+    /// The values of `keys`, in order (`None` for a miss): the owned form of
+    /// [`get_many_with`](Self::get_many_with).
+    ///
+    /// ```
+    /// # let name = format!("doc-getmany2-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// cache.put(b"a", b"1")?;
+    /// assert_eq!(cache.get_many(&["a", "b"])?, [Some(b"1".to_vec()), None]);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
+    pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        self.get_many_with(keys, |_, v| out.push(v.map(<[u8]>::to_vec)))?;
+        Ok(out)
     }
 
     /// Reads `key`'s value into a caller's fixed buffer (the C ABI's shape).

@@ -421,11 +421,48 @@ impl Segment {
         self.bucket_word_at(self.bucket_of(hash), i)
     }
 
+    /// Asks the CPU to start loading the bucket of `hash` (both lines), so a
+    /// batch of lookups overlaps its memory misses.
+    #[inline(always)]
+    pub fn prefetch_bucket(&self, hash: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let off = self.g.index_off + self.bucket_of(hash) * BUCKET_SIZE;
+            if off + BUCKET_SIZE <= self.map.len as u64 {
+                // SAFETY: the address lies inside the mapping (checked
+                // above); a prefetch reads nothing architecturally and
+                // cannot fault.
+                unsafe {
+                    let p = self.map.ptr.add(off as usize).cast::<i8>();
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p);
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        p.add(64),
+                    );
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = hash;
+    }
+
     /// Word `i` of bucket number `b` (for scans).
     #[inline(always)]
     pub fn bucket_word_at(&self, b: u64, i: usize) -> &AtomicU64 {
         debug_assert!(i <= crate::layout::SLOTS_PER_BUCKET);
-        self.word(self.g.index_off + (b % self.g.nbuckets) * BUCKET_SIZE + i as u64 * 8)
+        let n = self.g.nbuckets;
+        // `bucket_of` is always below `n`: no division on the hot path.
+        let b = if b < n { b } else { b % n };
+        self.word(self.g.index_off + b * BUCKET_SIZE + i as u64 * 8)
+    }
+
+    /// All words of the bucket of `hash` (word 0 the lock, then the slots):
+    /// one bounds check for a whole lookup.
+    #[inline(always)]
+    pub fn bucket(&self, hash: u64) -> &[AtomicU64] {
+        self.words(
+            self.g.index_off + self.bucket_of(hash) * BUCKET_SIZE,
+            crate::layout::SLOTS_PER_BUCKET + 1,
+        )
     }
 
     #[inline]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use engine::{Cache, Expiry, OpenOptions, PutOptions, ReadInto, Ttl};
 
+use crate::MEMSHELF_ABSENT;
 use crate::status::memshelf_status::{self, *};
 use crate::status::{
     Failure, Result, byte_strings, bytes, bytes_mut, guard, guard_void, required, store, text,
@@ -389,6 +390,87 @@ pub unsafe extern "C" fn memshelf_get(
         // SAFETY: checked non-NULL above.
         unsafe { store(value_len, len) };
         Ok(status)
+    })
+}
+
+/// Looks up `nkeys` keys in one call (each counts as its single
+/// `memshelf_get`; the batch overlaps the memory misses of successive
+/// lookups). The values are packed one after another into `buf`: for key
+/// `i`, `lens[i]` is its value's length (or `MEMSHELF_ABSENT` for a miss)
+/// and `offsets[i]` where it starts in `buf`.
+///
+/// When `buf` is too small, returns `MEMSHELF_ERR_BUFFER_TOO_SMALL` with
+/// `*needed` set to the bytes all the values took at that moment (retry
+/// with at least that much; entries may change meanwhile), and `offsets` /
+/// `lens` are unspecified. On success `*needed` (if not NULL) is the bytes
+/// used.
+///
+/// Ownership: every buffer is the caller's. Thread-safe. Errors:
+/// `MEMSHELF_ERR_NULL_ARGUMENT`, `MEMSHELF_ERR_KEY_TOO_LONG` (any key: then
+/// nothing was looked up), `MEMSHELF_ERR_BUFFER_TOO_SMALL`.
+///
+/// # Safety
+/// `cache` NULL or an open handle; `keys` NULL or `nkeys` readable
+/// `memshelf_bytes` (each readable for its length); `buf` writable for
+/// `buf_len` bytes; `offsets` and `lens` writable for `nkeys` entries;
+/// `needed` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memshelf_get_many(
+    cache: *const memshelf_cache,
+    keys: *const memshelf_bytes,
+    nkeys: usize,
+    buf: *mut u8,
+    buf_len: usize,
+    offsets: *mut usize,
+    lens: *mut usize,
+    needed: *mut usize,
+) -> memshelf_status {
+    guard(|| {
+        // SAFETY: `cache` is NULL or an open handle (the caller's promise).
+        let c = unsafe { handle(cache) }?;
+        // SAFETY: `keys` holds `nkeys` readable byte strings (the caller's
+        // promise); `byte_strings` checks NULL and each length.
+        let keys = unsafe { byte_strings(keys, nkeys, "keys") }?;
+        // SAFETY: `buf` is writable for `buf_len` bytes (the caller's
+        // promise); NULL with a length is refused.
+        let out = unsafe { bytes_mut(buf, buf_len, "buf") }?;
+        if nkeys > 0 {
+            required(offsets, "offsets")?;
+            required(lens, "lens")?;
+        }
+        let mut used = 0usize;
+        let mut fits = true;
+        c.get_many_with(&keys, |i, v| {
+            let (off, len) = match v {
+                Some(v) => {
+                    let off = used;
+                    used += v.len();
+                    if fits && used <= out.len() {
+                        out[off..used].copy_from_slice(v);
+                    } else {
+                        fits = false;
+                    }
+                    (off, v.len())
+                }
+                None => (0, MEMSHELF_ABSENT),
+            };
+            // SAFETY: `offsets` and `lens` are non-NULL (checked above) and
+            // writable for `nkeys > i` entries (the caller's promise).
+            unsafe {
+                offsets.add(i).write(off);
+                lens.add(i).write(len);
+            }
+        })?;
+        // SAFETY: NULL or writable (the caller's promise); `store` checks NULL.
+        unsafe { store(needed, used) };
+        if fits {
+            Ok(MEMSHELF_OK)
+        } else {
+            Err(Failure::new(
+                MEMSHELF_ERR_BUFFER_TOO_SMALL,
+                format!("the values need {used} bytes, the buffer has {buf_len}"),
+            ))
+        }
     })
 }
 

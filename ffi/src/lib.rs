@@ -55,6 +55,11 @@ pub const MEMSHELF_MAX_KEY_LEN: usize = 4096;
 /// Most tags one entry can carry.
 pub const MEMSHELF_MAX_TAGS: usize = 8;
 
+/// `memshelf_get_many`: the length reported for a key that has no entry
+/// (`SIZE_MAX`; the header defines it in `after_includes`, as cbindgen
+/// cannot spell `usize::MAX`).
+pub(crate) const MEMSHELF_ABSENT: usize = usize::MAX;
+
 const _: () = assert!(MEMSHELF_MAX_KEY_LEN == engine::MAX_KEY_LEN);
 const _: () = assert!(MEMSHELF_MAX_TAGS == engine::MAX_TAGS);
 

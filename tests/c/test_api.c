@@ -183,6 +183,36 @@ static void test_get_put(void) {
     CHECK_OK(memshelf_unlink(name));
 }
 
+static void test_get_many(void) {
+    char name[64];
+    memshelf_cache *c = open_new("getmany", name, sizeof name);
+    CHECK_OK(memshelf_put(c, K("a"), K("alpha"), 0, NULL, 0));
+    CHECK_OK(memshelf_put(c, K("c"), K("gamma!"), 0, NULL, 0));
+    memshelf_bytes keys[3] = {{(const uint8_t *)"a", 1}, {(const uint8_t *)"b", 1},
+                              {(const uint8_t *)"c", 1}};
+    uint8_t buf[64];
+    size_t offs[3], lens[3], needed = 0;
+    CHECK_OK(memshelf_get_many(c, keys, 3, buf, sizeof buf, offs, lens, &needed));
+    CHECK(needed == 11);
+    CHECK(lens[0] == 5 && memcmp(buf + offs[0], "alpha", 5) == 0);
+    CHECK(lens[1] == MEMSHELF_ABSENT);
+    CHECK(lens[2] == 6 && memcmp(buf + offs[2], "gamma!", 6) == 0);
+    /* Too small: the size needed, retry works. */
+    CHECK_STATUS(memshelf_get_many(c, keys, 3, buf, 4, offs, lens, &needed),
+                 MEMSHELF_ERR_BUFFER_TOO_SMALL);
+    CHECK(needed == 11);
+    CHECK(strstr(memshelf_last_error(), "11 bytes") != NULL);
+    /* A bad key fails the whole call. */
+    memshelf_bytes bad[2] = {{(const uint8_t *)"a", 1}, {(const uint8_t *)"", 0}};
+    CHECK_STATUS(memshelf_get_many(c, bad, 2, buf, sizeof buf, offs, lens, &needed),
+                 MEMSHELF_ERR_KEY_TOO_LONG);
+    CHECK_STATUS(memshelf_get_many(c, keys, 3, buf, sizeof buf, NULL, lens, &needed),
+                 MEMSHELF_ERR_NULL_ARGUMENT);
+    CHECK_OK(memshelf_get_many(c, NULL, 0, NULL, 0, NULL, NULL, NULL));
+    memshelf_close(c);
+    memshelf_unlink(name);
+}
+
 static void test_value_limit(void) {
     char name[64];
     memshelf_options o;
@@ -851,6 +881,7 @@ int main(void) {
     test_versions();
     test_open_errors();
     test_get_put();
+    test_get_many();
     test_value_limit();
     test_ttl_touch();
     test_add_delete();
