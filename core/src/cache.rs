@@ -14,6 +14,7 @@ use crate::item::{self, Check, EPOCH_MASK, Encoded, FLAG_NEGATIVE, Meta, Read};
 use crate::layout::{LAYOUT_VERSION, NCOUNTERS, NSTRIPES};
 use crate::layout::{SLOTS, SLOTS_PER_BUCKET};
 use crate::options::{Expiry, MAX_KEY_LEN, MAX_TAG_LEN, MAX_TAGS, OpenOptions, PutOptions, Ttl};
+use crate::sampling::Op;
 use crate::segment::{LogGeom, LogId, Segment};
 use crate::stats::Stats;
 use crate::sys;
@@ -39,8 +40,10 @@ pub(crate) enum Counter {
     /// evicted, expired, invalidated, replaced while dead): `stats.rs`
     /// derives the live `entries` from it and `Inserts`.
     EntriesRemoved,
+    /// Hits sampled for the hot-key table (`sampling.rs`).
+    SampledHits,
 }
-const _: () = assert!((Counter::EntriesRemoved as usize) < NCOUNTERS);
+const _: () = assert!((Counter::SampledHits as usize) < NCOUNTERS);
 
 /// Whether a validated item may be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +107,8 @@ pub(crate) struct Write<'a> {
 
 pub(crate) struct Engine {
     pub seg: Segment,
+    /// Whether this handle samples latencies and hot keys (`sampling.rs`).
+    pub sampling: std::sync::atomic::AtomicBool,
 }
 
 const TAG_SALT: u64 = 0x7461_6773_616c_7421;
@@ -287,7 +292,10 @@ impl Engine {
                     });
                 }
                 Read::OtherKey => {}
-                _ if item::holds_key(&self.seg, log, s.pos(), key) => {
+                // A copy of the key in transit, or an item being moved whose
+                // bytes may already be overwritten (it may be this key's:
+                // clearing it makes the move fail, never lose a newer value).
+                _ if s.is_moving() || item::holds_key(&self.seg, log, s.pos(), key) => {
                     ks.others[ks.n_others] = (i, s);
                     ks.n_others += 1;
                 }
@@ -368,12 +376,16 @@ impl Engine {
     #[inline]
     pub fn lookup(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<Option<Found>> {
         self.check_key(key)?;
+        let t0 = self.sample_start();
         let hash = self.hash(key);
         if let Some(f) = self.find(key, hash, Some(buf)) {
             match self.liveness(&f.meta, &mut None) {
                 Liveness::Live if f.meta.flags() & FLAG_NEGATIVE == 0 => {
                     self.bump(hash, &f);
                     self.count(Counter::Hits, 1);
+                    if let Some(t0) = t0 {
+                        self.sample_end(Op::Get, t0, Some(hash));
+                    }
                     return Ok(Some(f));
                 }
                 Liveness::Live | Liveness::Stale => {}
@@ -381,6 +393,9 @@ impl Engine {
             }
         }
         self.count(Counter::Misses, 1);
+        if let Some(t0) = t0 {
+            self.sample_end(Op::Get, t0, None);
+        }
         Ok(None)
     }
 
@@ -405,6 +420,20 @@ impl Engine {
     /// Writes an item and publishes it according to `mode`. `guard` runs
     /// under the bucket lock just before publishing; `false` aborts.
     pub fn write(
+        &self,
+        w: &Write<'_>,
+        mode: Mode,
+        guard: Option<&dyn Fn() -> bool>,
+    ) -> Result<Outcome> {
+        let t0 = self.sample_start();
+        let r = self.write_unsampled(w, mode, guard);
+        if let Some(t0) = t0 {
+            self.sample_end(Op::Put, t0, None);
+        }
+        r
+    }
+
+    fn write_unsampled(
         &self,
         w: &Write<'_>,
         mode: Mode,
@@ -728,6 +757,7 @@ impl Cache {
         Ok(Cache {
             e: Arc::new(Engine {
                 seg: Segment::open(name, opts)?,
+                sampling: std::sync::atomic::AtomicBool::new(true),
             }),
         })
     }
@@ -1173,6 +1203,32 @@ impl Cache {
             prefix: prefix.unwrap_or_default().to_vec(),
             next: 0,
         }
+    }
+
+    /// The `n` keys with the most sampled hits (one get in 64 per thread
+    /// is sampled) that are still in the cache, with their sampled counts,
+    /// highest first: the hot keys and their skew.
+    ///
+    /// ```
+    /// # let name = format!("doc-hot-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// cache.put(b"hot", b"1")?;
+    /// cache.put(b"cold", b"2")?;
+    /// for _ in 0..10_000 { cache.get(b"hot")?; }
+    /// cache.get(b"cold")?;
+    /// assert_eq!(cache.hot_keys(1)[0].0, b"hot");
+    /// assert!(cache.stats().hot_key_share > 0.9);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
+    pub fn hot_keys(&self, n: usize) -> Vec<(Vec<u8>, u64)> {
+        self.e.hot_keys(n)
+    }
+
+    /// Turns latency and hot-key sampling on or off for this handle (on by
+    /// default; its cost is one thread-local decrement per get or put).
+    pub fn set_sampling(&self, on: bool) {
+        self.e.sampling.store(on, Ordering::Relaxed);
     }
 
     /// Segment-wide statistics.

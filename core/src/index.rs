@@ -37,6 +37,10 @@ const LEASE_GEN_BITS: u32 = 24;
 pub(crate) const LEASE_GEN_MASK: u64 = (1 << LEASE_GEN_BITS) - 1;
 
 const POS_MASK: u64 = (1 << 48) - 1;
+/// An ITEM slot an evictor is moving (promotion or reinsertion): bit 47 of
+/// the position field, which positions (below 2^50 bytes, so 2^47 units)
+/// never use. See `Engine::evict_at`.
+const MOVING: u64 = 1 << 47;
 const TAG_BITS: u32 = 11;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +98,15 @@ impl Slot {
         }
     }
     pub fn pos(self) -> u64 {
-        (self.0 & POS_MASK) * 8
+        (self.0 & POS_MASK & !MOVING) * 8
+    }
+    /// Whether an evictor is moving this item (`Engine::evict_at`).
+    pub fn is_moving(self) -> bool {
+        self.kind() == KIND_ITEM && self.0 & MOVING != 0
+    }
+    /// This slot, marked as being moved.
+    pub fn moving(self) -> Slot {
+        Slot(self.0 | MOVING)
     }
     pub fn with_freq(self, f: u64) -> Slot {
         Slot((self.0 & !(3 << 60)) | (f.min(3) << 60))

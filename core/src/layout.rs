@@ -7,6 +7,8 @@
 //!          creation), then the live words (clear epoch, log cursors),
 //!          each on its own cache line.
 //! stats    NSTRIPES x 128 B of counters
+//! hist     8 x 2 x 32 x u64 sampled latency histograms (get, put)
+//! hot      256 x (key hash, count) hot-key sampling table
 //! registry nreg x u64 process-slot generations (see `registry.rs`)
 //! tags     ntags x u64 tag versions
 //! leases   nleases x 64 B lease records (get_or_set)
@@ -24,12 +26,23 @@ use crate::error::{Error, Result};
 /// `"MEMSHELF"` little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MEMSHELF");
 /// Version of this layout. Any change to the bytes of a segment bumps it.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 pub(crate) const HEADER_SIZE: u64 = 4096;
 pub(crate) const NSTRIPES: u64 = 64;
 pub(crate) const STRIPE_SIZE: u64 = 128;
 pub(crate) const NCOUNTERS: usize = 16;
+/// Latency histograms: per histogram stripe, 2 operations (get, put) x 32
+/// log2 buckets of nanoseconds (see `sampling.rs`). Only sampled operations
+/// (1 in 64) write them, so 8 stripes keep contention negligible and small
+/// segments small.
+pub(crate) const HIST_STRIPES: u64 = 8;
+pub(crate) const HIST_OPS: u64 = 2;
+pub(crate) const HIST_BUCKETS: u64 = 32;
+pub(crate) const HIST_SIZE: u64 = HIST_STRIPES * HIST_OPS * HIST_BUCKETS * 8;
+/// Hot-key sampling table: entries of (key hash, count).
+pub(crate) const HOT_ENTRIES: u64 = 256;
+pub(crate) const HOT_SIZE: u64 = HOT_ENTRIES * 16;
 /// Two adjacent cache lines, 128-byte aligned (the pair the spatial
 /// prefetcher fetches together): 7-slot single-line buckets sized to the
 /// items overflowed (forcing out live keys) at ordinary loads.
@@ -173,7 +186,7 @@ impl Geometry {
         expected_item_size: u64,
     ) -> Result<Geometry> {
         let stats_off = HEADER_SIZE;
-        let registry_off = stats_off + NSTRIPES * STRIPE_SIZE;
+        let registry_off = stats_off + NSTRIPES * STRIPE_SIZE + HIST_SIZE + HOT_SIZE;
         let nreg = pow2_floor(capacity / 4096).clamp(64, 4096);
         let tags_off = registry_off + nreg * 8;
         let ntags = pow2_floor(capacity / 2048).clamp(256, 65536);
@@ -266,7 +279,7 @@ impl Geometry {
         let pow2 = |n: u64| n != 0 && n.is_power_of_two();
         let ok = g.capacity <= map_len
             && g.stats_off == HEADER_SIZE
-            && g.registry_off == g.stats_off + NSTRIPES * STRIPE_SIZE
+            && g.registry_off == g.stats_off + NSTRIPES * STRIPE_SIZE + HIST_SIZE + HOT_SIZE
             && pow2(g.nreg)
             && g.nreg <= 1 << 16
             && g.tags_off == g.registry_off + g.nreg * 8
@@ -347,6 +360,16 @@ impl Geometry {
         store(offset_of!(Header, registry_off), self.registry_off);
         store(offset_of!(Header, nreg), self.nreg);
         store(offset_of!(Header, geometry_check), self.checksum());
+    }
+
+    /// Offset of the latency histograms.
+    pub fn hist_off(&self) -> u64 {
+        self.stats_off + NSTRIPES * STRIPE_SIZE
+    }
+
+    /// Offset of the hot-key table.
+    pub fn hot_off(&self) -> u64 {
+        self.hist_off() + HIST_SIZE
     }
 
     /// Index slots in the segment.

@@ -46,6 +46,7 @@ mod log;
 pub mod message;
 mod options;
 mod registry;
+mod sampling;
 mod segment;
 mod shm;
 mod stats;
@@ -61,6 +62,7 @@ pub use options::{
     MAX_TAG_LEN, MAX_TAGS, MAX_TTL, MIN_CAPACITY, OpenOptions, PutOptions, Ttl, parse_size,
     validate_name,
 };
+pub use sampling::Histogram;
 pub use stats::Stats;
 
 // `Cache` is shared between threads by cloning (an `Arc` inside).

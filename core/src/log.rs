@@ -177,10 +177,12 @@ impl Engine {
             (s.kind() == KIND_ITEM && s.tag() == tag && s.log() == log.id && s.pos() == pos)
                 .then_some((i, w, s))
         })?;
+        // The slot as this pass last set it (`slot`, then marked moving).
+        let base = std::cell::Cell::new(slot);
         // Replaces the slot while it still points at this item (a hit may
         // bump its frequency bits meanwhile: that is not a reason to fail).
         let remove = |with: Slot, counter: Option<Counter>| {
-            let mut cur = slot;
+            let mut cur = base.get();
             loop {
                 match word.compare_exchange(cur.0, with.0, Ordering::AcqRel, Ordering::Relaxed) {
                     Ok(_) => {
@@ -192,17 +194,41 @@ impl Engine {
                         }
                         return;
                     }
-                    Err(now) if Slot(now).ident() == slot.ident() => cur = Slot(now),
+                    Err(now) if Slot(now).ident() == base.get().ident() => cur = Slot(now),
                     Err(_) => return,
                 }
             }
         };
-        // Moves the key to its copy: under the bucket lock, and only if no
-        // other valid slot holds the key. Meanwhile the old bytes may have
-        // been overwritten (the tail is past them), so a writer of the key
-        // may not have recognised this slot as the key's and put a newer
-        // value in another slot: moving now would put the old value back
-        // beside it.
+        // Marks the slot moving before the copy: from then on a writer or a
+        // delete of the key (or of any key with its tag, since once the old
+        // bytes are overwritten nobody can tell whose it is) clears or
+        // replaces it under the bucket lock, so the move's final CAS fails
+        // and an old value cannot come back after a newer write or a delete.
+        // (The copy itself may overwrite the old bytes: in a full main log
+        // a reinsertion lands exactly where its source was.)
+        let mark_moving = || {
+            let mut cur = slot;
+            loop {
+                match word.compare_exchange(
+                    cur.0,
+                    cur.moving().0,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        base.set(cur.moving());
+                        return true;
+                    }
+                    Err(now) if Slot(now).ident() == slot.ident() => cur = Slot(now),
+                    Err(_) => return false,
+                }
+            }
+        };
+        // Moves the key to its copy: under the bucket lock, only if the slot
+        // is still the one this pass marked (no writer or delete touched
+        // it) and no other valid slot holds the key (a writer that ran
+        // before the mark may not have recognised this slot as the key's
+        // and put a newer value in another one).
         let publish_move = |key: &[u8], with: Slot, counter: Counter| {
             let mut steals = 0;
             // A bucket lock held by a live but stopped process: evict
@@ -221,15 +247,7 @@ impl Engine {
                 return;
             };
             let ks = self.key_slots(key, hash);
-            // The source must still be intact: if its bytes were overwritten,
-            // a writer (or a delete) of the key may have missed this slot,
-            // and overwritten bytes never validate again (the checksum is
-            // seeded with the position).
-            let intact = matches!(
-                item::read(&self.seg, log, pos, Some(key), None, None, Check::Evictor),
-                Read::Valid(_)
-            );
-            if !intact || ks.valid.as_ref().is_some_and(|f| f.slot_index != index) {
+            if ks.valid.as_ref().is_some_and(|f| f.slot_index != index) {
                 remove(Slot(0), None);
             } else {
                 remove(with, Some(counter));
@@ -255,6 +273,9 @@ impl Engine {
                 } else {
                     Counter::MovedToMain
                 };
+                if !mark_moving() {
+                    return None; // a writer or delete replaced it meanwhile
+                }
                 match self.copy_item(log, pos, LogId::Main, depth + 1) {
                     Some((npos, key)) => {
                         publish_move(&key, Slot::item(tag, LogId::Main, npos, 0), counter)
@@ -272,6 +293,9 @@ impl Engine {
                 if slot.freq() >= 1 && *reinserts < REINSERT_BUDGET && depth < MAX_DEPTH =>
             {
                 *reinserts += 1;
+                if !mark_moving() {
+                    return None;
+                }
                 // The copy's own allocation makes room first (a nested tail
                 // pass): writing it before the tail has passed the bytes it
                 // overwrites would destroy unprocessed records.

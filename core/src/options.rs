@@ -18,7 +18,7 @@ pub const DEFAULT_MAX_VALUE_SIZE: usize = 1 << 20;
 pub const DEFAULT_CAPACITY: u64 = 64 << 20;
 /// Default expected size of an entry's key plus value, in bytes: the index
 /// gets two slots (the entry's and a ghost's) per entry of this size.
-pub const DEFAULT_EXPECTED_ENTRY_SIZE: u64 = 200;
+pub const DEFAULT_EXPECTED_ENTRY_SIZE: u64 = 128;
 /// Smallest capacity accepted.
 pub const MIN_CAPACITY: u64 = 16 << 10;
 /// Largest capacity accepted (1 TiB).
@@ -250,7 +250,7 @@ impl OpenOptions {
         self.max_value_size = Some(bytes);
         self
     }
-    /// The typical size of an entry's key plus value (default 200 bytes),
+    /// The typical size of an entry's key plus value (default 128 bytes),
     /// used only when creating: the index is sized to hold two slots per
     /// entry of this size. Too small wastes index memory; too large makes
     /// the index the limit (entries are then evicted before the logs are

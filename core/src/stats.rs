@@ -11,7 +11,7 @@ use crate::layout::{LAYOUT_VERSION, NSTRIPES};
 
 /// A snapshot of a segment's statistics. Counters are monotonic for the
 /// segment's life and cover every process.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Bytes of the segment.
@@ -61,6 +61,12 @@ pub struct Stats {
     pub max_value_size: u64,
     /// Layout version of the segment.
     pub layout_version: u32,
+    /// Sampled latency of `get` (one in 64 per thread), log2 buckets of ns.
+    pub get_latency: crate::Histogram,
+    /// Sampled latency of writes (`put`, `add`, `incr`, fills...).
+    pub put_latency: crate::Histogram,
+    /// The hottest key's share of the sampled hits (0-1): hot-key skew.
+    pub hot_key_share: f64,
 }
 
 impl Stats {
@@ -171,5 +177,8 @@ pub(crate) fn collect(e: &Engine) -> Stats {
         lease_takeovers: sum(Counter::LeaseTakeovers),
         max_value_size: seg.g.max_value_size,
         layout_version: LAYOUT_VERSION,
+        get_latency: e.histogram(crate::sampling::Op::Get),
+        put_latency: e.histogram(crate::sampling::Op::Put),
+        hot_key_share: e.hot_key_share(sum(Counter::SampledHits)),
     }
 }

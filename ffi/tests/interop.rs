@@ -20,7 +20,10 @@ fn static_lib() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let lib = profile_dir.join("libmemshelf.a");
-    if lib.exists() {
+    // Only if it is as new as this test binary: an older one may speak an
+    // older layout (`cargo test -p memshelf-ffi` does not rebuild it).
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if lib.exists() && mtime(&lib) >= mtime(&exe) {
         return lib;
     }
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ffi-lib");

@@ -1,0 +1,208 @@
+//! Sampled latency histograms and hot-key sampling (SPEC 5).
+//!
+//! One `get` or `put` in `SAMPLE_EVERY` (per thread) is timed and its
+//! duration added to a log2 histogram (bucket `b` counts durations in
+//! `[2^(b-1), 2^b)` ns) in one of 8 histogram stripes (the thread's), so no cache line
+//! is shared by every process on every operation; the other operations pay
+//! one thread-local decrement. A sampled hit also feeds the hot-key table:
+//! 256 direct-mapped entries of (key hash, count), each a Misra-Gries
+//! counter (the same key adds one, another key takes one away and replaces
+//! it at zero), so a key that dominates the hits holds its entry. Keys are
+//! not stored: `hot_keys` finds each hash's key through the index, so an
+//! evicted key drops out. Everything here is a statistic: counts read from
+//! a corrupt segment are only wrong numbers.
+
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::cache::{Counter, Engine};
+use crate::index::{KIND_ITEM, Slot, tag_of};
+use crate::item::{self, Check, Read};
+use crate::layout::{HIST_BUCKETS, HIST_OPS, HIST_STRIPES, HOT_ENTRIES, SLOTS};
+use crate::sys;
+
+/// One operation in this many (per thread) is sampled.
+pub(crate) const SAMPLE_EVERY: u32 = 64;
+
+/// The sampled operations.
+#[derive(Clone, Copy)]
+pub(crate) enum Op {
+    Get = 0,
+    Put = 1,
+}
+
+thread_local! {
+    static COUNTDOWN: Cell<u32> = const { Cell::new(1) };
+}
+
+/// A log2 histogram of sampled durations: `buckets[b]` counts samples in
+/// `[2^(b-1), 2^b)` nanoseconds (`buckets[0]`: under 1 ns).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Sample counts per log2 bucket of nanoseconds.
+    pub buckets: [u64; HIST_BUCKETS as usize],
+}
+
+impl Histogram {
+    /// Samples in all.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (0..=1) of the
+    /// samples, or `None` without samples.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let want = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (b, c) in self.buckets.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return Some(Duration::from_nanos(1u64 << b));
+            }
+        }
+        Some(Duration::from_nanos(1u64 << (HIST_BUCKETS - 1)))
+    }
+
+    /// The upper bound in nanoseconds of bucket `b` (for exporters).
+    pub fn bucket_upper_ns(b: usize) -> u64 {
+        1u64 << b.min(63)
+    }
+}
+
+impl Engine {
+    /// Whether this operation is sampled (one in `SAMPLE_EVERY` per thread).
+    #[inline(always)]
+    pub(crate) fn sample_start(&self) -> Option<Instant> {
+        if !self.sampling.load(Ordering::Relaxed) {
+            return None;
+        }
+        COUNTDOWN.with(|c| {
+            let n = c.get();
+            if n > 1 {
+                c.set(n - 1);
+                None
+            } else {
+                c.set(SAMPLE_EVERY);
+                Some(Instant::now())
+            }
+        })
+    }
+
+    /// Records a sampled operation that started at `t0`.
+    #[cold]
+    pub(crate) fn sample_end(&self, op: Op, t0: Instant, hit_hash: Option<u64>) {
+        let ns = t0.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        let b = (64 - ns.leading_zeros()).min(HIST_BUCKETS as u32 - 1) as u64;
+        let stripe = u64::from(sys::stripe(HIST_STRIPES as u32));
+        let off = self.seg.g.hist_off() + ((stripe * HIST_OPS + op as u64) * HIST_BUCKETS + b) * 8;
+        self.seg.word(off).fetch_add(1, Ordering::Relaxed);
+        if let Some(h) = hit_hash {
+            self.count(Counter::SampledHits, 1);
+            self.hot_touch(h);
+        }
+    }
+
+    fn hot_entry(&self, i: u64) -> u64 {
+        self.seg.g.hot_off() + (i % HOT_ENTRIES) * 16
+    }
+
+    fn hot_touch(&self, hash: u64) {
+        let off = self.hot_entry(hash >> 20);
+        let (hw, cw) = (self.seg.word(off), self.seg.word(off + 8));
+        let cur = hw.load(Ordering::Relaxed);
+        if cur == hash {
+            cw.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let c = cw.load(Ordering::Relaxed);
+        if c == 0 {
+            if hw
+                .compare_exchange(cur, hash, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                cw.store(1, Ordering::Relaxed);
+            }
+        } else {
+            let _ = cw.compare_exchange(c, c - 1, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// The sampled latency histogram of `op`, summed over stripes.
+    pub(crate) fn histogram(&self, op: Op) -> Histogram {
+        let mut h = Histogram::default();
+        for s in 0..HIST_STRIPES {
+            for b in 0..HIST_BUCKETS {
+                let off =
+                    self.seg.g.hist_off() + ((s * HIST_OPS + op as u64) * HIST_BUCKETS + b) * 8;
+                h.buckets[b as usize] =
+                    h.buckets[b as usize].wrapping_add(self.seg.word(off).load(Ordering::Relaxed));
+            }
+        }
+        h
+    }
+
+    /// Entries of the hot-key table with a count, highest first.
+    fn hot_entries(&self) -> Vec<(u64, u64)> {
+        let mut v: Vec<(u64, u64)> = (0..HOT_ENTRIES)
+            .map(|i| {
+                let off = self.hot_entry(i);
+                (
+                    self.seg.word(off).load(Ordering::Relaxed),
+                    self.seg.word(off + 8).load(Ordering::Relaxed),
+                )
+            })
+            .filter(|&(_, c)| c > 0)
+            .collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.1));
+        v
+    }
+
+    /// The top key's share of the sampled hits (0 without samples).
+    pub(crate) fn hot_key_share(&self, sampled_hits: u64) -> f64 {
+        match self.hot_entries().first() {
+            Some(&(_, c)) if sampled_hits > 0 => (c as f64 / sampled_hits as f64).min(1.0),
+            _ => 0.0,
+        }
+    }
+
+    /// The live key whose hash is `hash`, found through the index.
+    fn key_of(&self, hash: u64) -> Option<Vec<u8>> {
+        let tag = tag_of(hash);
+        let mut key = Vec::new();
+        for i in SLOTS.clone() {
+            let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Acquire));
+            if s.kind() != KIND_ITEM || s.tag() != tag {
+                continue;
+            }
+            let log = self.seg.log(s.log());
+            if let Read::Valid(_) = item::read(
+                &self.seg,
+                log,
+                s.pos(),
+                None,
+                None,
+                Some(&mut key),
+                Check::Reader,
+            ) {
+                if self.hash(&key) == hash {
+                    return Some(key);
+                }
+            }
+        }
+        None
+    }
+
+    /// The `n` keys with the most sampled hits that are still present.
+    pub(crate) fn hot_keys(&self, n: usize) -> Vec<(Vec<u8>, u64)> {
+        self.hot_entries()
+            .into_iter()
+            .filter_map(|(h, c)| self.key_of(h).map(|k| (k, c)))
+            .take(n)
+            .collect()
+    }
+}
