@@ -7,7 +7,9 @@ use std::time::Duration;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::{Error, Result};
-use crate::index::{self, KIND_EMPTY, KIND_GHOST, KIND_ITEM, Slot, tag_of};
+use crate::index::{
+    self, KIND_EMPTY, KIND_GHOST, KIND_ITEM, KIND_PENDING, LOCK_WAIT_LIMIT, Slot, tag_of,
+};
 use crate::item::{self, Check, Encoded, FLAG_NEGATIVE, Meta, Read};
 use crate::layout::{LAYOUT_VERSION, NCOUNTERS, NSTRIPES};
 use crate::layout::{SLOTS, SLOTS_PER_BUCKET};
@@ -33,8 +35,12 @@ pub(crate) enum Counter {
     LeaseTakeovers,
     GhostHits,
     MovedToMain,
+    /// Entries of the current clear epoch that left the index (deleted,
+    /// evicted, expired, invalidated, replaced while dead): `stats.rs`
+    /// derives the live `entries` from it and `Inserts`.
+    EntriesRemoved,
 }
-const _: () = assert!((Counter::MovedToMain as usize) < NCOUNTERS);
+const _: () = assert!((Counter::EntriesRemoved as usize) < NCOUNTERS);
 
 /// Whether a validated item may be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +62,8 @@ pub(crate) struct Found {
 
 /// Every slot of a bucket that belongs to a key (under the bucket lock).
 pub(crate) struct KeySlots {
+    /// The key's fill in progress (a live PENDING slot), if any.
+    pub pending: Option<(usize, Slot)>,
     /// The key's validated item.
     pub valid: Option<Found>,
     /// Other slots whose record holds the key's bytes but did not validate:
@@ -243,12 +251,20 @@ impl Engine {
     pub fn key_slots(&self, key: &[u8], hash: u64) -> KeySlots {
         let tag = tag_of(hash);
         let mut ks = KeySlots {
+            pending: None,
             valid: None,
             others: [(0, Slot(0)); SLOTS_PER_BUCKET],
             n_others: 0,
         };
         for i in SLOTS.clone() {
             let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Acquire));
+            if s.kind() == KIND_PENDING
+                && ks.pending.is_none()
+                && self.pending_of(s, hash).is_some()
+            {
+                ks.pending = Some((i, s));
+                continue;
+            }
             if s.kind() != KIND_ITEM || s.tag() != tag {
                 continue;
             }
@@ -300,9 +316,36 @@ impl Engine {
         let w = self.seg.bucket_word(hash, f.slot_index);
         if w.compare_exchange(f.slot.0, 0, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
-            && l == Liveness::Expired
         {
-            self.count(Counter::Expirations, 1);
+            self.entry_removed(f.meta.epoch());
+            if l == Liveness::Expired {
+                self.count(Counter::Expirations, 1);
+            }
+        }
+    }
+
+    /// Counts an entry (an item of clear epoch `epoch`) leaving the index;
+    /// items of an older epoch were forgotten by `clear` already.
+    pub fn entry_removed(&self, epoch: u64) {
+        if epoch == self.seg.clear_epoch().load(Ordering::Relaxed) {
+            self.count(Counter::EntriesRemoved, 1);
+        }
+    }
+
+    /// Accounts for slot `old` just replaced by a new key's slot: a live
+    /// item of another key was evicted, a fill in progress was voided.
+    pub fn forget_slot(&self, hash: u64, old: Slot) {
+        match old.kind() {
+            KIND_ITEM => {
+                if let Some(m) = item::peek(&self.seg, self.seg.log(old.log()), old.pos()) {
+                    self.entry_removed(m.epoch());
+                }
+                self.count(Counter::Evictions, 1);
+            }
+            KIND_PENDING if self.pending_of(old, hash).is_some() => {
+                self.wake(self.seg.lease_off(old.rec()));
+            }
+            _ => {}
         }
     }
 
@@ -413,14 +456,31 @@ impl Engine {
         let epoch = w
             .epoch
             .unwrap_or_else(|| self.seg.clear_epoch().load(Ordering::Acquire));
+        // A degraded segment (an agent's feed has a gap, or its keeper died)
+        // caps every entry's life, grace included.
+        let (mut expire, mut stale_until) = (w.expire_ms, w.stale_until_ms);
+        let cap = self.seg.ttl_cap_ms();
+        if cap != 0 {
+            let limit = sys::now_ms() + cap;
+            expire = if expire == 0 {
+                limit
+            } else {
+                expire.min(limit)
+            };
+            stale_until = if stale_until == 0 {
+                limit
+            } else {
+                stale_until.min(limit)
+            };
+        }
         let mut enc = Encoded::new(
             w.key,
             w.value.len(),
             w.flags,
             hash,
             epoch,
-            w.expire_ms,
-            w.stale_until_ms,
+            expire,
+            stale_until,
             w.tags,
         );
         let pos = self.alloc(&log, size, 0);
@@ -428,7 +488,12 @@ impl Engine {
 
         let mut steals = 0;
         let outcome = {
-            let _lock = index::lock_bucket(&self.seg, hash, &mut steals);
+            let lock = index::lock_bucket(&self.seg, hash, &mut steals, LOCK_WAIT_LIMIT);
+            if steals > 0 {
+                self.count(Counter::LockTakeovers, steals);
+                steals = 0;
+            }
+            let _lock = lock?;
             self.publish(w.key, hash, tag, log_id, pos, mode, guard)
         };
         if steals > 0 {
@@ -474,7 +539,7 @@ impl Engine {
                 }
             }
             // The key's slot: its valid item, else a copy of it being moved
-            // or just evicted, else a free slot.
+            // or just evicted, else its fill in progress, else a free slot.
             let (i, old, freq, outcome) = match existing {
                 Some(f) => {
                     let live = self.liveness(&f.meta, &mut None) == Liveness::Live;
@@ -486,6 +551,10 @@ impl Engine {
                     (f.slot_index, f.slot, f.slot.freq(), o)
                 }
                 None if ks.n_others > 0 => (ks.others[0].0, ks.others[0].1, 0, Outcome::Inserted),
+                None if ks.pending.is_some() => {
+                    let (i, s) = ks.pending.expect("checked");
+                    (i, s, 0, Outcome::Inserted)
+                }
                 None => {
                     let (i, old) = self.free_slot(hash, tag);
                     (i, old, 0, Outcome::Inserted)
@@ -499,8 +568,25 @@ impl Engine {
                 continue; // a hit bumped freq, or eviction moved it: look again
             }
             self.clear_others(hash, &ks, i);
-            if existing.is_none() && ks.n_others == 0 && old.kind() == KIND_ITEM {
-                self.count(Counter::Evictions, 1);
+            match existing {
+                Some(f) if matches!(outcome, Outcome::Inserted) => {
+                    self.entry_removed(f.meta.epoch())
+                }
+                Some(_) => {}
+                None if ks.n_others == 0 && ks.pending.is_none() => self.forget_slot(hash, old),
+                None => {}
+            }
+            // The key's fill in progress is void now: this write is newer.
+            if let Some((pi, ps)) = ks.pending {
+                if pi != i {
+                    let _ = self.seg.bucket_word(hash, pi).compare_exchange(
+                        ps.0,
+                        0,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                }
+                self.wake(self.seg.lease_off(ps.rec()));
             }
             return outcome;
         }
@@ -510,7 +596,7 @@ impl Engine {
     /// an empty slot or an expired ghost, then junk (an item that no longer
     /// validates), then a dead item, then a recent ghost, and only then the
     /// live item least worth keeping (fewest hits, small log first).
-    fn free_slot(&self, hash: u64, tag: u64) -> (usize, Slot) {
+    pub(crate) fn free_slot(&self, hash: u64, tag: u64) -> (usize, Slot) {
         let mut best = (0usize, Slot(0), u64::MAX);
         let mut now = None;
         for i in SLOTS.clone() {
@@ -520,6 +606,9 @@ impl Engine {
                 KIND_EMPTY => 1,
                 KIND_GHOST if !self.ghost_recent(s) => 1,
                 KIND_GHOST => 5,
+                KIND_PENDING if self.pending_is_junk(s) => 2,
+                // Another key's fill in progress: the very last resort.
+                KIND_PENDING => 50,
                 KIND_ITEM => {
                     let log = self.seg.log(s.log());
                     match item::read(&self.seg, log, s.pos(), None, None, None, Check::Reader) {
@@ -547,25 +636,37 @@ impl Engine {
         self.check_key(key)?;
         let hash = self.hash(key);
         let mut steals = 0;
+        let lock = index::lock_bucket(&self.seg, hash, &mut steals, LOCK_WAIT_LIMIT);
+        if steals > 0 {
+            self.count(Counter::LockTakeovers, steals);
+        }
         let removed = {
-            let _lock = index::lock_bucket(&self.seg, hash, &mut steals);
-            self.void_lease(hash);
+            let _lock = lock?;
             loop {
                 let ks = self.key_slots(key, hash);
                 self.clear_others(hash, &ks, 0);
+                // A fill in progress is void: its value may predate this
+                // delete.
+                if let Some((pi, ps)) = ks.pending {
+                    let _ = self.seg.bucket_word(hash, pi).compare_exchange(
+                        ps.0,
+                        0,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                    self.wake(self.seg.lease_off(ps.rec()));
+                }
                 let Some(f) = ks.valid else { break false };
                 let w = self.seg.bucket_word(hash, f.slot_index);
                 if w.compare_exchange(f.slot.0, 0, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
+                    self.entry_removed(f.meta.epoch());
                     break self.liveness(&f.meta, &mut None) == Liveness::Live
                         && f.meta.flags() & FLAG_NEGATIVE == 0;
                 }
             }
         };
-        if steals > 0 {
-            self.count(Counter::LockTakeovers, steals);
-        }
         if removed {
             self.count(Counter::Deletes, 1);
         }
@@ -903,7 +1004,93 @@ impl Cache {
     /// Every entry becomes a miss, in O(1).
     pub fn clear(&self) -> Result<()> {
         self.e.seg.clear_epoch().fetch_add(1, Ordering::SeqCst);
+        crate::stats::reset_entries(&self.e);
         Ok(())
+    }
+
+    /// Caps the lifetime of every entry written from now on, by any
+    /// process, at `cap` (`None` lifts the cap). An agent sets it while its
+    /// invalidation feed is degraded (SPEC 6a), so nothing written meanwhile
+    /// outlives the gap by more than `cap`.
+    ///
+    /// ```
+    /// # let name = format!("doc-cap-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use std::time::Duration;
+    /// cache.set_ttl_cap(Some(Duration::from_secs(1)))?;
+    /// cache.put(b"k", b"v")?; // no TTL asked, but it expires within 1 s
+    /// assert!(matches!(cache.ttl(b"k")?, Some(memshelf::Expiry::In(d)) if d <= Duration::from_secs(1)));
+    /// cache.set_ttl_cap(None)?;
+    /// assert_eq!(cache.ttl_cap(), None);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
+    pub fn set_ttl_cap(&self, cap: Option<Duration>) -> Result<()> {
+        let ms = match cap {
+            None => 0,
+            Some(d) if d.is_zero() || d > crate::options::MAX_TTL => {
+                return Err(Error::InvalidTtl(format!(
+                    "a TTL cap of {d:?} is out of range (must be > 0)"
+                )));
+            }
+            Some(d) => (d.as_millis() as u64).max(1),
+        };
+        self.e
+            .seg
+            .header_word(memoffset::offset_of!(crate::layout::Header, ttl_cap))
+            .store(ms, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The TTL cap writes obey now: the one [`set_ttl_cap`](Self::set_ttl_cap)
+    /// set, or the keeper's while the recorded keeper is dead.
+    pub fn ttl_cap(&self) -> Option<Duration> {
+        match self.e.seg.ttl_cap_ms() {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Records this handle's process as the segment's *keeper* (an agent
+    /// that keeps it coherent). Whenever the recorded keeper is dead, by the
+    /// kernel's word, every write is capped at `cap_if_dead`, so a crashed
+    /// agent never leaves the segment silently incoherent; a restarted agent
+    /// calls this again (and clears the segment).
+    ///
+    /// ```
+    /// # let name = format!("doc-keeper-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use std::time::Duration;
+    /// assert_eq!(cache.keeper_alive(), None);
+    /// cache.become_keeper(Duration::from_secs(1))?;
+    /// assert_eq!(cache.keeper_alive(), Some(true));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
+    pub fn become_keeper(&self, cap_if_dead: Duration) -> Result<()> {
+        if cap_if_dead.is_zero() || cap_if_dead > crate::options::MAX_TTL {
+            return Err(Error::InvalidTtl(format!(
+                "a keeper's TTL cap of {cap_if_dead:?} is out of range (must be > 0)"
+            )));
+        }
+        let seg = &self.e.seg;
+        let off = memoffset::offset_of!(crate::layout::Header, keeper);
+        let token = seg.token()?;
+        seg.header_word(off + 8)
+            .store((cap_if_dead.as_millis() as u64).max(1), Ordering::SeqCst);
+        seg.header_word(off).store(token, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether the segment's recorded keeper is alive (`None`: none was
+    /// ever recorded).
+    pub fn keeper_alive(&self) -> Option<bool> {
+        let seg = &self.e.seg;
+        let off = memoffset::offset_of!(crate::layout::Header, keeper);
+        match seg.header_word(off).load(Ordering::Acquire) {
+            0 => None,
+            t => Some(seg.alive(t & crate::registry::TOKEN_MASK)),
+        }
     }
 
     /// Removes every key starting with `prefix` (a scan of the index);
@@ -937,6 +1124,29 @@ impl Cache {
     /// The layout version this library speaks.
     pub fn layout_version() -> u32 {
         LAYOUT_VERSION
+    }
+
+    /// Test support (multi-process tests): this handle's registry token.
+    #[doc(hidden)]
+    pub fn debug_token(&self) -> Result<u64> {
+        self.e.seg.token()
+    }
+
+    /// Test support: holds `key`'s bucket lock for `hold`, calling `on_held`
+    /// once it has it (shows that a live holder keeps its lock).
+    #[doc(hidden)]
+    pub fn debug_hold_bucket_lock(
+        &self,
+        key: impl AsRef<[u8]>,
+        hold: Duration,
+        on_held: impl FnOnce(),
+    ) -> Result<()> {
+        let hash = self.e.hash(key.as_ref());
+        let mut steals = 0;
+        let _lock = index::lock_bucket(&self.e.seg, hash, &mut steals, LOCK_WAIT_LIMIT)?;
+        on_held();
+        std::thread::sleep(hold);
+        Ok(())
     }
 }
 
@@ -1013,7 +1223,7 @@ pub fn unlink(name: &str) -> Result<()> {
 
 /// Removes a file-backed segment (opened with `path`).
 pub fn unlink_path(path: impl AsRef<std::path::Path>) -> Result<()> {
-    crate::shm::Location::File(path.as_ref())
+    crate::shm::Location::file(path.as_ref())
         .unlink()
         .map_err(|e| Error::io("unlink", e))
 }

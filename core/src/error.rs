@@ -48,7 +48,18 @@ pub enum Error {
     /// An operating-system call failed.
     #[allow(missing_docs)]
     Io { op: &'static str, source: io::Error },
-    /// A bounded wait ran out (segment initialisation by another process).
+    /// The segment belongs to another user, or its mode grants more than the
+    /// opener's `mode` asks for (a planted segment); nothing was attached.
+    #[allow(missing_docs)]
+    PermissionDenied {
+        name: String,
+        path: String,
+        owner: u32,
+        mode: u32,
+        detail: String,
+    },
+    /// A bounded wait ran out: segment initialisation by another process, a
+    /// bucket lock held by a live but stopped process, no free lease.
     Timeout(String),
     /// The handle was closed (bindings only; a Rust `Cache` cannot be used
     /// after drop).
@@ -82,6 +93,7 @@ impl Error {
             Error::NotAnInteger { .. } => "NotAnInteger",
             Error::NoSpace { .. } => "NoSpace",
             Error::Io { .. } => "Io",
+            Error::PermissionDenied { .. } => "PermissionDenied",
             Error::Timeout(_) => "Timeout",
             Error::Closed => "Closed",
         }
@@ -135,6 +147,16 @@ impl fmt::Display for Error {
                 "cannot reserve {bytes} bytes for segment {name:?}: {source} (is /dev/shm or the file system full?)"
             ),
             Error::Io { op, source } => write!(f, "{op} failed: {source}"),
+            Error::PermissionDenied {
+                name,
+                path,
+                owner,
+                mode,
+                detail,
+            } => write!(
+                f,
+                "refusing segment {name:?} ({path}, owner uid {owner}, mode {mode:04o}): {detail}"
+            ),
             Error::Timeout(m) => write!(f, "timed out: {m}"),
             Error::Closed => write!(f, "the cache handle is closed"),
         }

@@ -3,10 +3,12 @@
 //!
 //! ```text
 //! slot (u64):  kind (2) | freq (2) | tag (11) | log (1) | position / 8 (48)
-//!   kind 0 EMPTY (the whole word is 0), 1 ITEM, 2 GHOST
+//!   kind 0 EMPTY (the whole word is 0), 1 ITEM, 2 GHOST, 3 PENDING
 //!   ITEM:  the key's item is at `position` of `log`; `freq` counts hits (max 3)
 //!   GHOST: a key recently evicted from the small log without a hit;
 //!          `position` holds the small log's head (/8) at that moment
+//! PENDING: kind (2) | 0 (2) | tag (11) | 0 (1) | lease record (24) | lease generation (24)
+//!          a get_or_set fill of the key is in progress (see `lease.rs`)
 //! ```
 //!
 //! Readers never lock: they load slots, follow them, and validate what they
@@ -14,21 +16,25 @@
 //! Writers that change which keys a bucket holds (put, add, incr, touch,
 //! delete) serialise on the bucket's lock word for the few loads and one
 //! CAS of the publish; the item itself is written before, outside the lock.
-//! The lock word holds the holder's process token, so a holder killed inside
-//! those instructions is recognised as dead (via /proc) and the lock taken
-//! over. Eviction moves or removes slots with a CAS on their exact value and
+//! The lock word holds the holder's registry token (`registry.rs`), so a
+//! holder killed inside those instructions is recognised as dead (by the
+//! kernel, in any PID namespace) and the lock taken over; a live holder
+//! never loses it. Eviction moves or removes slots with a CAS on their exact value and
 //! takes no lock. Each CAS keeps the invariant: at most one ITEM slot per
 //! key in a bucket.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::error::{Error, Result};
 use crate::segment::{LogId, Segment};
-use crate::sys;
 
 pub(crate) const KIND_EMPTY: u64 = 0;
 pub(crate) const KIND_ITEM: u64 = 1;
 pub(crate) const KIND_GHOST: u64 = 2;
+pub(crate) const KIND_PENDING: u64 = 3;
+const LEASE_GEN_BITS: u32 = 24;
+pub(crate) const LEASE_GEN_MASK: u64 = (1 << LEASE_GEN_BITS) - 1;
 
 const POS_MASK: u64 = (1 << 48) - 1;
 const TAG_BITS: u32 = 11;
@@ -52,6 +58,24 @@ impl Slot {
                 | ((tag & ((1 << TAG_BITS) - 1)) << 49)
                 | ((small_head / 8) & POS_MASK),
         )
+    }
+    /// A key's fill in progress: lease record `rec` in its generation
+    /// `generation` (`lease.rs`).
+    pub fn pending(tag: u64, rec: u64, generation: u64) -> Slot {
+        Slot(
+            (KIND_PENDING << 62)
+                | ((tag & ((1 << TAG_BITS) - 1)) << 49)
+                | ((rec & 0xff_ffff) << LEASE_GEN_BITS)
+                | (generation & LEASE_GEN_MASK),
+        )
+    }
+    /// A pending slot's lease record.
+    pub fn rec(self) -> u64 {
+        (self.0 >> LEASE_GEN_BITS) & 0xff_ffff
+    }
+    /// A pending slot's lease generation.
+    pub fn lease_gen(self) -> u64 {
+        self.0 & LEASE_GEN_MASK
     }
     pub fn kind(self) -> u64 {
         self.0 >> 62
@@ -95,28 +119,35 @@ pub(crate) struct BucketGuard<'a> {
 
 impl Drop for BucketGuard<'_> {
     fn drop(&mut self) {
-        // Release only if still ours (a lock taken over from us after a
-        // two-second stall is someone else's now).
+        // Release only if still ours (only corruption of the word makes it
+        // someone else's: a live holder's lock is never taken over).
         let _ = self
             .word
             .compare_exchange(self.token, 0, Ordering::Release, Ordering::Relaxed);
     }
 }
 
-/// How long a lock may look held by a live process before it is taken over
-/// anyway (a holder in another PID namespace, a stopped process). The
-/// critical section is a handful of instructions.
-const LOCK_STALL_LIMIT: Duration = Duration::from_secs(2);
+/// How long a writer waits on a bucket lock whose holder the kernel says is
+/// alive before it gives up with `Timeout`. The critical section is a
+/// handful of loads and one CAS, so only a stopped (SIGSTOP, debugger) or
+/// frozen (cgroup freezer) holder gets here; its lock is never taken from
+/// it, the writer reports the failure instead.
+pub(crate) const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(2);
 
 /// Takes bucket `b`'s lock. Never waits on a dead holder: after a short
-/// spin it asks the kernel whether the holder lives, and takes the lock
-/// over if it does not.
-pub(crate) fn lock_bucket<'a>(seg: &'a Segment, b: u64, steals: &mut u64) -> BucketGuard<'a> {
+/// spin it asks the kernel whether the holder lives (`Segment::alive`) and
+/// takes the lock over if it does not. A live holder keeps it: after
+/// `limit` the caller gets `Timeout`.
+pub(crate) fn lock_bucket<'a>(
+    seg: &'a Segment,
+    b: u64,
+    steals: &mut u64,
+    limit: Duration,
+) -> Result<BucketGuard<'a>> {
     let word = seg.bucket_word(b, 0);
-    let me = sys::process_token();
+    let me = seg.token()?;
     let backoff = crossbeam_utils::Backoff::new();
-    let mut seen = 0u64;
-    let mut seen_since = Instant::now();
+    let start = Instant::now();
     loop {
         let cur = word.load(Ordering::Relaxed);
         if cur == 0 {
@@ -124,28 +155,31 @@ pub(crate) fn lock_bucket<'a>(seg: &'a Segment, b: u64, steals: &mut u64) -> Buc
                 .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                return BucketGuard { word, token: me };
+                return Ok(BucketGuard { word, token: me });
             }
             continue;
-        }
-        if cur != seen {
-            seen = cur;
-            seen_since = Instant::now();
-            backoff.reset();
         }
         if !backoff.is_completed() {
             backoff.snooze();
             continue;
         }
         // Held for a while: ask the kernel whether the holder still lives.
-        let stalled = seen_since.elapsed() > LOCK_STALL_LIMIT;
-        if (stalled || !sys::token_alive(cur))
-            && word
+        if !seg.alive(cur) {
+            if word
                 .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
-        {
-            *steals += 1;
-            return BucketGuard { word, token: me };
+            {
+                *steals += 1;
+                return Ok(BucketGuard { word, token: me });
+            }
+            continue;
+        }
+        if start.elapsed() > limit {
+            return Err(Error::Timeout(format!(
+                "a bucket lock of segment {:?} has been held for {limit:?} by a live process \
+                 that makes no progress (stopped or frozen?); nothing was changed",
+                seg.name
+            )));
         }
         std::thread::sleep(Duration::from_micros(50));
     }

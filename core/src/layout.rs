@@ -7,6 +7,7 @@
 //!          creation), then the live words (clear epoch, log cursors),
 //!          each on its own cache line.
 //! stats    NSTRIPES x 128 B of counters
+//! registry nreg x u64 process-slot generations (see `registry.rs`)
 //! tags     ntags x u64 tag versions
 //! leases   nleases x 64 B lease records (get_or_set)
 //! index    nbuckets x 128 B buckets: 1 lock word + 15 slots
@@ -23,7 +24,7 @@ use crate::error::{Error, Result};
 /// `"MEMSHELF"` little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MEMSHELF");
 /// Version of this layout. Any change to the bytes of a segment bumps it.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 pub(crate) const HEADER_SIZE: u64 = 4096;
 pub(crate) const NSTRIPES: u64 = 64;
@@ -72,7 +73,9 @@ pub(crate) struct Header {
     pub small_len: u64,
     pub main_off: u64,
     pub main_len: u64,
-    /// xxh3 of the bytes from `capacity` to `main_len`.
+    pub registry_off: u64,
+    pub nreg: u64,
+    /// xxh3 of the bytes from `capacity` to `nreg`.
     pub geometry_check: u64,
     _pad0: [u64; 10],
     /// Bumped by `clear()`: entries written under an older epoch are dead.
@@ -81,13 +84,31 @@ pub(crate) struct Header {
     pub small_tail: Line,
     pub main_head: Line,
     pub main_tail: Line,
+    /// Segment-wide TTL cap in ms (0: none), set by an agent while its feed
+    /// is degraded: every entry written meanwhile expires within it.
+    pub ttl_cap: Line,
+    /// The segment's keeper (an agent): its token, and the TTL cap in ms
+    /// that applies while the recorded keeper is dead.
+    pub keeper: KeeperLine,
+    /// `inserts - entries_removed` at the last `clear()` (see `stats.rs`).
+    pub entries_base: Line,
+}
+
+/// The keeper's cache line.
+#[repr(C, align(64))]
+pub(crate) struct KeeperLine {
+    pub token: AtomicU64,
+    pub cap_ms: AtomicU64,
+    _pad: [u64; 6],
 }
 
 const _: () = assert!(offset_of!(Header, capacity) == 16);
-const _: () = assert!(offset_of!(Header, geometry_check) == 152);
+const _: () = assert!(offset_of!(Header, geometry_check) == 168);
 const _: () = assert!(offset_of!(Header, clear_epoch) == 256);
 const _: () = assert!(offset_of!(Header, main_tail) == 512);
-const _: () = assert!(std::mem::size_of::<Header>() == 576);
+const _: () = assert!(offset_of!(Header, keeper) == 640);
+const _: () = assert!(std::mem::size_of::<Header>() == 768);
+const _: () = assert!(std::mem::size_of::<KeeperLine>() == 64);
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= HEADER_SIZE);
 const _: () = assert!(std::mem::size_of::<Line>() == 64);
 
@@ -110,6 +131,8 @@ pub(crate) struct Geometry {
     pub small_len: u64,
     pub main_off: u64,
     pub main_len: u64,
+    pub registry_off: u64,
+    pub nreg: u64,
 }
 
 /// Bytes of the item header (see `item.rs`).
@@ -143,10 +166,14 @@ impl Geometry {
         max_value_size: Option<u64>,
     ) -> Result<Geometry> {
         let stats_off = HEADER_SIZE;
-        let tags_off = stats_off + NSTRIPES * STRIPE_SIZE;
+        let registry_off = stats_off + NSTRIPES * STRIPE_SIZE;
+        let nreg = pow2_floor(capacity / 4096).clamp(64, 4096);
+        let tags_off = registry_off + nreg * 8;
         let ntags = pow2_floor(capacity / 2048).clamp(256, 65536);
         let leases_off = tags_off + ntags * 8;
-        let nleases = pow2_floor(capacity / 32768).clamp(64, 4096);
+        // Every key missing at once gets its own lease (per-key leases, see
+        // `lease.rs`): room for thousands of concurrent fills.
+        let nleases = pow2_floor(capacity / 8192).clamp(64, 65536);
         let index_off = leases_off + nleases * LEASE_SIZE;
         // One index slot per 32-64 bytes of capacity (the bucket count is
         // rounded up to a power of two): an item and its ghost each need a
@@ -192,6 +219,8 @@ impl Geometry {
             small_len,
             main_off: small_off + small_len,
             main_len,
+            registry_off,
+            nreg,
         })
     }
 
@@ -219,6 +248,8 @@ impl Geometry {
             small_len: word(offset_of!(Header, small_len)),
             main_off: word(offset_of!(Header, main_off)),
             main_len: word(offset_of!(Header, main_len)),
+            registry_off: word(offset_of!(Header, registry_off)),
+            nreg: word(offset_of!(Header, nreg)),
         };
         if g.checksum() != word(offset_of!(Header, geometry_check)) {
             return Err("header geometry checksum mismatch (corrupt header)".into());
@@ -226,10 +257,14 @@ impl Geometry {
         let pow2 = |n: u64| n != 0 && n.is_power_of_two();
         let ok = g.capacity <= map_len
             && g.stats_off == HEADER_SIZE
-            && g.tags_off == g.stats_off + NSTRIPES * STRIPE_SIZE
+            && g.registry_off == g.stats_off + NSTRIPES * STRIPE_SIZE
+            && pow2(g.nreg)
+            && g.nreg <= 1 << 16
+            && g.tags_off == g.registry_off + g.nreg * 8
             && pow2(g.ntags)
             && g.leases_off == g.tags_off + g.ntags * 8
             && pow2(g.nleases)
+            && g.nleases <= 1 << 16
             && g.index_off == g.leases_off + g.nleases * LEASE_SIZE
             && pow2(g.nbuckets)
             && g.small_off == g.index_off + g.nbuckets * BUCKET_SIZE
@@ -269,8 +304,10 @@ impl Geometry {
             self.small_len,
             self.main_off,
             self.main_len,
+            self.registry_off,
+            self.nreg,
         ];
-        let mut bytes = [0u8; 17 * 8];
+        let mut bytes = [0u8; 19 * 8];
         for (i, w) in words.iter().enumerate() {
             bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
         }
@@ -297,6 +334,8 @@ impl Geometry {
         store(offset_of!(Header, small_len), self.small_len);
         store(offset_of!(Header, main_off), self.main_off);
         store(offset_of!(Header, main_len), self.main_len);
+        store(offset_of!(Header, registry_off), self.registry_off);
+        store(offset_of!(Header, nreg), self.nreg);
         store(offset_of!(Header, geometry_check), self.checksum());
     }
 

@@ -1,38 +1,68 @@
-//! `get_or_set` across processes: leases, waiting, takeover, voiding.
+//! `get_or_set` across processes: per-key leases, waiting, takeover, voiding.
 //!
-//! A lease record (64 bytes, direct-mapped by key hash) holds:
+//! A fill in progress is a PENDING slot in the key's bucket (`index.rs`)
+//! naming a lease record and its generation. A lease record (64 bytes):
 //!
 //! ```text
-//! +0  claim     (hash >> 32) << 32 | holder pid; 0 = free. Taken by CAS.
-//! +8  holder    the holder's process token (pid | start time)
+//! +0  claim     generation (24) << 40 | holder token (40); token 0 = free
+//! +8  hash      the key's full hash
 //! +16 deadline  ms since the epoch after which a waiter may take over
-//! +24 futex     u32 bumped (and woken) on every release
-//! +28 voided    u32 set by delete() of the key while the lease is held
+//! +24 futex     u32 bumped (and woken) on every release and takeover
 //! +32 epoch     clear epoch when the lease was taken
 //! ```
 //!
-//! The leader's value is stored with the epoch and tag versions of the
-//! lease's start and published under the bucket lock only if the lease is
-//! still its own and not voided, so a fill that raced a delete, clear or
-//! tag invalidation never leaves a stale entry. Waiters sleep on the futex
-//! with a short timeout and re-check whether the holder is alive (by the
-//! kernel's word) or late; one of them then takes the lease over by CAS.
+//! Protocol. A caller that misses first takes a free record (CAS of the
+//! claim from a free or dead holder's word to its own with the next
+//! generation; outside any lock), then takes the key's bucket lock and
+//! decides there, so every decision about one key's fill is serialised:
+//!
+//! * the key has a live entry now: release the record, return it;
+//! * the bucket has a PENDING slot for the key (its record's claim has the
+//!   slot's generation, a holder, and the key's hash): release ours; if the
+//!   holder is alive (by the kernel's word) and not late, wait on that
+//!   record's futex; else take it over (CAS of its claim to our token, new
+//!   deadline, all under the lock);
+//! * otherwise write hash, deadline and epoch into our record and publish a
+//!   PENDING slot for it with one CAS: we lead.
+//!
+//! Every key that misses therefore gets its own lease (no shared table
+//! where a collision means "no lease"), and no deadline is read that was
+//! not written under the same lock as the claim it belongs to.
+//!
+//! The leader stores its value under the bucket lock only if its PENDING
+//! slot is still in the bucket, the record's claim is still its own, and
+//! the clear epoch and tag versions are those of the lease's start. A
+//! `put` or `delete` of the key consumes the PENDING slot (and wakes the
+//! waiters), so a fill that raced them is returned to its caller but not
+//! stored; `clear` and `invalidate_tag` void it through the epoch and tag
+//! versions. Releasing a record (after the fill, or when the factory fails)
+//! sets its token to 0: a PENDING slot naming a free or re-used record is
+//! junk, reused like an empty slot, and its waiters, woken by the futex,
+//! find no fill and one of them leads.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::cache::{Cache, Counter, Engine, Liveness, Mode, Outcome, Write};
 use crate::error::{Error, Result};
+use crate::index::{self, KIND_PENDING, LEASE_GEN_MASK, LOCK_WAIT_LIMIT, Slot, tag_of};
 use crate::item::FLAG_NEGATIVE;
+use crate::layout::{LEASE_SIZE, SLOTS};
 use crate::options::{GetOrSetOptions, MAX_TTL, Ttl};
+use crate::registry::{TOKEN_BITS, TOKEN_MASK};
 use crate::sys;
 
 const CLAIM: u64 = 0;
-const HOLDER: u64 = 8;
+const HASH: u64 = 8;
 const DEADLINE: u64 = 16;
 const FUTEX: u64 = 24;
-const VOIDED: u64 = 28;
 const EPOCH: u64 = 32;
+
+const GEN_SHIFT: u32 = TOKEN_BITS;
+
+fn claim_gen(claim: u64) -> u64 {
+    (claim >> GEN_SHIFT) & LEASE_GEN_MASK
+}
 
 /// What [`Cache::begin_fill`] decided.
 #[derive(Debug)]
@@ -63,9 +93,12 @@ pub struct WaitTicket {
 pub struct FillLease {
     cache: Cache,
     key: Vec<u8>,
-    /// Lease record offset and our claim word; `None` when the record was
-    /// busy with another key (then the value is returned but not stored).
-    rec: Option<(u64, u64)>,
+    hash: u64,
+    /// Lease record offset and our claim word.
+    rec: u64,
+    claim: u64,
+    /// Our PENDING slot in the key's bucket.
+    pending: Slot,
     epoch: u64,
     tags: Vec<(u64, u64)>,
     ttl: Ttl,
@@ -111,49 +144,87 @@ fn check_duration(what: &str, d: Duration, allow_zero: bool) -> Result<u64> {
 }
 
 impl Engine {
-    fn lease_rec(&self, hash: u64) -> u64 {
-        self.seg.lease_off(hash >> 20)
+    /// Takes a free lease record (or one whose holder is dead) for `me`.
+    /// Returns its offset and our claim word. Waits (bounded by `max`) only
+    /// when every record is held by a live process.
+    fn alloc_lease(&self, hash: u64, me: u64, max: Duration) -> Result<(u64, u64)> {
+        let n = self.seg.g.nleases;
+        let start = Instant::now();
+        loop {
+            let first = (hash >> 20) % n;
+            for i in 0..n {
+                let rec = self.seg.lease_off(first + i);
+                let w = self.seg.word(rec + CLAIM);
+                let cur = w.load(Ordering::Acquire);
+                let holder = cur & TOKEN_MASK;
+                if holder != 0 && (holder == me || self.seg.alive(holder)) {
+                    continue;
+                }
+                let mine = (((claim_gen(cur) + 1) & LEASE_GEN_MASK) << GEN_SHIFT) | me;
+                if w.compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    if holder != 0 {
+                        // A dead leader's record: its fill (if its PENDING
+                        // slot is still there) is junk now. Wake whoever
+                        // still waits on it: one of them leads.
+                        self.count(Counter::LeaseTakeovers, 1);
+                        self.wake(rec);
+                    }
+                    return Ok((rec, mine));
+                }
+            }
+            if start.elapsed() > max {
+                return Err(Error::Timeout(format!(
+                    "all {n} get_or_set leases of segment {:?} are held by live processes",
+                    self.seg.name
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
-    fn claim_word(hash: u64) -> u64 {
-        (hash >> 32) << 32 | u64::from(sys::token_pid(sys::process_token()))
-    }
-
-    /// Marks an in-flight fill of `hash` void (called under its bucket lock).
-    pub(crate) fn void_lease(&self, hash: u64) {
-        let rec = self.lease_rec(hash);
+    /// Whether `s` is a live PENDING slot of the key with `hash`; returns
+    /// its record offset and claim.
+    pub(crate) fn pending_of(&self, s: Slot, hash: u64) -> Option<(u64, u64)> {
+        if s.kind() != KIND_PENDING || s.tag() != tag_of(hash) {
+            return None;
+        }
+        let rec = self.seg.lease_off(s.rec());
         let claim = self.seg.word(rec + CLAIM).load(Ordering::Acquire);
-        if claim != 0 && claim >> 32 == hash >> 32 {
-            self.seg.word32(rec + VOIDED).store(1, Ordering::Release);
-        }
+        (claim_gen(claim) == s.lease_gen()
+            && claim & TOKEN_MASK != 0
+            && self.seg.word(rec + HASH).load(Ordering::Acquire) == hash)
+            .then_some((rec, claim))
     }
 
-    /// Whether the holder of `claim` at `rec` is dead or late.
-    fn lease_abandoned(&self, rec: u64, claim: u64, now: u64) -> bool {
-        let holder = self.seg.word(rec + HOLDER).load(Ordering::Acquire);
-        let deadline = self.seg.word(rec + DEADLINE).load(Ordering::Acquire);
-        if deadline != 0 && now > deadline {
-            return true;
-        }
-        // The holder word is written just after the claim: until then judge
-        // by the pid alone.
-        if sys::token_pid(holder) == claim as u32 {
-            !sys::token_alive(holder)
-        } else {
-            !sys::pid_alive(claim as u32)
-        }
+    /// Whether a PENDING slot names no fill in progress (reusable).
+    pub(crate) fn pending_is_junk(&self, s: Slot) -> bool {
+        let rec = self.seg.lease_off(s.rec());
+        let claim = self.seg.word(rec + CLAIM).load(Ordering::Acquire);
+        claim_gen(claim) != s.lease_gen() || claim & TOKEN_MASK == 0
+    }
+
+    /// Bumps a record's futex and wakes its waiters.
+    pub(crate) fn wake(&self, rec: u64) {
+        let f = self.seg.word32(rec + FUTEX);
+        f.fetch_add(1, Ordering::Release);
+        sys::futex_wake_all(f);
     }
 
     fn release(&self, rec: u64, claim: u64) {
         if self
             .seg
             .word(rec + CLAIM)
-            .compare_exchange(claim, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                claim,
+                claim & !TOKEN_MASK,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .is_ok()
         {
-            let f = self.seg.word32(rec + FUTEX);
-            f.fetch_add(1, Ordering::Release);
-            sys::futex_wake_all(f);
+            self.wake(rec);
         }
     }
 }
@@ -247,59 +318,29 @@ impl Cache {
                 l => e.reap(hash, &f, l),
             }
         }
-        let rec = e.lease_rec(hash);
-        let claim_w = e.seg.word(rec + CLAIM);
-        let futex = e.seg.word32(rec + FUTEX).load(Ordering::Acquire);
-        let mine = Engine::claim_word(hash);
-        let now = sys::now_ms();
-        let cur = claim_w.load(Ordering::Acquire);
-        let taken = if cur == 0 {
-            claim_w
-                .compare_exchange(0, mine, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        } else if e.lease_abandoned(rec, cur, now) {
-            let ok = claim_w
-                .compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok();
-            if ok {
-                e.count(Counter::LeaseTakeovers, 1);
-                // Wake the old holder's waiters: they may now lead.
-                let f = e.seg.word32(rec + FUTEX);
-                f.fetch_add(1, Ordering::Release);
-                sys::futex_wake_all(f);
+        let me = e.seg.token()?;
+        let tag = tag_of(hash);
+        let lease_max = Duration::from_millis(lease_ms);
+        loop {
+            let (rec, mine) = e.alloc_lease(hash, me, lease_max)?;
+            let mut steals = 0;
+            let lock = index::lock_bucket(&e.seg, hash, &mut steals, LOCK_WAIT_LIMIT);
+            if steals > 0 {
+                e.count(Counter::LockTakeovers, steals);
             }
-            ok
-        } else {
-            false
-        };
-        let make = |rec| FillLease {
-            cache: self.clone(),
-            key: key.to_vec(),
-            rec,
-            epoch: e.seg.clear_epoch().load(Ordering::Acquire),
-            tags: tags.clone(),
-            ttl: opts.ttl,
-            grace_ms,
-            negative_ms,
-            stale: stale.clone(),
-        };
-        if taken {
-            e.seg
-                .word(rec + HOLDER)
-                .store(sys::process_token(), Ordering::Release);
-            e.seg
-                .word(rec + DEADLINE)
-                .store(now + lease_ms, Ordering::Release);
-            e.seg.word32(rec + VOIDED).store(0, Ordering::Release);
-            let lease = make(Some((rec, mine)));
-            e.seg
-                .word(rec + EPOCH)
-                .store(lease.epoch, Ordering::Release);
-            // Someone may have filled between our miss and our claim.
+            let _lock = match lock {
+                Ok(l) => l,
+                Err(err) => {
+                    e.release(rec, mine);
+                    return Err(err);
+                }
+            };
+            // Filled meanwhile?
             let mut buf = Vec::new();
             if let Some(f) = e.find(key, hash, Some(&mut buf)) {
                 if e.liveness(&f.meta, &mut None) == Liveness::Live {
-                    drop(lease);
+                    e.release(rec, mine);
+                    e.count(Counter::Hits, 1);
                     return Ok(if f.meta.flags() & FLAG_NEGATIVE != 0 {
                         Fill::Absent
                     } else {
@@ -307,20 +348,81 @@ impl Cache {
                     });
                 }
             }
+            let now = sys::now_ms();
+            let epoch = e.seg.clear_epoch().load(Ordering::Acquire);
+            let lead = |rec: u64, claim: u64, pending: Slot| FillLease {
+                cache: self.clone(),
+                key: key.to_vec(),
+                hash,
+                rec,
+                claim,
+                pending,
+                epoch,
+                tags: tags.clone(),
+                ttl: opts.ttl,
+                grace_ms,
+                negative_ms,
+                stale: stale.clone(),
+            };
+            // A fill in progress?
+            let existing = SLOTS.clone().find_map(|i| {
+                let s = Slot(e.seg.bucket_word(hash, i).load(Ordering::Acquire));
+                e.pending_of(s, hash).map(|(r, c)| (s, r, c))
+            });
+            if let Some((ps, prec, claim)) = existing {
+                e.release(rec, mine);
+                let futex = e.seg.word32(prec + FUTEX).load(Ordering::Acquire);
+                let holder = claim & TOKEN_MASK;
+                let deadline = e.seg.word(prec + DEADLINE).load(Ordering::Acquire);
+                let late = now > deadline;
+                if !late && (holder == me || e.seg.alive(holder)) {
+                    if let Some(v) = stale {
+                        return Ok(Fill::Stale(v));
+                    }
+                    return Ok(Fill::Wait(WaitTicket { rec: prec, futex }));
+                }
+                // Dead or late: take it over (under the lock, as every
+                // decision about this key's fill).
+                let taken = (claim & !TOKEN_MASK) | me;
+                if e.seg
+                    .word(prec + CLAIM)
+                    .compare_exchange(claim, taken, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    continue;
+                }
+                e.seg
+                    .word(prec + DEADLINE)
+                    .store(now + lease_ms, Ordering::Release);
+                e.seg.word(prec + EPOCH).store(epoch, Ordering::Release);
+                e.count(Counter::LeaseTakeovers, 1);
+                e.count(Counter::Misses, 1);
+                // The old holder's waiters may now wait on us.
+                e.wake(prec);
+                return Ok(Fill::Lead(lead(prec, taken, ps)));
+            }
+            // No fill: lead, with a PENDING slot for our record.
+            e.seg.word(rec + HASH).store(hash, Ordering::Relaxed);
+            e.seg
+                .word(rec + DEADLINE)
+                .store(now + lease_ms, Ordering::Relaxed);
+            e.seg.word(rec + EPOCH).store(epoch, Ordering::Relaxed);
+            let index = (rec - e.seg.g.leases_off) / LEASE_SIZE;
+            let ps = Slot::pending(tag, index, claim_gen(mine));
+            loop {
+                let (i, old) = e.free_slot(hash, tag);
+                if e.seg
+                    .bucket_word(hash, i)
+                    .compare_exchange(old.0, ps.0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    e.forget_slot(hash, old);
+                    break;
+                }
+            }
             e.count(Counter::Misses, 1);
-            return Ok(Fill::Lead(lease));
+            return Ok(Fill::Lead(lead(rec, mine, ps)));
         }
-        let cur = claim_w.load(Ordering::Acquire);
-        if cur != 0 && cur >> 32 != hash >> 32 {
-            // The record is busy with another key: compute without a lease
-            // (the value is returned but not stored, so no stale fill).
-            e.count(Counter::Misses, 1);
-            return Ok(Fill::Lead(make(None)));
-        }
-        if let Some(v) = stale {
-            return Ok(Fill::Stale(v));
-        }
-        Ok(Fill::Wait(WaitTicket { rec, futex }))
     }
 
     /// Counts one `get_or_set` call that had to wait (in `stats()`'s
@@ -354,18 +456,6 @@ impl FillLease {
     /// invalidation voided the lease, or it was taken over meanwhile.
     pub fn fill(self, value: Option<&[u8]>) -> Result<bool> {
         let e = &self.cache.e;
-        let Some((rec, mine)) = self.rec else {
-            // Still validate the value for the caller's sake.
-            if let Some(v) = value {
-                if v.len() > e.seg.g.max_value_size as usize {
-                    return Err(Error::ValueTooLarge {
-                        len: v.len(),
-                        max: e.seg.g.max_value_size as usize,
-                    });
-                }
-            }
-            return Ok(false);
-        };
         let (bytes, flags, ttl_ms, grace) = match value {
             Some(v) => (v, 0, e.ttl_ms(self.ttl)?, self.grace_ms),
             None if self.negative_ms > 0 => (&[][..], FLAG_NEGATIVE, self.negative_ms, 0),
@@ -382,13 +472,16 @@ impl FillLease {
             tags: &self.tags,
             epoch: Some(self.epoch),
         };
-        // Under the bucket lock: the lease is still ours and nothing voided
-        // it (a delete of the key, a clear, an invalidation of one of its
-        // tags). A voided fill is not published at all, so it can neither
-        // report success nor replace a newer value put after the voiding.
+        // Under the bucket lock: our PENDING slot is still there (no put or
+        // delete of the key consumed it), the lease is still ours (not taken
+        // over), and no clear or invalidation of one of its tags happened. A
+        // voided fill is not published at all, so it can neither report
+        // success nor replace a newer value.
         let still_ours = || {
-            e.seg.word(rec + CLAIM).load(Ordering::Acquire) == mine
-                && e.seg.word32(rec + VOIDED).load(Ordering::Acquire) == 0
+            e.seg.word(self.rec + CLAIM).load(Ordering::Acquire) == self.claim
+                && SLOTS.clone().any(|i| {
+                    e.seg.bucket_word(self.hash, i).load(Ordering::Acquire) == self.pending.0
+                })
                 && e.seg.clear_epoch().load(Ordering::Acquire) == self.epoch
                 && self
                     .tags
@@ -405,8 +498,6 @@ impl FillLease {
 
 impl Drop for FillLease {
     fn drop(&mut self) {
-        if let Some((rec, mine)) = self.rec {
-            self.cache.e.release(rec, mine);
-        }
+        self.cache.e.release(self.rec, self.claim);
     }
 }

@@ -31,6 +31,7 @@ mod lease;
 mod log;
 pub mod message;
 mod options;
+mod registry;
 mod segment;
 mod shm;
 mod stats;

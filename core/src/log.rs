@@ -188,6 +188,9 @@ impl Engine {
                         if let Some(c) = counter {
                             self.count(c, 1);
                         }
+                        if with.kind() != KIND_ITEM {
+                            self.entry_removed(meta.epoch());
+                        }
                         return;
                     }
                     Err(now) if Slot(now).ident() == slot.ident() => cur = Slot(now),
@@ -203,7 +206,21 @@ impl Engine {
         // beside it.
         let publish_move = |key: &[u8], with: Slot, counter: Counter| {
             let mut steals = 0;
-            let _lock = crate::index::lock_bucket(&self.seg, hash, &mut steals);
+            // A bucket lock held by a live but stopped process: evict
+            // rather than wait (an evictor must never stall on it).
+            let lock = crate::index::lock_bucket(
+                &self.seg,
+                hash,
+                &mut steals,
+                std::time::Duration::from_millis(1),
+            );
+            if steals > 0 {
+                self.count(Counter::LockTakeovers, steals);
+            }
+            let Ok(_lock) = lock else {
+                remove(Slot(0), None);
+                return;
+            };
             let ks = self.key_slots(key, hash);
             // The source must still be intact: if its bytes were overwritten,
             // a writer (or a delete) of the key may have missed this slot,
@@ -217,9 +234,6 @@ impl Engine {
                 remove(Slot(0), None);
             } else {
                 remove(with, Some(counter));
-            }
-            if steals > 0 {
-                self.count(Counter::LockTakeovers, steals);
             }
         };
         match self.liveness(&meta, &mut None) {

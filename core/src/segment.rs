@@ -12,6 +12,7 @@ use crate::layout::{
     NSTRIPES, STATE_READY, STRIPE_SIZE,
 };
 use crate::options::OpenOptions;
+use crate::registry::Registry;
 use crate::shm::{self, Fd, Location, Mapping};
 use crate::sys;
 
@@ -79,7 +80,26 @@ pub(crate) struct Segment {
     pub name: String,
     pub small: LogGeom,
     pub main: LogGeom,
+    /// Holds the shared attach lock for as long as this handle lives (see
+    /// `shm.rs`); also the descriptor liveness questions are asked through.
+    attach: Fd,
+    loc: Location,
+    pub(crate) reg: Registry,
+    /// Process-local cache of the keeper's liveness: `checked_ms << 1 |
+    /// dead`, refreshed at most every `KEEPER_CHECK_MS`.
+    keeper_seen: AtomicU64,
+    /// The keeper token that look was about.
+    keeper_seen_token: AtomicU64,
 }
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+/// How long one process trusts its last look at the keeper's liveness.
+const KEEPER_CHECK_MS: u64 = 50;
 
 impl Segment {
     /// Creates or attaches the segment `name` (see `shm.rs` for the
@@ -88,7 +108,7 @@ impl Segment {
         crate::options::validate_name(name)?;
         opts.validate()?;
         let loc = match &opts.path {
-            Some(p) => Location::File(p.as_path()),
+            Some(p) => Location::file(p.as_path()),
             None => Location::shm(name),
         };
         let deadline = std::time::Instant::now() + Duration::from_millis(500);
@@ -100,10 +120,17 @@ impl Segment {
                 }
                 Err(e) => return Err(Error::io("open segment", e)),
             };
-            shm::lock_exclusive(&fd, Duration::from_secs(30))?;
+            shm::check_owner(&fd, name, &loc, opts.mode)?;
+            shm::lock_opener(&fd, Duration::from_secs(30))?;
             let r = Self::open_locked(name, &loc, &fd, opts);
-            shm::unlock(&fd);
+            shm::unlock_opener(&fd);
             match r {
+                Ok((map, g)) => {
+                    let seg = Self::from_parts(map, g, name, fd, loc);
+                    // Register now, so that a full registry fails at open.
+                    seg.token()?;
+                    return Ok(seg);
+                }
                 // Attach-only found a segment that its creator has not
                 // initialised yet: wait a little for it.
                 Err(Error::NotFound { .. })
@@ -111,12 +138,40 @@ impl Segment {
                 {
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                r => return r,
+                Err(e) => return Err(e),
             }
         }
     }
 
-    fn open_locked(name: &str, loc: &Location<'_>, fd: &Fd, opts: &OpenOptions) -> Result<Segment> {
+    /// Under the opener's lock: attach (shared attach lock held on success)
+    /// or, when nobody is attached, initialise.
+    fn open_locked(
+        name: &str,
+        loc: &Location,
+        fd: &Fd,
+        opts: &OpenOptions,
+    ) -> Result<(Mapping, Geometry)> {
+        let nobody = shm::nobody_attached(fd)?;
+        let r = Self::attach_or_init(name, loc, fd, opts, nobody);
+        match &r {
+            // Converts our exclusive lock (or joins the others' shared one).
+            Ok(_) => shm::attach_shared(fd)?,
+            Err(_) if nobody => {
+                // SAFETY: plain syscall on a descriptor we own.
+                unsafe { libc::flock(fd.0, libc::LOCK_UN) };
+            }
+            Err(_) => {}
+        }
+        r
+    }
+
+    fn attach_or_init(
+        name: &str,
+        loc: &Location,
+        fd: &Fd,
+        opts: &OpenOptions,
+        nobody: bool,
+    ) -> Result<(Mapping, Geometry)> {
         let size = shm::file_size(fd)?;
         let incompatible = |found, detail: String| Error::IncompatibleSegment {
             name: name.into(),
@@ -124,6 +179,7 @@ impl Segment {
             expected: LAYOUT_VERSION,
             detail,
         };
+        let attached = "; processes have it attached, so it is left alone (never re-initialised)";
         if size > 0 && size < HEADER_SIZE {
             return Err(incompatible(None, format!("it is only {size} bytes long")));
         }
@@ -147,16 +203,33 @@ impl Segment {
                     return Err(incompatible(Some(version), "layout versions differ".into()));
                 }
                 let g = Geometry::read(word, size).map_err(|d| incompatible(Some(version), d))?;
-                return Ok(Self::from_parts(map, g, name));
+                return Ok((map, g));
             }
-            // A creator died while initialising (we hold the lock, so no one
-            // else is at it): initialise it again below.
+            if !nobody {
+                // Only a creator that died mid-way leaves such a header, and
+                // the kernel says processes are attached: it is corrupt.
+                return Err(incompatible(
+                    Some(version),
+                    format!(
+                        "the header is {} (corrupt){attached}",
+                        if all_zero {
+                            "zeroed"
+                        } else {
+                            "not marked ready"
+                        }
+                    ),
+                ));
+            }
+            // A creator died while initialising and nobody is attached:
+            // initialise it again below.
             if !opts.create {
                 return Err(Error::NotFound { name: name.into() });
             }
             drop(map);
         } else if !opts.create {
             return Err(Error::NotFound { name: name.into() });
+        } else if !nobody {
+            return Err(incompatible(None, format!("it is empty{attached}")));
         }
         let g = Geometry::compute(
             opts.capacity,
@@ -187,10 +260,10 @@ impl Segment {
         // SAFETY: as above.
         unsafe { AtomicU64::from_ptr(map.ptr.add(offset_of!(Header, layout_version)).cast()) }
             .store(vs, Ordering::Release);
-        Ok(Self::from_parts(map, g, name))
+        Ok((map, g))
     }
 
-    fn from_parts(map: Mapping, g: Geometry, name: &str) -> Segment {
+    fn from_parts(map: Mapping, g: Geometry, name: &str, attach: Fd, loc: Location) -> Segment {
         let small = LogGeom::new(
             LogId::Small,
             g.small_off,
@@ -211,7 +284,57 @@ impl Segment {
             name: name.into(),
             small,
             main,
+            attach,
+            loc,
+            reg: Registry::new(),
+            keeper_seen: AtomicU64::new(0),
+            keeper_seen_token: AtomicU64::new(0),
         }
+    }
+
+    pub fn attach_fd(&self) -> libc::c_int {
+        self.attach.0
+    }
+
+    /// A new description of the segment's file (for the registry).
+    pub fn reopen(&self) -> Result<Fd> {
+        shm::reopen(&self.attach, &self.loc)
+    }
+
+    /// The TTL cap (ms, 0: none) every write obeys now: the one an agent
+    /// set, and the keeper's while the recorded keeper is dead.
+    pub fn ttl_cap_ms(&self) -> u64 {
+        let h = |off: usize| self.word(off as u64);
+        let cap = h(offset_of!(Header, ttl_cap)).load(Ordering::Acquire);
+        let keeper = h(offset_of!(Header, keeper)).load(Ordering::Acquire);
+        if keeper == 0 {
+            return cap;
+        }
+        let now = sys::now_ms();
+        let seen = self.keeper_seen.load(Ordering::Relaxed);
+        let fresh = now.saturating_sub(seen >> 1) < KEEPER_CHECK_MS
+            && self.keeper_seen_token.load(Ordering::Relaxed) == keeper;
+        let dead = if fresh {
+            seen & 1 == 1
+        } else {
+            let dead = !self.alive(keeper & crate::registry::TOKEN_MASK);
+            self.keeper_seen_token.store(keeper, Ordering::Relaxed);
+            self.keeper_seen
+                .store((now << 1) | u64::from(dead), Ordering::Relaxed);
+            dead
+        };
+        if !dead {
+            return cap;
+        }
+        let kcap = h(offset_of!(Header, keeper) + 8)
+            .load(Ordering::Acquire)
+            .max(1);
+        if cap == 0 { kcap } else { cap.min(kcap) }
+    }
+
+    /// The word at a header field's offset.
+    pub fn header_word(&self, off: usize) -> &AtomicU64 {
+        self.word(off as u64)
     }
 
     /// The atomic word at byte offset `off` of the mapping.

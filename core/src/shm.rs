@@ -1,13 +1,20 @@
-//! Named POSIX shared-memory objects (or plain files) mapped shared, with a
-//! creation protocol that is safe against concurrent creators and against a
-//! creator that dies half-way.
+//! Named POSIX shared-memory objects (or plain files) mapped shared, and
+//! the kernel locks that make opening them safe.
 //!
-//! Protocol: every opener takes an exclusive `flock` on the object before
-//! looking at it. Under the lock a zero-sized (or zero-magic, or
-//! magic-but-not-ready) object is initialised; a ready one is checked and
-//! attached. `flock` locks are dropped by the kernel when their holder dies,
-//! so a creator killed mid-initialisation leaves an object that the next
-//! opener simply initialises again.
+//! Two locks, both dropped by the kernel when their holder dies:
+//!
+//! * the *opener's lock*: an open-file-description write lock on byte 0,
+//!   held only while a process opens the segment, so concurrent openers
+//!   (creators) serialise;
+//! * the *attach lock*: a `flock`, shared by every process that has the
+//!   segment mapped, for as long as it has. An opener that can take it
+//!   exclusively knows that nobody is attached; only then may it initialise
+//!   (or re-initialise a half-made) segment. A segment that anyone has
+//!   attached is never re-initialised, truncated or resized, whatever its
+//!   header says.
+//!
+//! Before either, the object's owner and mode are checked: /dev/shm is
+//! writable by every user, so another user may have planted the name.
 
 use std::ffi::CString;
 use std::io;
@@ -43,6 +50,15 @@ impl Drop for Mapping {
 /// An open file descriptor, closed on drop.
 pub(crate) struct Fd(pub libc::c_int);
 
+impl Fd {
+    /// Gives up ownership of the descriptor.
+    pub fn into_raw(self) -> libc::c_int {
+        let fd = self.0;
+        std::mem::forget(self);
+        fd
+    }
+}
+
 impl Drop for Fd {
     fn drop(&mut self) {
         // SAFETY: we own the descriptor and close it once.
@@ -53,13 +69,25 @@ impl Drop for Fd {
 }
 
 /// Where a segment lives.
-pub(crate) enum Location<'a> {
+pub(crate) enum Location {
     Shm(CString),
-    File(&'a Path),
+    File(std::path::PathBuf),
 }
 
-impl Location<'_> {
-    pub fn shm(name: &str) -> Location<'static> {
+impl Location {
+    pub fn file(p: &Path) -> Location {
+        Location::File(p.to_path_buf())
+    }
+
+    /// The path users see (for messages).
+    pub fn display(&self) -> String {
+        match self {
+            Location::Shm(c) => format!("/dev/shm{}", c.to_string_lossy()),
+            Location::File(p) => p.display().to_string(),
+        }
+    }
+
+    pub fn shm(name: &str) -> Location {
         // The name was validated: no NUL, no '/'.
         Location::Shm(CString::new(format!("/memshelf.{name}")).expect("validated name"))
     }
@@ -98,13 +126,50 @@ impl Location<'_> {
     }
 }
 
-/// Takes an exclusive flock, polling so the wait is bounded.
-pub(crate) fn lock_exclusive(fd: &Fd, timeout: Duration) -> Result<()> {
+/// Takes the opener's lock (byte 0, see the module comment), polling so the
+/// wait is bounded.
+pub(crate) fn lock_opener(fd: &Fd, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        match crate::sys::ofd_try_lock(fd.0, 0) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => return Err(Error::io("fcntl(F_OFD_SETLK)", e)),
+        }
+        if start.elapsed() > timeout {
+            return Err(Error::Timeout(format!(
+                "another process held the segment's opener lock for more than {timeout:?}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+pub(crate) fn unlock_opener(fd: &Fd) {
+    crate::sys::ofd_unlock(fd.0, 0);
+}
+
+/// Tries to take the attach lock exclusively: `Ok(true)` means that no
+/// process has the segment attached.
+pub(crate) fn nobody_attached(fd: &Fd) -> Result<bool> {
+    // SAFETY: plain syscall on a descriptor we own.
+    if unsafe { libc::flock(fd.0, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => Ok(false),
+        _ => Err(Error::io("flock", err)),
+    }
+}
+
+/// Holds the attach lock shared (converting an exclusive one). Bounded:
+/// only an opener of another layout version holds it exclusively for long.
+pub(crate) fn attach_shared(fd: &Fd) -> Result<()> {
     let start = Instant::now();
     loop {
         // SAFETY: plain syscall on a descriptor we own.
-        let rc = unsafe { libc::flock(fd.0, libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
+        if unsafe { libc::flock(fd.0, libc::LOCK_SH | libc::LOCK_NB) } == 0 {
             return Ok(());
         }
         let err = io::Error::last_os_error();
@@ -112,19 +177,95 @@ pub(crate) fn lock_exclusive(fd: &Fd, timeout: Duration) -> Result<()> {
             Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => {}
             _ => return Err(Error::io("flock", err)),
         }
-        if start.elapsed() > timeout {
-            return Err(Error::Timeout(format!(
-                "another process held the segment's initialisation lock for more than {timeout:?}"
-            )));
+        if start.elapsed() > Duration::from_secs(5) {
+            return Err(Error::Timeout(
+                "another process held the segment's attach lock exclusively for 5 s".into(),
+            ));
         }
         std::thread::sleep(Duration::from_millis(1));
     }
 }
 
-pub(crate) fn unlock(fd: &Fd) {
-    // SAFETY: plain syscall on a descriptor we own.
-    unsafe {
-        libc::flock(fd.0, libc::LOCK_UN);
+/// Owner, mode, device and inode of an open descriptor.
+pub(crate) struct FileId {
+    pub uid: u32,
+    pub mode: u32,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+pub(crate) fn file_id(fd: &Fd) -> Result<FileId> {
+    // SAFETY: `st` is a plain-old-data out parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and out pointer.
+    if unsafe { libc::fstat(fd.0, &mut st) } < 0 {
+        return Err(Error::last_os("fstat"));
+    }
+    Ok(FileId {
+        uid: st.st_uid,
+        mode: st.st_mode & 0o7777,
+        dev: st.st_dev,
+        ino: st.st_ino,
+    })
+}
+
+/// Refuses a segment another user planted, or one that grants more than
+/// `want` (the opener's `mode`) allows, as ssh refuses its files. An opener
+/// whose `want` shares the segment with group or others accepts another
+/// owner: that sharing is deliberate.
+pub(crate) fn check_owner(fd: &Fd, name: &str, loc: &Location, want: u32) -> Result<()> {
+    let id = file_id(fd)?;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let shared = want & 0o077 != 0;
+    let denied = |detail: String| Error::PermissionDenied {
+        name: name.into(),
+        path: loc.display(),
+        owner: id.uid,
+        mode: id.mode,
+        detail,
+    };
+    if id.uid != me && !shared {
+        return Err(denied(format!(
+            "it belongs to uid {} and this process runs as uid {me}; pass a mode with group/other \
+             bits to share a segment between users on purpose",
+            id.uid
+        )));
+    }
+    let extra = id.mode & 0o777 & !want;
+    if extra != 0 {
+        return Err(denied(format!(
+            "its mode {:04o} grants more than the requested mode {want:04o} (extra bits {extra:04o})",
+            id.mode & 0o777
+        )));
+    }
+    Ok(())
+}
+
+/// A new open file description of the file behind `fd` (a process-registry
+/// descriptor must not share the attach descriptor's description): through
+/// `/proc/self/fd`, else by `loc`, checked to be the same file.
+pub(crate) fn reopen(fd: &Fd, loc: &Location) -> Result<Fd> {
+    let want = file_id(fd)?;
+    let same = |f: &Fd| file_id(f).is_ok_and(|id| id.dev == want.dev && id.ino == want.ino);
+    let proc_path = CString::new(format!("/proc/self/fd/{}", fd.0)).expect("no NUL");
+    // SAFETY: a valid NUL-terminated path.
+    let raw = unsafe { libc::open(proc_path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if raw >= 0 {
+        let f = Fd(raw);
+        if same(&f) {
+            return Ok(f);
+        }
+    }
+    match loc.open(false, 0) {
+        Ok(f) if same(&f) => Ok(f),
+        Ok(_) => Err(Error::Io {
+            op: "reopen segment",
+            source: io::Error::other(
+                "the segment's name now names another file (unlinked and recreated)",
+            ),
+        }),
+        Err(e) => Err(Error::io("reopen segment", e)),
     }
 }
 

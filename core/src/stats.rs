@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::cache::{Counter, Engine};
-use crate::index::{KIND_GHOST, KIND_ITEM, Slot};
+use crate::index::{KIND_GHOST, Slot};
 use crate::layout::SLOTS;
 use crate::layout::{LAYOUT_VERSION, NSTRIPES};
 
@@ -20,10 +20,11 @@ pub struct Stats {
     pub used_bytes: u64,
     /// Bytes available to items (both logs).
     pub data_bytes: u64,
-    /// Index slots holding an entry (including expired or invalidated ones
-    /// not yet reclaimed).
+    /// Live entries (0 after `clear()`; an expired entry counts until it is
+    /// reclaimed). Read from counters, never by scanning the index.
     pub entries: u64,
-    /// Index slots holding a ghost (a recently evicted key).
+    /// Index slots holding a ghost (a recently evicted key), estimated from
+    /// a sample of buckets.
     pub ghosts: u64,
     /// Index slots in all.
     pub index_slots: u64,
@@ -93,24 +94,52 @@ impl Stats {
     }
 }
 
+/// Buckets sampled to estimate the ghost count.
+const GHOST_SAMPLE: u64 = 64;
+
+fn sum(e: &Engine, c: Counter) -> u64 {
+    (0..NSTRIPES as u32)
+        .map(|s| e.seg.counter(s, c as usize).load(Ordering::Relaxed))
+        .fold(0u64, u64::wrapping_add)
+}
+
+fn entries_base(e: &Engine) -> &std::sync::atomic::AtomicU64 {
+    e.seg
+        .header_word(memoffset::offset_of!(crate::layout::Header, entries_base))
+}
+
+/// Live entries: inserts minus entries removed, less both at the last clear.
+/// Maintained by the striped counters (no shared line on the write path);
+/// an entry that expired but was not yet reaped still counts.
+fn live_count(e: &Engine) -> u64 {
+    let now = sum(e, Counter::Inserts).wrapping_sub(sum(e, Counter::EntriesRemoved));
+    let n = now.wrapping_sub(entries_base(e).load(Ordering::Acquire)) as i64;
+    n.max(0) as u64
+}
+
+/// Called by `clear()`: every entry is gone.
+pub(crate) fn reset_entries(e: &Engine) {
+    let now = sum(e, Counter::Inserts).wrapping_sub(sum(e, Counter::EntriesRemoved));
+    entries_base(e).store(now, Ordering::Release);
+}
+
 pub(crate) fn collect(e: &Engine) -> Stats {
     let seg = &e.seg;
-    let sum = |c: Counter| {
-        (0..NSTRIPES as u32)
-            .map(|s| seg.counter(s, c as usize).load(Ordering::Relaxed))
-            .fold(0u64, u64::wrapping_add)
-    };
-    let mut entries = 0;
+    let sum = |c: Counter| sum(e, c);
+    let entries = live_count(e).min(seg.g.index_slots());
+    // Ghosts are estimated from a sample of buckets (never a full scan:
+    // `stats()` runs on every metrics scrape).
+    let sample = seg.g.nbuckets.min(GHOST_SAMPLE);
+    let step = seg.g.nbuckets / sample;
     let mut ghosts = 0;
-    for b in 0..seg.g.nbuckets {
+    for b in 0..sample {
         for i in SLOTS.clone() {
-            match Slot(seg.bucket_word(b, i).load(Ordering::Relaxed)).kind() {
-                KIND_ITEM => entries += 1,
-                KIND_GHOST => ghosts += 1,
-                _ => {}
+            if Slot(seg.bucket_word(b * step, i).load(Ordering::Relaxed)).kind() == KIND_GHOST {
+                ghosts += 1;
             }
         }
     }
+    let ghosts = ghosts * (seg.g.nbuckets / sample);
     let used = [&seg.small, &seg.main]
         .iter()
         .map(|l| {

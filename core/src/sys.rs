@@ -1,87 +1,130 @@
-//! Small operating-system helpers: the clock, process identity and liveness
-//! (judged by the kernel through /proc), futexes between processes, and a
-//! per-thread random generator.
+//! Small operating-system helpers: the clock, open-file-description locks
+//! (the kernel's word on whether a process lives, in every PID namespace),
+//! fork tracking, futexes between processes, and a per-thread random
+//! generator.
 
 use std::cell::Cell;
 use std::sync::Once;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Wall-clock milliseconds since the Unix epoch. Deadlines in a segment use
 /// wall time so that a file-backed segment stays meaningful across reboots.
 pub(crate) fn now_ms() -> u64 {
-    // SAFETY: `ts` is a plain out parameter; CLOCK_REALTIME always exists.
+    // SAFETY: `timespec` is plain old data; zero is a valid value for it.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is a valid out parameter; CLOCK_REALTIME always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
     (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
 }
 
-static TOKEN: AtomicU64 = AtomicU64::new(0);
+/// Bumped in every forked child (a `pthread_atfork` handler): a process
+/// registration made before the fork belongs to the parent, and a child
+/// registers anew when it first needs an identity.
+static FORK_EPOCH: AtomicU32 = AtomicU32::new(1);
 static ATFORK: Once = Once::new();
 
-extern "C" fn reset_token_in_child() {
-    TOKEN.store(0, Ordering::Relaxed);
+/// Registry descriptors (see `registry.rs`) of this process: a forked child
+/// closes them at once, because an open-file-description lock is shared by
+/// every descriptor of the description, and a child holding its parent's
+/// would keep the parent "alive" after the parent died.
+const MAX_REG_FDS: usize = 1024;
+static REG_FDS: [AtomicI32; MAX_REG_FDS] = [const { AtomicI32::new(-1) }; MAX_REG_FDS];
+
+extern "C" fn in_forked_child() {
+    FORK_EPOCH.fetch_add(1, Ordering::Relaxed);
+    for slot in &REG_FDS {
+        let fd = slot.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: `fd` is a descriptor this process registered and no one
+            // else closes (its owner checks the fork epoch first); close is
+            // async-signal-safe, as a fork handler needs.
+            unsafe {
+                libc::close(fd);
+            }
+        }
+    }
 }
 
-/// This process's identity: `pid << 32 | (start time & 0xffff_ffff)`. The
-/// start time (clock ticks since boot, from /proc) makes the token unique
-/// even when a pid is reused. Recomputed in a forked child.
-pub(crate) fn process_token() -> u64 {
-    let t = TOKEN.load(Ordering::Relaxed);
-    if t != 0 {
-        return t;
-    }
+/// The current fork epoch (changes in a forked child).
+pub(crate) fn fork_epoch() -> u32 {
     ATFORK.call_once(|| {
-        // SAFETY: registering a handler that only does an atomic store.
+        // SAFETY: registers a handler that only does atomic operations and
+        // close(2), both async-signal-safe.
         unsafe {
-            libc::pthread_atfork(None, None, Some(reset_token_in_child));
+            libc::pthread_atfork(None, None, Some(in_forked_child));
         }
     });
-    // SAFETY: getpid cannot fail.
-    let pid = unsafe { libc::getpid() } as u32;
-    let start = start_time(pid).unwrap_or(0) as u32;
-    let t = (u64::from(pid) << 32) | u64::from(start);
-    TOKEN.store(t, Ordering::Relaxed);
-    t
+    FORK_EPOCH.load(Ordering::Relaxed)
 }
 
-pub(crate) fn token_pid(token: u64) -> u32 {
-    (token >> 32) as u32
+/// Remembers a registry descriptor so that a forked child closes it. Returns
+/// false when the table is full (then a child keeps the descriptor open: the
+/// parent's death is recognised only once the child also exits).
+pub(crate) fn track_reg_fd(fd: libc::c_int) -> bool {
+    fork_epoch();
+    REG_FDS.iter().any(|s| {
+        s.compare_exchange(-1, fd, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    })
 }
 
-/// Start time (field 22 of /proc/PID/stat) and whether the process is a
-/// zombie or dead.
-fn stat_of(pid: u32) -> Option<(u64, bool)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?;
-    let dead = matches!(state, "Z" | "X" | "x");
-    // After the state (field 3) come fields 4..; start time is field 22.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((start, dead))
-}
-
-fn start_time(pid: u32) -> Option<u64> {
-    stat_of(pid).map(|(s, _)| s)
-}
-
-/// Whether the process that made `token` still runs, by the kernel's word.
-/// A zombie counts as dead, and so does a token without a start time: every
-/// real token has one, so such a word can only be corruption (it must not
-/// make writers wait on whatever small pid it happens to name).
-pub(crate) fn token_alive(token: u64) -> bool {
-    let pid = token_pid(token);
-    let want = token as u32;
-    if pid == 0 || want == 0 {
-        return false;
+/// Forgets a registry descriptor (before its owner closes it).
+pub(crate) fn untrack_reg_fd(fd: libc::c_int) {
+    for s in &REG_FDS {
+        if s.compare_exchange(fd, -1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
     }
-    matches!(stat_of(pid), Some((start, false)) if start as u32 == want)
 }
 
-/// Whether process `pid` runs (not a zombie), whatever its start time.
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    pid != 0 && matches!(stat_of(pid), Some((_, false)))
+fn ofd_lock_struct(kind: libc::c_int, off: u64) -> libc::flock {
+    // SAFETY: `flock` is plain old data; zero is a valid value for it.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = off as libc::off_t;
+    fl.l_len = 1;
+    fl
+}
+
+/// Tries to take an open-file-description write lock on byte `off` of
+/// `fd`'s file without waiting. `Ok(false)`: another description holds it.
+pub(crate) fn ofd_try_lock(fd: libc::c_int, off: u64) -> std::io::Result<bool> {
+    let fl = ofd_lock_struct(libc::F_WRLCK, off);
+    // SAFETY: `fl` is a valid flock structure that lives across the call.
+    if unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) | Some(libc::EINTR) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+/// Drops this description's lock on byte `off`.
+pub(crate) fn ofd_unlock(fd: libc::c_int, off: u64) {
+    let fl = ofd_lock_struct(libc::F_UNLCK, off);
+    // SAFETY: as in `ofd_try_lock`.
+    unsafe {
+        libc::fcntl(fd, libc::F_OFD_SETLK, &fl);
+    }
+}
+
+/// Whether an open file description other than `fd`'s holds a lock on byte
+/// `off`: the kernel's answer to "is that process alive?" (it drops a dead
+/// process's locks), the same in every PID namespace. An error counts as
+/// "held" (the caller then waits rather than steals).
+pub(crate) fn ofd_held_by_other(fd: libc::c_int, off: u64) -> bool {
+    let mut fl = ofd_lock_struct(libc::F_WRLCK, off);
+    // SAFETY: `fl` is a valid, writable flock structure.
+    if unsafe { libc::fcntl(fd, libc::F_OFD_GETLK, &mut fl) } != 0 {
+        return true;
+    }
+    fl.l_type != libc::F_UNLCK as libc::c_short
 }
 
 /// Waits while `*word == expected`, at most `timeout`. Works between
@@ -153,7 +196,8 @@ pub(crate) fn seed_entropy() -> u64 {
     if n == 8 {
         return u64::from_ne_bytes(buf);
     }
-    let t = now_ms() ^ (process_token().rotate_left(17));
+    // SAFETY: getpid cannot fail.
+    let t = now_ms() ^ (u64::from(unsafe { libc::getpid() } as u32).rotate_left(17));
     let c = THREAD_COUNTER.fetch_add(1, Ordering::Relaxed);
     xxhash_rust::xxh3::xxh3_64_with_seed(&t.to_ne_bytes(), c)
 }
@@ -166,7 +210,7 @@ pub(crate) fn stripe(nstripes: u32) -> u32 {
             return s % nstripes;
         }
         let n = THREAD_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let s = xxhash_rust::xxh3::xxh3_64_with_seed(&n.to_ne_bytes(), process_token()) as u32;
+        let s = xxhash_rust::xxh3::xxh3_64_with_seed(&n.to_ne_bytes(), seed_entropy()) as u32;
         c.set(s);
         s % nstripes
     })

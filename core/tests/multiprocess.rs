@@ -545,18 +545,29 @@ fn shm_path(name: &str) -> std::path::PathBuf {
     format!("/dev/shm/memshelf.{name}").into()
 }
 
+/// Creates a file as memshelf's creator does (mode 0600: a wider mode is a
+/// planted segment and refused).
+fn create_like_memshelf(path: &std::path::Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap()
+}
+
 #[test]
 fn a_creator_that_died_half_way_leaves_no_trap() {
     // Size 0: died right after shm_open.
     let seg = Seg::new("halfmade0");
-    std::fs::File::create(shm_path(&seg.0)).unwrap();
+    create_like_memshelf(&shm_path(&seg.0));
     let c = Cache::open(&seg.0, 1 << 20).unwrap();
     c.put(b"k", b"v").unwrap();
     assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
     // Sized and zero-filled: died after ftruncate.
     let seg = Seg::new("halfmade1");
-    std::fs::File::create(shm_path(&seg.0))
-        .unwrap()
+    create_like_memshelf(&shm_path(&seg.0))
         .set_len(1 << 20)
         .unwrap();
     let c = Cache::open(&seg.0, 2 << 20).unwrap();
@@ -564,7 +575,7 @@ fn a_creator_that_died_half_way_leaves_no_trap() {
     assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
     // Attach-only on a half-made segment does not hang: it reports absence.
     let seg = Seg::new("halfmade2");
-    std::fs::File::create(shm_path(&seg.0)).unwrap();
+    create_like_memshelf(&shm_path(&seg.0));
     let t = Instant::now();
     assert!(matches!(
         OpenOptions::new().create(false).open(&seg.0),
@@ -587,24 +598,24 @@ fn another_layout_version_or_a_foreign_file_is_refused() {
             e,
             Error::IncompatibleSegment {
                 found: Some(7),
-                expected: 1,
+                expected: memshelf::LAYOUT_VERSION,
                 ..
             }
         ),
         "{e:?}"
     );
     let msg = e.to_string();
-    assert!(msg.contains('7') && msg.contains('1'), "{msg}");
+    assert!(
+        msg.contains('7') && msg.contains(&memshelf::LAYOUT_VERSION.to_string()),
+        "{msg}"
+    );
     // The refusal changed nothing.
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 
     let dir = std::env::temp_dir().join(format!("memshelf-foreign-{}", std::process::id()));
     let mut rng = Rng::new(3);
     let junk: Vec<u8> = (0..100_000).map(|_| rng.next() as u8).collect();
-    std::fs::File::create(&dir)
-        .unwrap()
-        .write_all(&junk)
-        .unwrap();
+    create_like_memshelf(&dir).write_all(&junk).unwrap();
     let e = OpenOptions::new().path(&dir).open("foreign").unwrap_err();
     assert!(
         matches!(e, Error::IncompatibleSegment { found: None, .. }),

@@ -291,18 +291,19 @@ fn a_file_that_is_not_a_segment_is_incompatible_and_left_alone() {
     for len in [1 << 20, 4096, 100, 1] {
         let tmp = TempPath::new("foreign");
         let bytes = random_bytes(&mut rng, len);
-        std::fs::write(&tmp.0, &bytes).unwrap();
+        write_private(&tmp.0, &bytes);
         match OpenOptions::new().path(&tmp.0).open("foreign") {
             Err(
                 e @ Error::IncompatibleSegment {
                     found: None,
-                    expected: 1,
+                    expected: memshelf::LAYOUT_VERSION,
                     ..
                 },
             ) => {
                 let m = e.to_string();
                 assert!(
-                    m.contains("not a memshelf segment") && m.contains('1'),
+                    m.contains("not a memshelf segment")
+                        && m.contains(&memshelf::LAYOUT_VERSION.to_string()),
                     "{m}"
                 );
             }

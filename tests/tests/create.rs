@@ -59,7 +59,7 @@ fn usable(c: &Cache) {
 #[test]
 fn an_empty_object_left_by_a_dead_creator_is_initialised() {
     let seg = Seg::new("empty");
-    std::fs::File::create(shm_path(seg.name())).unwrap();
+    write_private(&shm_path(seg.name()), b"");
     let name = seg.name().to_owned();
     // Attach-only does not hang on it.
     let r = with_deadline(
@@ -82,7 +82,7 @@ fn a_half_written_header_is_initialised_again() {
     for kind in ["zeros", "magic-not-ready"] {
         let seg = Seg::new("half");
         let path = shm_path(seg.name());
-        let f = std::fs::File::create(&path).unwrap();
+        let f = write_private(&path, b"");
         f.set_len(1 << 20).unwrap();
         drop(f);
         if kind == "magic-not-ready" {

@@ -193,3 +193,91 @@ fn ttl_conversions() {
     assert_eq!(Ttl::from_millis(0).unwrap(), Ttl::Default);
     assert_eq!(Ttl::from_millis(u64::MAX).unwrap(), Ttl::Never);
 }
+
+/// The segment-wide TTL cap (an agent's degraded mode) and the keeper: while
+/// the recorded keeper is dead, every write is capped.
+#[test]
+fn ttl_cap_and_a_dead_keeper_cap_every_write() {
+    let seg = Seg::new("cap");
+    let c = Cache::open(seg.name(), 1 << 20).unwrap();
+    c.set_ttl_cap(Some(Duration::from_millis(300))).unwrap();
+    assert_eq!(c.ttl_cap(), Some(Duration::from_millis(300)));
+    c.put("no-ttl", "v").unwrap();
+    c.put_with(
+        "long",
+        "v",
+        &memshelf::PutOptions::ttl(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    for k in ["no-ttl", "long"] {
+        match c.ttl(k).unwrap() {
+            Some(memshelf::Expiry::In(d)) => assert!(d <= Duration::from_millis(300), "{k}: {d:?}"),
+            other => panic!("{k}: {other:?}"),
+        }
+    }
+    c.set_ttl_cap(None).unwrap();
+    assert_eq!(c.ttl_cap(), None);
+    c.put("free", "v").unwrap();
+    assert_eq!(c.ttl("free").unwrap(), Some(memshelf::Expiry::Never));
+    assert!(c.set_ttl_cap(Some(Duration::ZERO)).is_err());
+
+    // A keeper that is alive imposes nothing; once it is dead, writes are
+    // capped at its cap.
+    let mut keeper = Worker::spawn(
+        "keeper",
+        &wargs!("seg" => seg.name(), "cap" => 1 << 20, "cap_ms" => 500),
+    );
+    poll_until(Duration::from_secs(20), "the keeper", || {
+        c.keeper_alive() == Some(true)
+    });
+    c.put("kept", "v").unwrap();
+    assert_eq!(c.ttl("kept").unwrap(), Some(memshelf::Expiry::Never));
+    keeper.kill();
+    poll_until(Duration::from_secs(5), "the keeper seen dead", || {
+        c.keeper_alive() == Some(false)
+    });
+    std::thread::sleep(Duration::from_millis(100)); // past the liveness cache
+    assert_eq!(c.ttl_cap(), Some(Duration::from_millis(500)));
+    c.put("orphaned", "v").unwrap();
+    match c.ttl("orphaned").unwrap() {
+        Some(memshelf::Expiry::In(d)) => assert!(d <= Duration::from_millis(500), "{d:?}"),
+        other => panic!("{other:?}"),
+    }
+    // A new keeper (a restarted agent) lifts it.
+    c.become_keeper(Duration::from_secs(1)).unwrap();
+    assert_eq!(c.ttl_cap(), None);
+}
+
+/// `entries` counts live entries from counters: 0 after clear, and deletes,
+/// replacements and expiries keep it exact.
+#[test]
+fn entries_counts_live_entries_and_reads_zero_after_clear() {
+    let seg = Seg::new("entries");
+    let c = Cache::open(seg.name(), 4 << 20).unwrap();
+    for i in 0..100 {
+        c.put(format!("k{i}"), "v").unwrap();
+    }
+    assert_eq!(c.stats().entries, 100);
+    for i in 0..100 {
+        c.put(format!("k{i}"), "v2").unwrap(); // updates
+    }
+    assert_eq!(c.stats().entries, 100);
+    for i in 0..10 {
+        assert!(c.delete(format!("k{i}")).unwrap());
+    }
+    assert_eq!(c.stats().entries, 90);
+    c.clear().unwrap();
+    assert_eq!(c.stats().entries, 0);
+    assert_eq!(c.keys(None).count(), 0);
+    c.put("after", "v").unwrap();
+    assert_eq!(c.stats().entries, 1);
+    c.put_with(
+        "short",
+        "v",
+        &memshelf::PutOptions::ttl(Duration::from_millis(20)),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(40));
+    assert_eq!(c.get("short").unwrap(), None); // reaped on read
+    assert_eq!(c.stats().entries, 1);
+}

@@ -26,6 +26,17 @@ fn main() {
         "race" => race(&args),
         "half-creator" => half_creator(&args),
         "chaos" => chaos(&args),
+        "token" => token(&args),
+        "keeper" => {
+            let c = open(&args, "seg");
+            c.become_keeper(Duration::from_millis(args.num("cap_ms", 1000)))
+                .expect("become keeper");
+            std::thread::sleep(Duration::from_secs(60));
+            0
+        }
+        "hold-lock" => hold_lock(&args),
+        "put-timed" => put_timed(&args),
+        "gos-many" => gos_many(&args),
         "sleep" => {
             std::thread::sleep(Duration::from_secs(args.num("secs", 60)));
             0
@@ -67,6 +78,9 @@ fn stress(args: &Args) -> i32 {
     let reader = args.opt("reader").is_some();
     let max_len = args.num("maxlen", 4000);
     let mut rng = Rng::new(args.num("seed", id) ^ now_ms() ^ u64::from(std::process::id()));
+    // This incarnation's own keys and versions: not the pid, which repeats
+    // across PID namespaces (every namespaced worker is pid 1).
+    let me = Rng::from_entropy().next_u64() as u32;
     let hb_key = format!("hb:{id}");
 
     let mut own: HashMap<u64, Option<u64>> = HashMap::new(); // own key -> latest version (None = deleted)
@@ -79,7 +93,7 @@ fn stress(args: &Args) -> i32 {
             let _ = c.incr(b"corrupt", 1);
         }
     };
-    let mut version = (u64::from(std::process::id()) << 32) | 1;
+    let mut version = (u64::from(me) << 32) | 1;
     let mut i = 0u64;
     loop {
         if ops != 0 && i >= ops {
@@ -102,7 +116,7 @@ fn stress(args: &Args) -> i32 {
         let key = if shared {
             format!("k:{k}")
         } else {
-            format!("own:{id}:{}:{k}", std::process::id())
+            format!("own:{id}:{me:08x}:{k}")
         };
         let len = if rng.chance(10) {
             rng.below(max_len + 1)
@@ -281,19 +295,30 @@ fn race(args: &Args) -> i32 {
     0
 }
 
-/// Plays a creator that dies half-way: creates the file at `path`, takes
-/// the creation lock (flock), sizes it, writes a magic and version but not
+/// Plays a creator that dies half-way: creates the file at `path` (mode
+/// 0600, as memshelf does), takes the opener's lock (an OFD lock on byte 0)
+/// and the attach lock exclusively (flock), as a real creator does, sizes it, writes a magic and version but not
 /// the ready state and some garbage, creates `marker`, then sleeps until
 /// killed.
 fn half_creator(args: &Args) -> i32 {
     let path = args.str("path");
+    use std::os::unix::fs::OpenOptionsExt as _;
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(path)
         .expect("create segment file");
+    // SAFETY: `flock` is plain old data; zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_len = 1;
+    // SAFETY: plain syscall on a descriptor we own with a valid flock.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    assert_eq!(rc, 0, "F_OFD_SETLK");
     // SAFETY: plain syscall on a descriptor we own.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
     assert_eq!(rc, 0, "flock");
@@ -391,4 +416,96 @@ fn chaos(args: &Args) -> i32 {
     } else {
         0
     }
+}
+
+/// Opens `seg`, prints `TOKEN <n>` (its registry token) and sleeps until
+/// killed.
+fn token(args: &Args) -> i32 {
+    let c = open(args, "seg");
+    println!("TOKEN {}", c.debug_token().expect("token"));
+    std::io::stdout().flush().expect("flush");
+    std::thread::sleep(Duration::from_secs(args.num("secs", 60)));
+    0
+}
+
+/// Holds the bucket lock of `key` for `ms`, creating `marker` once it holds
+/// it.
+fn hold_lock(args: &Args) -> i32 {
+    let c = open(args, "seg");
+    let marker = args.str("marker").to_owned();
+    let r = c.debug_hold_bucket_lock(
+        args.str("key"),
+        Duration::from_millis(args.num("ms", 1000)),
+        || std::fs::write(&marker, b"").expect("marker"),
+    );
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("hold-lock: {e}");
+            1
+        }
+    }
+}
+
+/// Puts `key` once and reports how long it took: `RESULT ms=<n>
+/// timeout=<0|1> takeovers=<n>`.
+fn put_timed(args: &Args) -> i32 {
+    let c = open(args, "seg");
+    let t = Instant::now();
+    let timeout = match c.put(args.str("key"), b"from-put-timed") {
+        Ok(()) => 0,
+        Err(memshelf::Error::Timeout(_)) => 1,
+        Err(e) => {
+            eprintln!("put-timed: {e}");
+            return 1;
+        }
+    };
+    println!(
+        "RESULT ms={} timeout={timeout} takeovers={}",
+        t.elapsed().as_millis(),
+        c.stats().lock_takeovers
+    );
+    0
+}
+
+/// Waits (bounded) for `go`, then calls `get_or_set` on keys
+/// `<prefix>0..<n>` (in an order of its own); the factory counts its runs
+/// in `runs:<key>` and sleeps `sleep_ms`. Every result must be the key's
+/// value. Prints `RESULT ok=1`.
+fn gos_many(args: &Args) -> i32 {
+    let c = open(args, "seg");
+    let prefix = args.str("prefix").to_owned();
+    let n = args.num("n", 200);
+    let sleep = Duration::from_millis(args.num("sleep_ms", 20));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.contains(args.str("go")).expect("get go") {
+        if Instant::now() > deadline {
+            eprintln!("gos-many: no go signal");
+            return 1;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut order: Vec<u64> = (0..n).collect();
+    let mut rng = Rng::from_entropy();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    for i in order {
+        let key = format!("{prefix}{i}");
+        let want = format!("value-of-{key}");
+        let r = c.get_or_set(&key, &GetOrSetOptions::default(), || {
+            c.incr(format!("runs:{key}"), 1).expect("incr runs");
+            std::thread::sleep(sleep);
+            Ok::<_, String>(Some(want.clone().into_bytes()))
+        });
+        match r {
+            Ok(Some(v)) if v == want.as_bytes() => {}
+            other => {
+                eprintln!("gos-many: {key}: {other:?}");
+                return 3;
+            }
+        }
+    }
+    println!("RESULT ok=1");
+    0
 }

@@ -77,6 +77,58 @@ impl Worker {
         }
     }
 
+    /// Spawns the worker as pid 1 of a new PID namespace (with its own
+    /// /proc), as in a container sharing the host's /dev/shm. As root (CI)
+    /// plainly; otherwise inside a user namespace mapping us to root.
+    pub fn spawn_in_pidns(role: &str, args: &[String]) -> Worker {
+        let mut cmd = Command::new("unshare");
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            cmd.args(["--user", "--map-root-user"]);
+        }
+        let child = cmd
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+            .arg(env!("CARGO_BIN_EXE_memshelf-worker"))
+            .arg(role)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn unshare (util-linux)");
+        Worker {
+            child,
+            what: format!("[pid namespace] {role} {}", args.join(" ")),
+        }
+    }
+
+    /// For a worker in its own PID namespace: the host pid of the worker
+    /// itself (the child of `unshare`), once it exists.
+    pub fn inner_pid(&self) -> i32 {
+        let pid = self.child.id();
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            if let Some(k) = kids.split_whitespace().next() {
+                return k.parse().expect("pid");
+            }
+            assert!(Instant::now() < end, "unshare started no child");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// SIGKILLs the worker inside its PID namespace (the namespace's pid 1,
+    /// so the whole namespace dies), then reaps `unshare`.
+    pub fn kill_inner(&mut self) {
+        let inner = self.inner_pid();
+        // SAFETY: plain syscall; the pid is our grandchild.
+        unsafe {
+            libc::kill(inner, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -211,6 +263,24 @@ pub fn read_header(path: &std::path::Path) -> Vec<u8> {
 
 /// Writes `bytes` at `off` of a segment file (through the file, so every
 /// process that maps it sees them).
+/// Creates (or replaces) a file with mode 0600, as memshelf's creator does
+/// (a wider mode is a planted segment and refused before anything else).
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::fs::File {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create file");
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .expect("chmod 0600");
+    f.write_all(bytes).expect("write file");
+    f
+}
+
 pub fn write_at(path: &std::path::Path, off: u64, bytes: &[u8]) {
     use std::os::unix::fs::FileExt as _;
     let f = std::fs::OpenOptions::new()
