@@ -140,7 +140,6 @@ impl Applier {
                         if !initial {
                             match c.clear() {
                                 Ok(()) => {
-                                    s.guard.cleared();
                                     self.metrics.gap(GapReason::Attach);
                                     self.metrics.flush(GapReason::Attach);
                                 }
@@ -274,9 +273,8 @@ impl Applier {
             }
             let s = &mut self.served[i];
             if let Some(c) = &s.cache {
-                match c.clear() {
-                    Ok(()) => s.guard.cleared(),
-                    Err(e) => error!(segment = %s.name, error = %e, "clear failed"),
+                if let Err(e) = c.clear() {
+                    error!(segment = %s.name, error = %e, "clear failed");
                 }
             }
         }
@@ -429,8 +427,7 @@ impl Applier {
         outcome
     }
 
-    /// Periodic work: silence detection, the emulated TTL cap, late
-    /// attaches and stream checkpoints. `force` saves the checkpoint now.
+    /// Periodic work: silence detection, late attaches and stream checkpoints. `force` saves the checkpoint now.
     pub fn tick(&mut self, force: bool) {
         if let Some(limit) = self.silence_limit {
             let silent = self.metrics.is_connected()
@@ -450,12 +447,6 @@ impl Applier {
         }
         for i in 0..self.served.len() {
             self.attach(i, false);
-            let s = &mut self.served[i];
-            if let Some(c) = &s.cache
-                && let Err(e) = s.guard.tick(c)
-            {
-                error!(segment = %s.name, error = %e, "clear failed");
-            }
         }
         self.checkpoint(force);
     }
