@@ -271,11 +271,11 @@ impl Applier {
             if self.attach(i, true).is_none() {
                 continue;
             }
-            let s = &mut self.served[i];
-            if let Some(c) = &s.cache {
-                if let Err(e) = c.clear() {
-                    error!(segment = %s.name, error = %e, "clear failed");
-                }
+            let s = &self.served[i];
+            if let Some(c) = &s.cache
+                && let Err(e) = c.clear()
+            {
+                error!(segment = %s.name, error = %e, "clear failed");
             }
         }
         self.metrics.flush(reason);

@@ -569,3 +569,99 @@ fn binary_runs_applies_and_stops_on_sigterm() {
     assert!(log.contains("INFO connected"), "{log}");
     assert!(log.contains("signal=SIGTERM"), "{log}");
 }
+
+#[test]
+fn feed_none_exports_metrics_without_a_broker_and_logs_json() {
+    let seg = Segment::new("nofeed");
+    seg.put("k");
+    seg.has("k");
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_memshelf-agent"))
+        .args([
+            "--segment",
+            &seg.name,
+            "--feed",
+            "none",
+            "--log-format",
+            "json",
+        ])
+        // A broker that is not there: never contacted.
+        .args(["--broker", "redis://127.0.0.1:1"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env_remove("MEMSHELF_AGENT_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run memshelf-agent");
+    let get = |path: &str| -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let code = out.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(wait_for("ready without a broker", || {
+        get("/readyz").is_some_and(|(c, _)| c == 200)
+    }));
+    let (_, text) = get("/metrics").unwrap();
+    let samples = parse_prometheus(&text);
+    assert!(
+        metric(
+            &samples,
+            &format!("memshelf_hits_total{{cache=\"{}\"}}", seg.name)
+        ) >= 1.0
+    );
+    assert_eq!(metric(&samples, "memshelf_agent_degraded"), 0.0);
+    assert_eq!(metric(&samples, "memshelf_agent_connected"), 0.0);
+    // Nothing was cleared: the exporter keeps nothing coherent.
+    assert!(seg.has("k"));
+    assert_eq!(seg.cache.keeper_alive(), None, "no keeper without a feed");
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert!(child.wait().unwrap().success());
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let mut messages = Vec::new();
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        messages.push(v["fields"]["message"].as_str().unwrap_or("").to_string());
+    }
+    assert!(messages.iter().any(|m| m == "starting"), "{log}");
+    assert!(messages.iter().any(|m| m == "shutting down"), "{log}");
+}
+
+#[test]
+fn help_shows_every_default() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_memshelf-agent"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--degraded-ttl",
+        "--dead-after",
+        "--ping-interval",
+        "--feed",
+        "--tls-ca-file",
+    ] {
+        let at = help
+            .find(flag)
+            .unwrap_or_else(|| panic!("{flag} missing:\n{help}"));
+        let rest = &help[at..];
+        let next = rest[2..].find("\n  -").map_or(rest.len(), |i| i + 2);
+        assert!(
+            rest[..next].contains("[default: "),
+            "{flag}:\n{}",
+            &rest[..next]
+        );
+    }
+    assert!(help.contains("[default: 1s]"), "{help}");
+}

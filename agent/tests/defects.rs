@@ -58,7 +58,7 @@ impl AgentProc {
     /// Waits until `/readyz` says 200 (connected, start-up gap closed).
     async fn ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.get("/readyz").is_some_and(|(c, _)| c == 200) {
+        while self.get("/readyz").is_none_or(|(c, _)| c != 200) {
             if let Ok(Some(st)) = self.child.try_wait() {
                 panic!(
                     "the agent exited ({st}) before it was ready:\n{}",
