@@ -54,8 +54,8 @@ pub struct Cli {
     /// [default: none]
     #[arg(long, env = "MEMSHELF_AGENT_CREATE_CAPACITY")]
     pub create_capacity: Option<String>,
-    /// redis://[user][:pass@]host[:port][/db], rediss://... (TLS),
-    /// unix:///path, redis+sentinel://s1:26379,s2:26379/MASTER[/db],
+    /// redis://user:pass@host:port/db (each part but the host optional),
+    /// rediss://... (TLS), unix:///path, redis+sentinel://s1:26379,s2:26379/MASTER/db,
     /// redis+cluster://n1:7000,n2:7001. [default: redis://127.0.0.1:6379]
     #[arg(long, env = "MEMSHELF_AGENT_BROKER")]
     pub broker: Option<String>,

@@ -85,8 +85,8 @@ enum Cmd {
 
 #[derive(Parser, Debug)]
 struct Publish {
-    /// redis://[user][:pass@]host[:port][/db], rediss://... (TLS),
-    /// unix:///path, redis+sentinel://s1:26379/MASTER[/db] or
+    /// redis://user:pass@host:port/db (each part but the host optional),
+    /// rediss://... (TLS), unix:///path, redis+sentinel://s1:26379/MASTER/db or
     /// redis+cluster://n1:7000,n2:7001 (the agent's URL forms).
     #[arg(
         long,
