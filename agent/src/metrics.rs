@@ -478,3 +478,36 @@ impl Metrics {
 
 /// The content type of [`Metrics::render`].
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_tables_follow_the_declaration_order() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i, "{o:?}");
+        }
+        for (i, r) in GapReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        let m = Metrics::default();
+        m.message(Outcome::BadKey);
+        m.gap(GapReason::Recreated);
+        m.flush(GapReason::Attach);
+        let text = m.render();
+        assert!(
+            text.contains("memshelf_agent_messages_total{result=\"bad_key\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("memshelf_agent_gaps_total{reason=\"recreated\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("memshelf_agent_flushes_total{reason=\"attach\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("memshelf_agent_degraded 0"), "{text}");
+    }
+}
