@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the demo need. Idempotent.
 #   scripts/setup.sh
-# System packages (Debian/Ubuntu, needs root or sudo): redis-server (agent
-# tests), valgrind, pkg-config and cmake (C tests), prometheus (promtool and
-# a real server), tmux and curl (observability and CLI tests), python3-venv.
-# The Rust toolchain, Python 3 and Node.js 20 must already be there.
+# System packages (Debian/Ubuntu, needs root or sudo): redis-server and
+# openssl (agent tests: TLS certificates, Cluster, Sentinel), valgrind,
+# pkg-config and cmake (C tests), prometheus (promtool and a real server),
+# tmux and curl (observability and CLI tests), python3-venv. The Rust
+# toolchain, Python 3 and Node.js 20 must already be there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v openssl >/dev/null || need+=(openssl)
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v cmake >/dev/null || need+=(cmake)

@@ -1,5 +1,5 @@
-//! Propagation latency (publish -> entry gone) and apply throughput of the
-//! agent, against a real redis-server on loopback.
+//! Propagation latency (publish -> entry gone on two agents) and apply
+//! throughput of the agent, against a real redis-server on loopback.
 //!
 //!     cargo bench -p memshelf-agent --bench agent_latency
 //!     (env: N=10000 latency samples, M=200000 throughput messages)
@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use memshelf::message::Message;
 use memshelf_agent::apply::Applier;
-use memshelf_agent::resp::{Address, Connection};
-use memshelf_agent::{Config, Metrics, Outcome};
+use memshelf_agent::{Broker, Config, Metrics, Outcome};
 
 struct Redis(std::process::Child, std::path::PathBuf);
 impl Drop for Redis {
@@ -62,40 +61,58 @@ fn main() {
         .spawn()
         .expect("redis-server");
     let _redis = Redis(child, dir);
-    let addr = Address::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
+    let url = format!("redis://127.0.0.1:{port}");
+    let broker = Broker::parse(&url).unwrap();
 
     let name = format!("agent-bench-{tag}");
     let cache = memshelf::Cache::open(&name, 256 << 20).unwrap();
+    // A second agent on a second segment (two hosts' agents in one process).
+    let name_b = format!("agent-bench-{tag}-b");
+    let cache_b = memshelf::Cache::open(&name_b, 16 << 20).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
+        let client = redis::Client::open(url.as_str()).unwrap();
         let mut conn = loop {
-            if let Ok(c) = Connection::connect(&addr, Duration::from_secs(1)).await {
+            if let Ok(c) = client.get_multiplexed_async_connection().await {
                 break c;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        let mut cfg = Config::new(&[&name], addr.clone());
+        let mut cfg = Config::new(&[&name], broker.clone());
         cfg.queue_size = 1 << 20;
+        cfg.metrics_addr = None;
         let agent = memshelf_agent::start(cfg).await.unwrap();
         let metrics = agent.metrics().clone();
-        while !metrics.connected.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut cfg_b = Config::new(&[&name_b], broker.clone());
+        cfg_b.metrics_addr = None;
+        let agent_b = memshelf_agent::start(cfg_b).await.unwrap();
+        let metrics_b = agent_b.metrics().clone();
+        let healthy = |m: &Metrics| m.is_connected() && !m.is_degraded();
+        while !healthy(&metrics) || !healthy(&metrics_b) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
 
-        // 1. Latency: one message at a time, publish -> entry gone.
+        // 1. Latency: one message at a time, publish -> entry gone on both
+        //    agents' segments.
         let mut lat = Vec::with_capacity(n);
         for i in 0..n + 200 {
             let key = format!("lat:{i}");
             cache.put(&key, b"value").unwrap();
+            cache_b.put(&key, b"value").unwrap();
             let payload = Message::delete(&[key.as_bytes()]).to_json();
             let t0 = Instant::now();
-            conn.cmd(&[b"PUBLISH", b"memshelf", payload.as_bytes()]).await.unwrap();
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg("memshelf")
+                .arg(&payload)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
             let mut spins = 0u32;
-            while cache.contains(&key).unwrap() {
+            while cache.contains(&key).unwrap() || cache_b.contains(&key).unwrap() {
                 spins += 1;
                 if spins > 64 {
                     std::thread::yield_now();
@@ -110,7 +127,7 @@ fn main() {
         lat.sort();
         let mean = lat.iter().sum::<Duration>() / lat.len() as u32;
         println!(
-            "latency publish->gone over {n} messages (loopback TCP): p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us, mean {:.1} us",
+            "latency publish->gone on two agents over {n} messages (loopback TCP): p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us, mean {:.1} us",
             pct(&lat, 0.5).as_secs_f64() * 1e6,
             pct(&lat, 0.9).as_secs_f64() * 1e6,
             pct(&lat, 0.99).as_secs_f64() * 1e6,
@@ -127,20 +144,14 @@ fn main() {
         let t0 = Instant::now();
         let chunk = 1000;
         for start in (0..m).step_by(chunk) {
-            let cmds: Vec<Vec<Vec<u8>>> = (start..(start + chunk).min(m))
-                .map(|i| {
-                    let k = format!("tp:{i}");
-                    vec![
-                        b"PUBLISH".to_vec(),
-                        b"memshelf".to_vec(),
-                        Message::delete(&[k.as_bytes()]).to_json().into_bytes(),
-                    ]
-                })
-                .collect();
-            conn.send_many(&cmds).await.unwrap();
-            for _ in 0..cmds.len() {
-                conn.read().await.unwrap();
+            let mut p = redis::pipe();
+            for i in start..(start + chunk).min(m) {
+                let k = format!("tp:{i}");
+                p.cmd("PUBLISH")
+                    .arg("memshelf")
+                    .arg(Message::delete(&[k.as_bytes()]).to_json());
             }
+            let _: Vec<i64> = p.query_async(&mut conn).await.unwrap();
         }
         let published = t0.elapsed();
         while metrics.messages(Outcome::Applied) - applied0 < m as u64 {
@@ -160,6 +171,7 @@ fn main() {
         );
         assert!(!cache.contains(format!("tp:{}", m - 1)).unwrap() || dropped > 0);
         agent.shutdown().await;
+        agent_b.shutdown().await;
     });
 
     // 3. The applier alone (parse + delete), no broker.
@@ -170,7 +182,7 @@ fn main() {
         .map(|i| Message::delete(&[format!("ap:{i}").as_bytes()]).to_json())
         .collect();
     let metrics = Arc::new(Metrics::default());
-    let cfg = Config::new(&[&name], Address::Tcp("127.0.0.1:1".into()));
+    let cfg = Config::new(&[&name], Broker::parse("redis://127.0.0.1:1").unwrap());
     let mut applier = Applier::new(&cfg, metrics.clone(), None);
     let t0 = Instant::now();
     for p in &payloads {
@@ -184,4 +196,5 @@ fn main() {
         m as f64 / el.as_secs_f64()
     );
     let _ = memshelf::unlink(&name);
+    let _ = memshelf::unlink(&name_b);
 }

@@ -1,5 +1,9 @@
 //! The agent: a reader task that drives a [`Feed`] (reconnecting with
 //! backoff), a bounded queue, an applier task, and the HTTP server.
+//!
+//! A lost connection reaches the applier on a separate, unbounded control
+//! channel that it reads first, so the served segments are cleared at once
+//! (SPEC 6a), not after the payloads still queued.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,20 +12,29 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::{info, warn};
 
 use crate::apply::Applier;
 use crate::config::{Config, FeedKind};
+use crate::engine::Guard;
 use crate::feed::pubsub::PubSub;
 use crate::feed::stream::{StateFile, StreamFeed};
-use crate::feed::{Feed, FeedEvent, Gap};
-use crate::log::{RateLimit, log};
+use crate::feed::{Connected, Feed, FeedEvent};
+use crate::log::RateLimit;
 use crate::metrics::{GapReason, Metrics, Outcome};
 
-/// What the reader hands to the applier.
+/// What the reader hands to the applier, in order.
 #[derive(Debug)]
 enum Event {
     Payload { data: Vec<u8>, id: Option<String> },
-    Gaps(Vec<Gap>),
+    Connected(Connected),
+    Gap(GapReason),
+}
+
+/// What the reader tells the applier at once.
+#[derive(Debug)]
+enum Ctrl {
+    Lost { reason: GapReason, replayable: bool },
 }
 
 /// A running agent.
@@ -51,7 +64,11 @@ impl Agent {
     }
 }
 
-/// Starts an agent for `cfg` on the current tokio runtime.
+/// Starts an agent for `cfg` on the current tokio runtime. Before it
+/// returns, the served segments that exist are attached, this process is
+/// recorded as their keeper, and the start-up gap is handled: cleared at
+/// once (unless a stream resumes from a saved position) and degraded until
+/// the feed is connected.
 pub async fn start(cfg: Config) -> Result<Agent, String> {
     let metrics = Arc::new(Metrics::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -70,42 +87,52 @@ pub async fn start(cfg: Config) -> Result<Agent, String> {
     }
     let state = match cfg.feed {
         FeedKind::Stream => cfg.state_file.clone().map(StateFile::new),
-        FeedKind::Pubsub => None,
+        _ => None,
     };
-    let applier = Applier::new(&cfg, metrics.clone(), state.clone());
+    let mut applier = Applier::new(&cfg, metrics.clone(), state.clone());
     let (tx, rx) = mpsc::channel(cfg.queue_size);
+    let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
     let overflow = Arc::new(AtomicBool::new(false));
-    log(
-        "info",
-        "starting",
-        &[
-            ("segments", &cfg.segments.join(",")),
-            ("broker", &cfg.broker),
-            (
-                "gap_policy",
-                &format!("{:?}", cfg.gap_policy).to_lowercase(),
-            ),
-            ("http", &http.map_or("off".to_string(), |a| a.to_string())),
-        ],
+    info!(
+        segments = %cfg.segments.join(","),
+        broker = %cfg.broker,
+        feed = ?cfg.feed,
+        gap_policy = ?cfg.gap_policy,
+        degraded_ttl = ?cfg.degraded_ttl,
+        http = %http.map_or("off".to_string(), |a| a.to_string()),
+        "starting"
     );
-    let reader = match cfg.feed {
+    let tick = Guard::tick_every(cfg.degraded_ttl);
+    match cfg.feed {
+        FeedKind::None => {
+            // The exporter alone: no broker, nothing to keep coherent.
+            metrics.set_no_feed();
+            drop((tx, ctrl_tx));
+        }
         FeedKind::Pubsub => {
+            if cfg.broker.db() != 0 {
+                info!(
+                    db = cfg.broker.db(),
+                    "Pub/Sub channels do not depend on the database index"
+                );
+            }
             let feed = PubSub::new(
                 cfg.broker.clone(),
                 cfg.channels.clone(),
                 cfg.patterns.clone(),
                 cfg.ping_interval,
                 cfg.dead_after,
-                cfg.max_message,
             );
-            tokio::spawn(read_loop(
+            applier.startup(feed.replayable());
+            tasks.push(tokio::spawn(read_loop(
                 feed,
                 cfg.clone(),
                 tx,
+                ctrl_tx,
                 metrics.clone(),
                 overflow.clone(),
                 shutdown_rx.clone(),
-            ))
+            )));
         }
         FeedKind::Stream => {
             let resume = state.as_ref().and_then(StateFile::load);
@@ -115,20 +142,26 @@ pub async fn start(cfg: Config) -> Result<Agent, String> {
                 resume,
                 cfg.ping_interval,
                 cfg.dead_after,
-                cfg.max_message,
             );
-            tokio::spawn(read_loop(
+            applier.startup(feed.replayable());
+            tasks.push(tokio::spawn(read_loop(
                 feed,
                 cfg.clone(),
                 tx,
+                ctrl_tx,
                 metrics.clone(),
                 overflow.clone(),
                 shutdown_rx.clone(),
-            ))
+            )));
         }
-    };
-    tasks.push(reader);
-    tasks.push(tokio::spawn(apply_loop(applier, rx, overflow)));
+    }
+    if cfg.feed == FeedKind::None {
+        tasks.push(tokio::spawn(idle_loop(applier, tick, shutdown_rx.clone())));
+    } else {
+        tasks.push(tokio::spawn(apply_loop(
+            applier, rx, ctrl_rx, overflow, tick,
+        )));
+    }
     Ok(Agent {
         metrics,
         shutdown,
@@ -150,52 +183,41 @@ async fn read_loop<F: Feed>(
     mut feed: F,
     cfg: Config,
     tx: mpsc::Sender<Event>,
+    ctrl: mpsc::UnboundedSender<Ctrl>,
     metrics: Arc<Metrics>,
     overflow: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let replayable = feed.replayable();
     let mut first = true;
     let mut attempt = 0u32;
     let mut fail_log = RateLimit::new(Duration::from_secs(10));
     loop {
         let r = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
-            r = feed.connect(first) => r,
+            r = feed.connect() => r,
         };
         match r {
-            Ok(gaps) => {
+            Ok(c) => {
                 if !first {
-                    metrics.reconnects.fetch_add(1, Relaxed);
+                    metrics.reconnected();
                 }
-                log(
-                    "info",
-                    "connected",
-                    &[("feed", &feed.describe()), ("reconnect", &!first)],
-                );
+                info!(feed = %feed.describe(), reconnect = !first, covered = c.covered, "connected");
                 first = false;
                 attempt = 0;
                 metrics.touch();
-                // Gaps go in order with the payloads, so the clear lands
-                // after the subscription is in place.
-                if tx.send(Event::Gaps(gaps)).await.is_err() {
+                // In order with the payloads: the second clear lands after
+                // the subscription is in place.
+                if tx.send(Event::Connected(c)).await.is_err() {
                     return;
                 }
-                metrics.connected.store(true, Relaxed);
+                metrics.set_connected(true);
             }
             Err(e) => {
-                metrics.connected.store(false, Relaxed);
+                metrics.set_connected(false);
                 if let Some(suppressed) = fail_log.allow() {
-                    log(
-                        "warn",
-                        "cannot connect to the broker",
-                        &[
-                            ("broker", &cfg.broker),
-                            ("error", &e),
-                            ("suppressed", &suppressed),
-                        ],
-                    );
+                    warn!(broker = %cfg.broker, error = %e, suppressed, "cannot connect to the broker; retrying");
                 }
+                metrics.set_error(Some(e));
                 let wait = backoff(&cfg, attempt);
                 attempt = attempt.saturating_add(1);
                 tokio::select! {
@@ -204,6 +226,7 @@ async fn read_loop<F: Feed>(
                 }
             }
         }
+        let replayable = feed.replayable();
         loop {
             let ev = tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => return,
@@ -229,13 +252,24 @@ async fn read_loop<F: Feed>(
                     }
                 }
                 Ok(FeedEvent::Gap(g)) => {
-                    if tx.send(Event::Gaps(vec![g])).await.is_err() {
+                    if tx.send(Event::Gap(g)).await.is_err() {
                         return;
                     }
                 }
-                Err(e) => {
-                    metrics.connected.store(false, Relaxed);
-                    log("warn", "disconnected from the broker", &[("error", &e)]);
+                Err(lost) => {
+                    metrics.set_connected(false);
+                    warn!(reason = lost.reason.label(), error = %lost.error, "disconnected from the broker");
+                    metrics.set_error(Some(lost.error));
+                    let replayable = feed.replayable();
+                    if ctrl
+                        .send(Ctrl::Lost {
+                            reason: lost.reason,
+                            replayable,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
                     break;
                 }
             }
@@ -251,32 +285,51 @@ async fn read_loop<F: Feed>(
 async fn apply_loop(
     mut applier: Applier,
     mut rx: mpsc::Receiver<Event>,
+    mut ctrl: mpsc::UnboundedReceiver<Ctrl>,
     overflow: Arc<AtomicBool>,
+    every: Duration,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ctrl_open = true;
     loop {
         tokio::select! {
             biased;
+            c = ctrl.recv(), if ctrl_open => match c {
+                Some(Ctrl::Lost { reason, replayable }) => applier.lost(reason, replayable),
+                None => ctrl_open = false,
+            },
             ev = rx.recv() => match ev {
                 Some(Event::Payload { data, id }) => applier.payload(&data, id.as_deref()),
-                Some(Event::Gaps(gaps)) => {
-                    for g in gaps {
-                        applier.gap(g);
-                    }
-                }
-                // The reader stopped (shutdown): everything queued is applied.
+                Some(Event::Connected(c)) => applier.connected(c),
+                Some(Event::Gap(g)) => applier.gap(g),
+                // The reader stopped (shutdown): everything queued is
+                // applied.
                 None => break,
             },
             _ = tick.tick() => applier.tick(false),
         }
         if overflow.swap(false, Relaxed) {
-            applier.gap(Gap::uncovered(GapReason::Overflow));
+            applier.gap(GapReason::Overflow);
         }
         if rx.is_empty() {
             applier.checkpoint(false);
         }
     }
     applier.checkpoint(true);
-    log("info", "stopped", &[]);
+    info!("stopped");
+}
+
+/// Without a feed: attaches the segments as they appear (for `/metrics`)
+/// until the shutdown.
+async fn idle_loop(mut applier: Applier, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            _ = tick.tick() => applier.tick(false),
+        }
+    }
+    info!("stopped");
 }

@@ -3,16 +3,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memshelf::message::Op;
-use memshelf::{Cache, OpenOptions};
+use memshelf::{Cache, MAX_KEY_LEN, OpenOptions};
+use tracing::{error, info, warn};
 
-use crate::config::{Config, GapPolicy};
-use crate::feed::Gap;
+use crate::config::{Config, FeedKind, GapPolicy};
+use crate::engine::Guard;
+use crate::feed::Connected;
 use crate::feed::stream::{StateFile, StreamPos};
-use crate::log::{RateLimit, log};
+use crate::log::RateLimit;
 use crate::metrics::{GapReason, Metrics, Outcome};
 use crate::parse::{Invalidation, Rejected, parse};
 
@@ -25,27 +26,49 @@ struct Served {
     name: String,
     cache: Option<Cache>,
     last_try: Option<Instant>,
+    guard: Guard,
 }
 
-/// Applies invalidations to the served segments.
+/// A gap detected and not yet closed: the segments are degraded.
+#[derive(Clone, Copy, Debug)]
+struct OpenGap {
+    reason: GapReason,
+    /// Cleared when detected: a replay may still cover it (a stream
+    /// connection lost with a known position). Otherwise the segments
+    /// were cleared at once.
+    cleared: bool,
+}
+
+/// Applies invalidations to the served segments and runs the gap policy
+/// (SPEC 6a): clear at once on a gap no replay covers, keep the segments
+/// degraded (a segment-wide TTL cap of `degraded_ttl`) until the feed is
+/// healthy, then clear once more unless a verified replay covered the
+/// outage, and lift the cap.
 pub struct Applier {
     served: Vec<Served>,
     create_capacity: Option<u64>,
     policy: GapPolicy,
+    /// No feed (`--feed none`): attach for the metrics only.
+    passive: bool,
+    stream: bool,
     origin: Option<String>,
     max_message: usize,
     silence_limit: Option<Duration>,
+    degraded_ttl: Duration,
     metrics: Arc<Metrics>,
     seqs: HashMap<String, u64>,
     state: Option<StateFile>,
     unsaved: Option<StreamPos>,
     last_save: Instant,
+    open: Option<OpenGap>,
     bad_log: RateLimit,
     fail_log: RateLimit,
 }
 
 impl Applier {
-    /// An applier for `cfg`'s segments; `state` checkpoints stream ids.
+    /// An applier for `cfg`'s segments; `state` checkpoints stream
+    /// positions. Attaches the segments that exist and records this
+    /// process as their keeper.
     pub fn new(cfg: &Config, metrics: Arc<Metrics>, state: Option<StateFile>) -> Applier {
         let mut a = Applier {
             served: cfg
@@ -55,28 +78,43 @@ impl Applier {
                     name: n.clone(),
                     cache: None,
                     last_try: None,
+                    guard: Guard::default(),
                 })
                 .collect(),
             create_capacity: cfg.create_capacity,
             policy: cfg.gap_policy,
+            passive: cfg.feed == FeedKind::None,
+            stream: cfg.feed == FeedKind::Stream,
             origin: cfg.origin.clone(),
             max_message: cfg.max_message,
             silence_limit: cfg.silence_limit,
+            degraded_ttl: cfg.degraded_ttl,
             metrics,
             seqs: HashMap::new(),
             state,
             unsaved: None,
             last_save: Instant::now(),
+            open: None,
             bad_log: RateLimit::new(Duration::from_secs(1)),
             fail_log: RateLimit::new(Duration::from_secs(1)),
         };
         for i in 0..a.served.len() {
-            a.attach(i);
+            a.attach(i, true);
         }
         a
     }
 
-    fn attach(&mut self, i: usize) -> Option<&Cache> {
+    /// Whether this applier keeps the segments coherent (policy `clear`).
+    fn keeps(&self) -> bool {
+        self.policy == GapPolicy::Clear && !self.passive
+    }
+
+    /// Attaches segment `i` if due. A segment attached after start-up
+    /// missed what was published before: it is cleared (`initial`: the
+    /// start-up gap handles it).
+    fn attach(&mut self, i: usize, initial: bool) -> Option<&Cache> {
+        let keeps = self.keeps();
+        let cap = self.open.is_some().then_some(self.degraded_ttl);
         let s = &mut self.served[i];
         if s.cache.is_none()
             && s.last_try
@@ -90,81 +128,181 @@ impl Applier {
             };
             match o.open(&s.name) {
                 Ok(c) => {
-                    log("info", "attached segment", &[("segment", &s.name)]);
-                    if let Ok(mut list) = self.metrics.caches.lock() {
-                        list.push(c.clone());
+                    info!(segment = %s.name, "attached segment");
+                    self.metrics.add_cache(c.clone());
+                    if keeps {
+                        if let Err(e) = s.guard.become_keeper(&c, self.degraded_ttl) {
+                            warn!(segment = %s.name, error = %e, "cannot record the keeper");
+                        }
+                        if let Err(e) = s.guard.set_ttl_cap(&c, cap) {
+                            warn!(segment = %s.name, error = %e, "cannot set the TTL cap");
+                        }
+                        if !initial {
+                            match c.clear() {
+                                Ok(()) => {
+                                    self.metrics.gap(GapReason::Attach);
+                                    self.metrics.flush(GapReason::Attach);
+                                }
+                                Err(e) => error!(segment = %s.name, error = %e, "clear failed"),
+                            }
+                        }
                     }
                     s.cache = Some(c);
                 }
                 Err(memshelf::Error::NotFound { .. }) => {}
-                Err(e) => log(
-                    "warn",
-                    "cannot open segment",
-                    &[("segment", &s.name), ("error", &e)],
-                ),
+                Err(e) => warn!(segment = %s.name, error = %e, "cannot open segment"),
             }
         }
         self.served[i].cache.as_ref()
     }
 
-    /// Unless a replay covers it, clears the served segments (policy
-    /// `clear`) or marks the agent incoherent (`log`); then counts the gap,
-    /// so a counted gap is a handled one.
-    pub fn gap(&mut self, g: Gap) {
-        self.handle_gap(&g);
-        self.metrics.gap(g.reason);
+    /// The agent starts: a gap, cleared at once unless `replayable` (a
+    /// stream with a saved position); degraded until connected.
+    pub fn startup(&mut self, replayable: bool) {
+        self.lost(GapReason::Startup, replayable);
     }
 
-    fn handle_gap(&mut self, g: &Gap) {
-        if g.covered {
-            log(
-                "info",
-                "gap covered by replay",
-                &[("reason", &g.reason.label())],
+    /// The connection is lost (or not there yet): counts the gap, clears
+    /// at once unless `replayable`, and degrades the segments.
+    pub fn lost(&mut self, reason: GapReason, replayable: bool) {
+        self.metrics.gap(reason);
+        let cleared = !replayable;
+        if cleared {
+            self.clear_all(reason);
+        }
+        match &mut self.open {
+            // Still away: a clear now counts for the open gap too.
+            Some(o) => o.cleared |= cleared,
+            None => self.open = Some(OpenGap { reason, cleared }),
+        }
+        self.degrade(reason);
+    }
+
+    /// Connected and subscribed (or resumed): handles the gaps found while
+    /// connecting, clears once more unless a verified replay covered the
+    /// outage, and lifts the cap.
+    pub fn connected(&mut self, c: Connected) {
+        for &g in &c.gaps {
+            self.metrics.gap(g);
+        }
+        if let Some(&g) = c.gaps.first() {
+            self.clear_all(g);
+        } else if let Some(o) = self.open
+            && !c.covered
+        {
+            self.clear_all(o.reason);
+        } else if let Some(o) = self.open {
+            info!(
+                reason = o.reason.label(),
+                "gap covered by a verified replay"
             );
-            return;
         }
-        match self.policy {
-            GapPolicy::Clear => {
-                self.clear_all();
-                self.metrics.flush(g.reason);
-                self.metrics.coherent.store(true, Relaxed);
-                log(
-                    "warn",
-                    "gap: cleared served segments",
-                    &[("reason", &g.reason.label())],
-                );
-            }
-            GapPolicy::Log => {
-                self.metrics.coherent.store(false, Relaxed);
-                log(
-                    "warn",
-                    "gap: entries may be stale (gap policy log)",
-                    &[("reason", &g.reason.label())],
-                );
-            }
-        }
-        // After a clear nothing older matters; after a logged gap a fresh
-        // start avoids counting the same hole twice.
+        self.seqs.clear();
+        self.metrics.set_silent(false);
+        self.heal();
+    }
+
+    /// A gap found while connected (a `seq` jump, an unknown `"v"`, a full
+    /// queue, a trimmed or recreated stream): clears at once; the feed is
+    /// healthy again right after.
+    pub fn gap(&mut self, reason: GapReason) {
+        self.metrics.gap(reason);
+        self.clear_all(reason);
         self.seqs.clear();
     }
 
-    fn clear_all(&mut self) {
-        for i in 0..self.served.len() {
-            if let Some(c) = self.attach(i).cloned()
-                && let Err(e) = c.clear()
+    fn degrade(&mut self, reason: GapReason) {
+        if !self.keeps() {
+            self.metrics.set_coherent(false);
+            warn!(
+                reason = reason.label(),
+                "gap: entries may be stale (gap policy log)"
+            );
+            self.metrics.set_degraded(true);
+            return;
+        }
+        let cap = Some(self.degraded_ttl);
+        for s in &mut self.served {
+            if let Some(c) = &s.cache
+                && let Err(e) = s.guard.set_ttl_cap(c, cap)
             {
-                log(
-                    "error",
-                    "clear failed",
-                    &[("segment", &c.name()), ("error", &e)],
-                );
+                error!(segment = %s.name, error = %e, "cannot set the TTL cap");
             }
         }
+        if !self.metrics.is_degraded() {
+            warn!(
+                reason = reason.label(),
+                degraded_ttl = ?self.degraded_ttl,
+                "degraded: entries written until the feed is healthy expire within the degraded TTL"
+            );
+        }
+        self.metrics.set_degraded(true);
     }
 
-    /// Parses and applies one payload; `id` is its stream id, if any.
+    fn heal(&mut self) {
+        self.open = None;
+        if self.keeps() {
+            for s in &mut self.served {
+                if let Some(c) = &s.cache
+                    && let Err(e) = s.guard.set_ttl_cap(c, None)
+                {
+                    error!(segment = %s.name, error = %e, "cannot lift the TTL cap");
+                }
+            }
+        }
+        if self.metrics.is_degraded() {
+            info!("healthy: the TTL cap is lifted");
+        }
+        self.metrics.set_degraded(false);
+    }
+
+    /// Clears the served segments (policy `clear`) or marks the agent
+    /// incoherent (`log`).
+    fn clear_all(&mut self, reason: GapReason) {
+        if !self.keeps() {
+            self.metrics.set_coherent(false);
+            warn!(
+                reason = reason.label(),
+                "gap: entries may be stale (gap policy log)"
+            );
+            return;
+        }
+        for i in 0..self.served.len() {
+            if self.attach(i, true).is_none() {
+                continue;
+            }
+            let s = &self.served[i];
+            if let Some(c) = &s.cache
+                && let Err(e) = c.clear()
+            {
+                error!(segment = %s.name, error = %e, "clear failed");
+            }
+        }
+        self.metrics.flush(reason);
+        warn!(reason = reason.label(), "gap: cleared served segments");
+    }
+
+    /// The TTL cap in force on segment `name` (as the engine reports it).
+    pub fn ttl_cap(&self, name: &str) -> Option<Duration> {
+        let s = self.served.iter().find(|s| s.name == name)?;
+        s.guard.ttl_cap(s.cache.as_ref()?)
+    }
+
+    /// Parses and applies one payload; `id` is its stream position, if any.
     pub fn payload(&mut self, data: &[u8], id: Option<&str>) {
+        if self.metrics.set_silent(false) {
+            // A message after silence: the feed is alive again.
+            info!("a message after silence");
+            if let Some(o) = self.open
+                && o.reason == GapReason::Silence
+            {
+                if !self.stream {
+                    // Pub/Sub may have lost messages meanwhile.
+                    self.clear_all(GapReason::Silence);
+                }
+                self.heal();
+            }
+        }
         match parse(data, self.max_message) {
             Ok(inv) => {
                 let o = self.apply(inv);
@@ -173,21 +311,13 @@ impl Applier {
             Err(Rejected::Malformed(why)) => {
                 self.metrics.message(Outcome::Malformed);
                 if let Some(suppressed) = self.bad_log.allow() {
-                    log(
-                        "warn",
-                        "malformed message skipped",
-                        &[
-                            ("reason", &why),
-                            ("bytes", &data.len()),
-                            ("suppressed", &suppressed),
-                        ],
-                    );
+                    warn!(reason = %why, bytes = data.len(), suppressed, "malformed message skipped");
                 }
             }
             Err(Rejected::UnknownVersion(v)) => {
                 self.metrics.message(Outcome::UnknownVersion);
-                log("warn", "message of unknown version", &[("v", &v)]);
-                self.gap(Gap::uncovered(GapReason::UnknownVersion));
+                warn!(v = %v, "message of unknown version");
+                self.gap(GapReason::UnknownVersion);
             }
         }
         if let Some(id) = id.and_then(StreamPos::parse) {
@@ -212,12 +342,8 @@ impl Applier {
             if let Some(seq) = inv.seq {
                 match self.seqs.get(o) {
                     Some(&last) if seq > last.saturating_add(1) => {
-                        log(
-                            "warn",
-                            "seq jump",
-                            &[("origin", o), ("expected", &(last + 1)), ("got", &seq)],
-                        );
-                        self.gap(Gap::uncovered(GapReason::Seq));
+                        warn!(origin = %o, expected = last + 1, got = seq, "seq jump");
+                        self.gap(GapReason::Seq);
                     }
                     _ => {}
                 }
@@ -238,6 +364,25 @@ impl Applier {
         if inv.op == Op::Heartbeat {
             return Outcome::Heartbeat;
         }
+        // Keys that cannot exist in a cache are skipped (and counted); the
+        // others are still applied.
+        if let Op::Del(keys) = &inv.op {
+            let bad = keys
+                .iter()
+                .filter(|k| k.is_empty() || k.len() > MAX_KEY_LEN)
+                .count();
+            for _ in 0..bad {
+                self.metrics.message(Outcome::BadKey);
+            }
+            if bad > 0
+                && let Some(suppressed) = self.bad_log.allow()
+            {
+                warn!(
+                    bad_keys = bad,
+                    suppressed, "del: keys that cannot exist in a cache skipped"
+                );
+            }
+        }
         let targets: Vec<usize> = match &inv.cache {
             Some(name) => match self.served.iter().position(|s| &s.name == name) {
                 Some(i) => vec![i],
@@ -247,63 +392,67 @@ impl Applier {
         };
         let mut outcome = Outcome::Applied;
         for i in targets {
-            let Some(c) = self.attach(i).cloned() else {
-                // Not created yet: nothing in it can be stale.
+            let Some(c) = self.attach(i, false).cloned() else {
+                // Not created yet: it is cleared when it appears.
                 continue;
             };
-            let r = match &inv.op {
-                Op::Del(keys) => keys.iter().try_for_each(|k| c.delete(k).map(drop)),
-                Op::DelPrefix(p) => c.delete_prefix(p).map(drop),
-                Op::Tag(t) => c.invalidate_tag(t),
-                Op::Clear => c.clear(),
-                Op::Heartbeat => Ok(()),
-            };
-            if let Err(e) = r {
+            let mut errors = Vec::new();
+            match &inv.op {
+                Op::Del(keys) => {
+                    for k in keys
+                        .iter()
+                        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+                    {
+                        if let Err(e) = c.delete(k) {
+                            errors.push(e);
+                        }
+                    }
+                }
+                Op::DelPrefix(p) => errors.extend(c.delete_prefix(p).err()),
+                Op::Tag(t) => errors.extend(c.invalidate_tag(t).err()),
+                Op::Clear => errors.extend(c.clear().err()),
+                Op::Heartbeat => {}
+            }
+            if let Some(e) = errors.first() {
                 outcome = Outcome::Failed;
                 if let Some(suppressed) = self.fail_log.allow() {
-                    log(
-                        "warn",
-                        "cannot apply message",
-                        &[
-                            ("segment", &c.name()),
-                            ("error", &e),
-                            ("suppressed", &suppressed),
-                        ],
-                    );
+                    warn!(segment = %c.name(), error = %e, errors = errors.len(), suppressed, "cannot apply message");
                 }
             }
         }
         if inv.op == Op::Clear && inv.cache.is_none() && outcome == Outcome::Applied {
             // Every served segment is empty: coherent again.
-            self.metrics.coherent.store(true, Relaxed);
+            self.metrics.set_coherent(true);
         }
         outcome
     }
 
-    /// Periodic work: silence detection and stream checkpoints. `force`
-    /// saves the checkpoint now.
+    /// Periodic work: silence detection, late attaches and stream checkpoints. `force` saves the checkpoint now.
     pub fn tick(&mut self, force: bool) {
         if let Some(limit) = self.silence_limit {
-            let silent = self.metrics.connected.load(Relaxed)
+            let silent = self.metrics.is_connected()
                 && self.metrics.last_message_age() > limit.as_secs_f64();
-            let was = self.metrics.silent.swap(silent, Relaxed);
-            if silent && !was {
-                log(
-                    "warn",
-                    "no message or heartbeat within the silence limit",
-                    &[("limit", &format!("{limit:?}"))],
-                );
-                self.gap(Gap::uncovered(GapReason::Silence));
+            if silent && !self.metrics.set_silent(true) {
+                warn!(limit = ?limit, "no message or heartbeat within the silence limit");
+                self.metrics.gap(GapReason::Silence);
+                self.clear_all(GapReason::Silence);
+                if self.open.is_none() {
+                    self.open = Some(OpenGap {
+                        reason: GapReason::Silence,
+                        cleared: true,
+                    });
+                }
+                self.degrade(GapReason::Silence);
             }
         }
         for i in 0..self.served.len() {
-            self.attach(i);
+            self.attach(i, false);
         }
         self.checkpoint(force);
     }
 
-    /// Saves the last applied stream id if due (every 100 ms at most, or
-    /// now with `force`).
+    /// Saves the last applied stream position if due (every 100 ms at
+    /// most, or now with `force`).
     pub fn checkpoint(&mut self, force: bool) {
         let (Some(state), Some(id)) = (&self.state, self.unsaved) else {
             return;
@@ -313,11 +462,9 @@ impl Applier {
         }
         match state.save(&id.to_string()) {
             Ok(()) => self.unsaved = None,
-            Err(e) => log(
-                "error",
-                "cannot save the stream position",
-                &[("path", &state.path().display()), ("error", &e)],
-            ),
+            Err(e) => {
+                error!(path = %state.path().display(), error = %e, "cannot save the stream position")
+            }
         }
         self.last_save = Instant::now();
     }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::resp::Address;
+use crate::broker::{Broker, BrokerOptions};
+use crate::log::LogFormat;
 
 /// Which broker feed to follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -17,6 +18,8 @@ pub enum FeedKind {
     Pubsub,
     /// A Redis Stream: replayable from the last applied id.
     Stream,
+    /// No broker: only the exporter (`/metrics` of the served segments).
+    None,
 }
 
 /// What to do on a gap that no replay covers.
@@ -35,74 +38,115 @@ pub enum GapPolicy {
 #[command(name = "memshelf-agent", version, about, long_about = None)]
 pub struct Cli {
     /// TOML file with the same settings (snake_case keys); flags and
-    /// environment variables override it.
+    /// environment variables override it. [default: none]
     #[arg(long, env = "MEMSHELF_AGENT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Segment to serve (repeat, or comma-separate in the variable).
+    /// [default: none, one is required]
     #[arg(
         long = "segment",
         env = "MEMSHELF_AGENT_SEGMENTS",
         value_delimiter = ','
     )]
     pub segments: Vec<String>,
-    /// Create absent segments with this capacity ("256MiB"); by default the
+    /// Create absent segments with this capacity ("256MiB"); without it the
     /// agent only attaches, retrying until the application creates them.
+    /// [default: none]
     #[arg(long, env = "MEMSHELF_AGENT_CREATE_CAPACITY")]
     pub create_capacity: Option<String>,
-    /// redis://host:port, unix:///path or /path/to/redis.sock.
+    /// redis://user:pass@host:port/db (each part but the host optional),
+    /// rediss://... (TLS), unix:///path, redis+sentinel://s1:26379,s2:26379/MASTER/db,
+    /// redis+cluster://n1:7000,n2:7001. [default: redis://127.0.0.1:6379]
     #[arg(long, env = "MEMSHELF_AGENT_BROKER")]
     pub broker: Option<String>,
-    /// pubsub (at-most-once) or stream (replayable).
+    /// The broker hosts are sentinels of this master (instead of a
+    /// redis+sentinel:// URL). [default: none]
+    #[arg(long, env = "MEMSHELF_AGENT_SENTINEL_MASTER")]
+    pub sentinel_master: Option<String>,
+    /// The broker hosts are Redis Cluster nodes (instead of a
+    /// redis+cluster:// URL). [default: false]
+    #[arg(long, env = "MEMSHELF_AGENT_CLUSTER")]
+    pub cluster: bool,
+    /// PEM file of the CA that signs the broker's certificate (rediss://).
+    /// [default: the system's roots]
+    #[arg(long, env = "MEMSHELF_AGENT_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with --tls-key). [default: none]
+    #[arg(long, env = "MEMSHELF_AGENT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert. [default: none]
+    #[arg(long, env = "MEMSHELF_AGENT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// pubsub (at-most-once), stream (replayable) or none (exporter only,
+    /// no broker). [default: pubsub]
     #[arg(long, env = "MEMSHELF_AGENT_FEED")]
     pub feed: Option<FeedKind>,
-    /// Pub/Sub channel to subscribe to (repeatable; default "memshelf").
+    /// Pub/Sub channel to subscribe to (repeatable). [default: memshelf]
     #[arg(
         long = "channel",
         env = "MEMSHELF_AGENT_CHANNELS",
         value_delimiter = ','
     )]
     pub channels: Vec<String>,
-    /// Pub/Sub pattern to subscribe to (PSUBSCRIBE; repeatable).
+    /// Pub/Sub pattern to subscribe to (PSUBSCRIBE; repeatable). [default: none]
     #[arg(
         long = "pattern",
         env = "MEMSHELF_AGENT_PATTERNS",
         value_delimiter = ','
     )]
     pub patterns: Vec<String>,
-    /// Stream key to read (feed stream; default "memshelf").
+    /// Stream key to read (feed stream). [default: memshelf]
     #[arg(long, env = "MEMSHELF_AGENT_STREAM")]
     pub stream: Option<String>,
-    /// File keeping the last applied stream id across restarts.
+    /// File keeping the last applied stream position across restarts.
+    /// [default: none]
     #[arg(long, env = "MEMSHELF_AGENT_STATE_FILE")]
     pub state_file: Option<PathBuf>,
-    /// Address of the HTTP server (/metrics, /healthz, /readyz); "off" for none.
+    /// Address of the HTTP server (/metrics, /healthz, /readyz); "off" for
+    /// none. [default: 127.0.0.1:9464]
     #[arg(long, env = "MEMSHELF_AGENT_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
-    /// clear (default) or log.
+    /// clear or log (only count gaps: entries may be stale). [default: clear]
     #[arg(long, env = "MEMSHELF_AGENT_GAP_POLICY")]
     pub gap_policy: Option<GapPolicy>,
-    /// A gap when no message or heartbeat arrives for this long ("10s"; 0: off).
+    /// While a gap is not closed, every entry written expires within this
+    /// ("1s", "500ms"). [default: 1s]
+    #[arg(long, env = "MEMSHELF_AGENT_DEGRADED_TTL")]
+    pub degraded_ttl: Option<String>,
+    /// A gap when no message or heartbeat arrives for this long ("10s"; 0:
+    /// off). [default: 0 (off)]
     #[arg(long, env = "MEMSHELF_AGENT_SILENCE_LIMIT")]
     pub silence_limit: Option<String>,
     /// This host's writer id: messages whose origin is ID or starts with
-    /// "ID:" are skipped.
+    /// "ID:" are skipped. [default: none]
     #[arg(long, env = "MEMSHELF_AGENT_ORIGIN")]
     pub origin: Option<String>,
     /// Messages buffered between the socket reader and the applier.
+    /// [default: 65536]
     #[arg(long, env = "MEMSHELF_AGENT_QUEUE_SIZE")]
     pub queue_size: Option<usize>,
     /// Largest payload accepted ("1MiB"); larger ones are malformed.
+    /// [default: 1MiB]
     #[arg(long, env = "MEMSHELF_AGENT_MAX_MESSAGE")]
     pub max_message: Option<String>,
-    /// Interval of the agent's PINGs ("1s").
+    /// Interval of the agent's PINGs (stream: longest XREAD BLOCK).
+    /// [default: 1s]
     #[arg(long, env = "MEMSHELF_AGENT_PING_INTERVAL")]
     pub ping_interval: Option<String>,
-    /// The connection is dead when nothing arrives for this long ("3s").
+    /// A PING (or a stream read) unanswered for this long loses the
+    /// connection: a stopped broker is detected within ping-interval +
+    /// dead-after. [default: 2s]
     #[arg(long, env = "MEMSHELF_AGENT_DEAD_AFTER")]
     pub dead_after: Option<String>,
-    /// Longest wait between reconnection attempts ("5s").
+    /// Longest wait between reconnection attempts. [default: 5s]
     #[arg(long, env = "MEMSHELF_AGENT_BACKOFF_MAX")]
     pub backoff_max: Option<String>,
+    /// human or json (one object per line). [default: human]
+    #[arg(long, env = "MEMSHELF_AGENT_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// error, warn, info, debug or trace. [default: info]
+    #[arg(long, env = "MEMSHELF_AGENT_LOG_LEVEL")]
+    pub log_level: Option<tracing::Level>,
 }
 
 /// The TOML file: the same settings as [`Cli`].
@@ -112,6 +156,11 @@ pub struct FileConfig {
     segments: Option<Vec<String>>,
     create_capacity: Option<String>,
     broker: Option<String>,
+    sentinel_master: Option<String>,
+    cluster: Option<bool>,
+    tls_ca_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     feed: Option<FeedKind>,
     channels: Option<Vec<String>>,
     patterns: Option<Vec<String>>,
@@ -119,6 +168,7 @@ pub struct FileConfig {
     state_file: Option<PathBuf>,
     metrics_addr: Option<String>,
     gap_policy: Option<GapPolicy>,
+    degraded_ttl: Option<String>,
     silence_limit: Option<String>,
     origin: Option<String>,
     queue_size: Option<usize>,
@@ -126,6 +176,8 @@ pub struct FileConfig {
     ping_interval: Option<String>,
     dead_after: Option<String>,
     backoff_max: Option<String>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
 }
 
 /// The resolved configuration.
@@ -136,7 +188,7 @@ pub struct Config {
     /// Create absent segments with this capacity.
     pub create_capacity: Option<u64>,
     /// The broker.
-    pub broker: Address,
+    pub broker: Broker,
     /// The feed.
     pub feed: FeedKind,
     /// Pub/Sub channels.
@@ -151,6 +203,8 @@ pub struct Config {
     pub metrics_addr: Option<String>,
     /// Gap policy.
     pub gap_policy: GapPolicy,
+    /// The segment-wide TTL cap while degraded.
+    pub degraded_ttl: Duration,
     /// Silence limit (None: off).
     pub silence_limit: Option<Duration>,
     /// Own origin id.
@@ -167,11 +221,15 @@ pub struct Config {
     pub backoff_min: Duration,
     /// Largest reconnect backoff.
     pub backoff_max: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log level.
+    pub log_level: tracing::Level,
 }
 
 impl Config {
     /// Defaults for `segments` on `broker` (used by tests and benchmarks).
-    pub fn new(segments: &[&str], broker: Address) -> Config {
+    pub fn new(segments: &[&str], broker: Broker) -> Config {
         Config {
             segments: segments.iter().map(|s| s.to_string()).collect(),
             create_capacity: None,
@@ -183,14 +241,17 @@ impl Config {
             state_file: None,
             metrics_addr: None,
             gap_policy: GapPolicy::Clear,
+            degraded_ttl: Duration::from_secs(1),
             silence_limit: None,
             origin: None,
             queue_size: 65536,
             max_message: 1 << 20,
             ping_interval: Duration::from_secs(1),
-            dead_after: Duration::from_secs(3),
+            dead_after: Duration::from_secs(2),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
+            log_format: LogFormat::Human,
+            log_level: tracing::Level::INFO,
         }
     }
 
@@ -216,7 +277,14 @@ impl Config {
             .broker
             .or(file.broker)
             .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-        let mut c = Config::new(&[], Address::parse(&broker)?);
+        let opts = BrokerOptions {
+            tls_ca_file: cli.tls_ca_file.or(file.tls_ca_file),
+            tls_cert: cli.tls_cert.or(file.tls_cert),
+            tls_key: cli.tls_key.or(file.tls_key),
+            sentinel_master: cli.sentinel_master.or(file.sentinel_master),
+            cluster: cli.cluster || file.cluster.unwrap_or(false),
+        };
+        let mut c = Config::new(&[], Broker::with_options(&broker, &opts)?);
         c.segments = list(cli.segments, file.segments);
         if c.segments.is_empty() {
             return Err(
@@ -248,6 +316,21 @@ impl Config {
             .gap_policy
             .or(file.gap_policy)
             .unwrap_or(GapPolicy::Clear);
+        if let Some(s) = cli.degraded_ttl.or(file.degraded_ttl) {
+            let d = parse_duration(&s)?;
+            if d.is_zero() {
+                return Err("degraded_ttl must be more than 0".into());
+            }
+            c.degraded_ttl = d;
+        }
+        c.log_format = cli.log_format.or(file.log_format).unwrap_or_default();
+        if let Some(l) = cli.log_level {
+            c.log_level = l;
+        } else if let Some(l) = file.log_level {
+            c.log_level = l.parse().map_err(|_| {
+                format!("log_level {l:?}: expected error, warn, info, debug or trace")
+            })?;
+        }
         if let Some(s) = cli.silence_limit.or(file.silence_limit) {
             let d = parse_duration(&s)?;
             c.silence_limit = (!d.is_zero()).then_some(d);
@@ -333,7 +416,7 @@ mod tests {
         ]);
         let c = Config::resolve(cli).unwrap();
         assert_eq!(c.segments, ["a", "b"]);
-        assert_eq!(c.broker, Address::Tcp("10.0.0.1:7000".into()));
+        assert_eq!(c.broker, Broker::parse("redis://10.0.0.1:7000").unwrap());
         assert_eq!(c.feed, FeedKind::Stream);
         assert_eq!(c.gap_policy, GapPolicy::Clear);
         assert_eq!(c.silence_limit, Some(Duration::from_secs(5)));
@@ -345,5 +428,44 @@ mod tests {
         assert!(Config::resolve(cli).unwrap_err().contains("no segment"));
         let cli = Cli::parse_from(["memshelf-agent", "--segment", "../x"]);
         assert!(Config::resolve(cli).is_err());
+    }
+
+    #[test]
+    fn every_flag_shows_its_default() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(
+                help.contains("[default: "),
+                "--{id} does not show its default: {help:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn broker_urls_the_agent_cannot_honour_are_errors() {
+        for url in [
+            "redis+cluster://127.0.0.1:7000/3",
+            "rediss://h/#insecure",
+            "redis://h/?dbx=1",
+            "redis://h/abc",
+            "memcached://h",
+        ] {
+            let cli = Cli::parse_from(["memshelf-agent", "--segment", "s", "--broker", url]);
+            assert!(Config::resolve(cli).is_err(), "{url} accepted");
+        }
+        let cli = Cli::parse_from([
+            "memshelf-agent",
+            "--segment",
+            "s",
+            "--broker",
+            "redis://h:1/2",
+        ]);
+        assert_eq!(Config::resolve(cli).unwrap().broker.db(), 2);
     }
 }

@@ -55,13 +55,7 @@ async fn handle(mut stream: TcpStream, metrics: Arc<Metrics>) -> std::io::Result
     match path {
         "/metrics" => {
             let body = metrics.render();
-            respond(
-                &mut stream,
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                &body,
-            )
-            .await
+            respond(&mut stream, 200, crate::metrics::CONTENT_TYPE, &body).await
         }
         "/healthz" => respond(&mut stream, 200, "text/plain", "ok\n").await,
         "/readyz" => match metrics.ready() {

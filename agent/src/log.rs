@@ -1,45 +1,30 @@
-//! Structured logs: one `key=value` line per event on stderr.
+//! Logs: `tracing` events on stderr, human-readable or one JSON object per
+//! line (`--log-format json`).
 
-use std::fmt::Write as _;
-use std::io::Write as _;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-/// Writes `ts=<unix seconds> level=<level> msg="..." k=v ...` to stderr.
-pub fn log(level: &str, msg: &str, fields: &[(&str, &dyn std::fmt::Display)]) {
-    let ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    let mut line = format!("ts={ts:.3} level={level} msg={}", quote(msg));
-    for (k, v) in fields {
-        let _ = write!(line, " {k}={}", quote(&v.to_string()));
-    }
-    line.push('\n');
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `2025-01-01T00:00:00.000Z  INFO connected feed=...`
+    #[default]
+    Human,
+    /// `{"timestamp":"...","level":"INFO","fields":{"message":"connected",...}}`
+    Json,
 }
 
-fn quote(v: &str) -> String {
-    if !v.is_empty()
-        && v.bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=' && b != b'\\')
-    {
-        return v.to_string();
-    }
-    let mut s = String::with_capacity(v.len() + 2);
-    s.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            c if c.is_control() => {
-                let _ = write!(s, "\\u{{{:x}}}", c as u32);
-            }
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
+/// Installs the process-wide subscriber (the binary calls it once; a
+/// second call is ignored).
+pub fn init(format: LogFormat, level: tracing::Level) {
+    let b = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Human => b.with_ansi(false).try_init(),
+        LogFormat::Json => b.json().try_init(),
+    };
 }
 
 /// Lets one line through per interval and counts the rest.
@@ -79,11 +64,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quoting_and_rate_limit() {
-        assert_eq!(quote("plain"), "plain");
-        assert_eq!(quote("two words"), "\"two words\"");
-        assert_eq!(quote("a\"b\n"), "\"a\\\"b\\n\"");
-        assert_eq!(quote(""), "\"\"");
+    fn rate_limit() {
         let mut r = RateLimit::new(Duration::from_secs(3600));
         assert_eq!(r.allow(), Some(0));
         assert_eq!(r.allow(), None);

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use memshelf_agent::config::{Cli, Config};
-use memshelf_agent::log::log;
+use tracing::info;
 
 fn main() -> std::process::ExitCode {
     let cfg = match Config::resolve(Cli::parse()) {
@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    memshelf_agent::log::init(cfg.log_format, cfg.log_level);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -32,7 +33,7 @@ fn main() -> std::process::ExitCode {
             }
         };
         let signal = wait_for_signal().await;
-        log("info", "shutting down", &[("signal", &signal)]);
+        info!(signal = %signal, "shutting down");
         agent.shutdown().await;
         std::process::ExitCode::SUCCESS
     })

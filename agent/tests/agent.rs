@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::*;
@@ -82,7 +81,8 @@ async fn pubsub_applies_every_op_and_spares_unrelated_entries() {
     wait_for("clear applied", || !seg.has("keep") && !seg.has("post:1")).await;
     assert_eq!(m.messages(Outcome::Applied), 5);
     assert_eq!(m.messages(Outcome::Malformed), 0);
-    assert_eq!(m.flushes(GapReason::Startup), 1);
+    // At once, and again after the subscription (SPEC 6a).
+    assert_eq!(m.flushes(GapReason::Startup), 2);
     agent.shutdown().await;
 }
 
@@ -149,24 +149,24 @@ async fn pubsub_outage_reconnects_and_clears_and_readyz_follows() {
     seg.put("before");
 
     redis.kill();
-    wait_for("disconnect noticed", || !m.connected.load(Relaxed)).await;
+    wait_for("disconnect noticed", || !m.is_connected()).await;
     let (code, body) = http_get(&agent, "/readyz").await;
     assert_eq!(code, 503, "{body}");
     assert_eq!(http_get(&agent, "/healthz").await.0, 200);
-    assert!(
-        seg.has("before"),
-        "nothing is cleared before the resubscribe"
-    );
+    // Revised policy (SPEC 6a): cleared at once, degraded until healthy.
+    wait_for("cleared at once on the disconnect", || !seg.has("before")).await;
+    assert!(m.is_degraded());
+    assert_eq!(m.gaps(GapReason::Disconnect), 1);
+    assert_eq!(m.flushes(GapReason::Disconnect), 1);
+    seg.put("during");
 
     redis.restart();
-    wait_for("reconnected", || {
-        m.connected.load(Relaxed) && m.reconnects.load(Relaxed) >= 1
-    })
-    .await;
-    wait_for("cleared after reconnect", || !seg.has("before")).await;
-    assert!(m.gaps(GapReason::Disconnect) >= 1);
-    assert!(m.flushes(GapReason::Disconnect) >= 1);
+    wait_for("reconnected", || m.is_connected() && m.reconnects() >= 1).await;
+    wait_for("cleared again after the resubscribe", || !seg.has("during")).await;
+    assert_eq!(m.gaps(GapReason::Disconnect), 1, "one outage, one gap");
+    assert_eq!(m.flushes(GapReason::Disconnect), 2);
     wait_for("ready again", || m.ready().is_ok()).await;
+    assert!(!m.is_degraded());
     assert_eq!(http_get(&agent, "/readyz").await.0, 200);
 
     // And it still applies.
@@ -194,10 +194,7 @@ async fn pubsub_outage_with_gap_policy_log_keeps_entries_and_reports_incoherent(
     wait_for("coherent after a clear", || m.ready().is_ok()).await;
     seg.put("before");
     redis.restart();
-    wait_for("reconnected", || {
-        m.reconnects.load(Relaxed) >= 1 && m.connected.load(Relaxed)
-    })
-    .await;
+    wait_for("reconnected", || m.reconnects() >= 1 && m.is_connected()).await;
     wait_for("gap logged", || m.gaps(GapReason::Disconnect) >= 1).await;
     assert!(seg.has("before"));
     assert_eq!(m.flushes(GapReason::Disconnect), 0);
@@ -295,7 +292,7 @@ async fn malformed_payloads_are_counted_and_skipped() {
     wait_for("valid message after the bad ones", || !seg.has("k")).await;
     assert_eq!(m.messages(Outcome::Malformed), 6);
     assert!(seg.has("keep"));
-    assert_eq!(m.flushes(GapReason::Startup), 1);
+    assert_eq!(m.flushes(GapReason::Startup), 2);
     assert_eq!(
         m.gaps(GapReason::Disconnect),
         0,
@@ -380,8 +377,9 @@ async fn metrics_parse_as_prometheus_text_and_move() {
     );
     assert_eq!(
         metric(&after, "memshelf_agent_flushes_total{reason=\"startup\"}"),
-        1.0
+        2.0
     );
+    assert_eq!(metric(&after, "memshelf_agent_degraded"), 0.0);
     metric(&after, "memshelf_agent_reconnects_total");
     metric(&after, "memshelf_agent_last_message_age_seconds");
     let hits = format!("memshelf_hits_total{{cache=\"{}\"}}", a.name);
@@ -413,8 +411,8 @@ async fn stream_replays_after_a_disconnect_and_a_restart_without_clearing() {
     let m = agent.metrics().clone();
     assert_eq!(
         m.flushes(GapReason::Startup),
-        1,
-        "no saved position: clear once"
+        2,
+        "no saved position: cleared at once and after connecting"
     );
     for k in ["a", "b", "c", "unrelated"] {
         seg.put(k);
@@ -428,29 +426,20 @@ async fn stream_replays_after_a_disconnect_and_a_restart_without_clearing() {
     // pipeline so the entry lands before the agent can reconnect.
     let mut c = redis.conn().await;
     let payload = Message::delete(&[b"b".as_slice()]).to_json();
-    c.send_many(&[
-        vec![
-            b"CLIENT".to_vec(),
-            b"KILL".to_vec(),
-            b"TYPE".to_vec(),
-            b"normal".to_vec(),
-        ],
-        vec![
-            b"XADD".to_vec(),
-            stream.as_bytes().to_vec(),
-            b"*".to_vec(),
-            b"m".to_vec(),
-            payload.into_bytes(),
-        ],
-    ])
-    .await
-    .unwrap();
-    c.read().await.unwrap();
-    c.read().await.unwrap();
-    wait_for("reconnected", || {
-        m.reconnects.load(Relaxed) >= 1 && m.connected.load(Relaxed)
-    })
-    .await;
+    let _: Value = redis::pipe()
+        .cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("m")
+        .arg(&payload)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    wait_for("reconnected", || m.reconnects() >= 1 && m.is_connected()).await;
     wait_for("replayed", || !seg.has("b")).await;
     assert!(
         seg.has("c") && seg.has("unrelated"),
@@ -578,6 +567,102 @@ fn binary_runs_applies_and_stops_on_sigterm() {
     assert!(status.success(), "exit on SIGTERM: {status:?}");
     let mut log = String::new();
     std::io::Read::read_to_string(&mut { stderr }, &mut log).unwrap();
-    assert!(log.contains("msg=connected"), "{log}");
+    assert!(log.contains("INFO connected"), "{log}");
     assert!(log.contains("signal=SIGTERM"), "{log}");
+}
+
+#[test]
+fn feed_none_exports_metrics_without_a_broker_and_logs_json() {
+    let seg = Segment::new("nofeed");
+    seg.put("k");
+    seg.has("k");
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_memshelf-agent"))
+        .args([
+            "--segment",
+            &seg.name,
+            "--feed",
+            "none",
+            "--log-format",
+            "json",
+        ])
+        // A broker that is not there: never contacted.
+        .args(["--broker", "redis://127.0.0.1:1"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env_remove("MEMSHELF_AGENT_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run memshelf-agent");
+    let get = |path: &str| -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let code = out.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(wait_for("ready without a broker", || {
+        get("/readyz").is_some_and(|(c, _)| c == 200)
+    }));
+    let (_, text) = get("/metrics").unwrap();
+    let samples = parse_prometheus(&text);
+    assert!(
+        metric(
+            &samples,
+            &format!("memshelf_hits_total{{cache=\"{}\"}}", seg.name)
+        ) >= 1.0
+    );
+    assert_eq!(metric(&samples, "memshelf_agent_degraded"), 0.0);
+    assert_eq!(metric(&samples, "memshelf_agent_connected"), 0.0);
+    // Nothing was cleared: the exporter keeps nothing coherent.
+    assert!(seg.has("k"));
+    assert_eq!(seg.cache.keeper_alive(), None, "no keeper without a feed");
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert!(child.wait().unwrap().success());
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let mut messages = Vec::new();
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        messages.push(v["fields"]["message"].as_str().unwrap_or("").to_string());
+    }
+    assert!(messages.iter().any(|m| m == "starting"), "{log}");
+    assert!(messages.iter().any(|m| m == "shutting down"), "{log}");
+}
+
+#[test]
+fn help_shows_every_default() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_memshelf-agent"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--degraded-ttl",
+        "--dead-after",
+        "--ping-interval",
+        "--feed",
+        "--tls-ca-file",
+    ] {
+        let at = help
+            .find(flag)
+            .unwrap_or_else(|| panic!("{flag} missing:\n{help}"));
+        let rest = &help[at..];
+        let next = rest[2..].find("\n  -").map_or(rest.len(), |i| i + 2);
+        assert!(
+            rest[..next].contains("[default: "),
+            "{flag}:\n{}",
+            &rest[..next]
+        );
+    }
+    assert!(help.contains("[default: 1s]"), "{help}");
 }

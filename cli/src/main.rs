@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use memshelf::message::Message;
 use memshelf::{Cache, Expiry, OpenOptions, PutOptions, Ttl};
+use memshelf_agent::broker::{Broker, BrokerOptions};
 use memshelf_agent::feed::stream::PAYLOAD_FIELD;
-use memshelf_agent::resp::{Address, Connection, Value};
 
 /// memshelf: a shared-memory key-value cache.
 #[derive(Parser, Debug)]
@@ -159,13 +159,30 @@ enum Cmd {
 
 #[derive(Parser, Debug)]
 struct Publish {
-    /// redis://host:port, unix:///path or /path/to/redis.sock.
+    /// redis://user:pass@host:port/db (each part but the host optional),
+    /// rediss://... (TLS), unix:///path, redis+sentinel://s1:26379/MASTER/db or
+    /// redis+cluster://n1:7000,n2:7001 (the agent's URL forms).
     #[arg(
         long,
         env = "MEMSHELF_BROKER",
         default_value = "redis://127.0.0.1:6379"
     )]
     broker: String,
+    /// The broker hosts are sentinels of this master.
+    #[arg(long, env = "MEMSHELF_SENTINEL_MASTER")]
+    sentinel_master: Option<String>,
+    /// The broker hosts are Redis Cluster nodes.
+    #[arg(long)]
+    cluster: bool,
+    /// PEM file of the CA that signs the broker's certificate (rediss://).
+    #[arg(long, env = "MEMSHELF_TLS_CA_FILE")]
+    tls_ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate for mutual TLS (with --tls-key).
+    #[arg(long, env = "MEMSHELF_TLS_CERT")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "MEMSHELF_TLS_KEY")]
+    tls_key: Option<std::path::PathBuf>,
     /// Pub/Sub channel (ignored with --stream).
     #[arg(long, env = "MEMSHELF_CHANNEL", default_value = "memshelf")]
     channel: String,
@@ -354,35 +371,56 @@ fn publish(p: Publish) -> Result<ExitCode, String> {
         println!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
-    let addr = Address::parse(&p.broker)?;
+    let broker = Broker::with_options(
+        &p.broker,
+        &BrokerOptions {
+            tls_ca_file: p.tls_ca_file.clone(),
+            tls_cert: p.tls_cert.clone(),
+            tls_key: p.tls_key.clone(),
+            sentinel_master: p.sentinel_master.clone(),
+            cluster: p.cluster,
+        },
+    )?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let t = Duration::from_secs(5);
     let reply = rt.block_on(async {
-        let mut c = Connection::connect(&addr, Duration::from_secs(5))
+        // A stream lives on one node (in a cluster, the owner of its slot);
+        // a Pub/Sub message reaches every node from any of them.
+        let (client, node) = broker.data_client(p.stream.as_deref(), 0, t).await?;
+        let mut c = tokio::time::timeout(t, client.get_multiplexed_async_connection())
             .await
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let maxlen = p.maxlen.map(|n| n.to_string());
-        let mut args: Vec<&[u8]> = Vec::new();
-        match &p.stream {
+            .map_err(|_| format!("cannot connect to {node}: no answer within 5 s"))?
+            .map_err(|e| format!("cannot connect to {node}: {e}"))?;
+        let cmd = match &p.stream {
             Some(key) => {
-                args.extend([b"XADD".as_slice(), key.as_bytes()]);
-                if let Some(n) = &maxlen {
-                    args.extend([b"MAXLEN".as_slice(), b"~", n.as_bytes()]);
+                let mut cmd = redis::cmd("XADD");
+                cmd.arg(key);
+                if let Some(n) = p.maxlen {
+                    cmd.arg("MAXLEN").arg("~").arg(n);
                 }
-                args.extend([b"*".as_slice(), PAYLOAD_FIELD.as_bytes(), json.as_bytes()]);
+                cmd.arg("*").arg(PAYLOAD_FIELD).arg(&json);
+                cmd
             }
-            None => args.extend([b"PUBLISH".as_slice(), p.channel.as_bytes(), json.as_bytes()]),
-        }
-        tokio::time::timeout(Duration::from_secs(5), c.cmd(&args))
+            None => {
+                let mut cmd = redis::cmd("PUBLISH");
+                cmd.arg(&p.channel).arg(&json);
+                cmd
+            }
+        };
+        tokio::time::timeout(t, cmd.query_async::<redis::Value>(&mut c))
             .await
             .map_err(|_| "no reply from the broker within 5 s".to_string())?
             .map_err(|e| e.to_string())
     })?;
     match reply {
-        Value::Int(n) => println!("published to {n} subscriber(s)"),
-        v => println!("added {}", v.text().unwrap_or_default()),
+        redis::Value::Int(n) => println!("published to {n} subscriber(s)"),
+        v => println!(
+            "added {}",
+            memshelf_agent::broker::text(&v).unwrap_or_default()
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

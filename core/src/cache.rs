@@ -371,10 +371,10 @@ impl Engine {
         }
     }
 
-    /// A lookup for a reader: `Some(Found)` only for a live, non-negative
-    /// entry (value in `buf`). Counts the hit or miss.
+    /// A lookup for a reader: `true` only for a live, non-negative entry
+    /// (value in `buf`). Counts the hit or miss.
     #[inline]
-    pub fn lookup(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<Option<Found>> {
+    pub fn lookup(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<bool> {
         self.check_key(key)?;
         let t0 = self.sample_start();
         let hash = self.hash(key);
@@ -386,7 +386,7 @@ impl Engine {
                     if let Some(t0) = t0 {
                         self.sample_end(Op::Get, t0, Some(hash));
                     }
-                    return Ok(Some(f));
+                    return Ok(true);
                 }
                 Liveness::Live | Liveness::Stale => {}
                 l => self.reap(hash, &f, l),
@@ -396,7 +396,7 @@ impl Engine {
         if let Some(t0) = t0 {
             self.sample_end(Op::Get, t0, None);
         }
-        Ok(None)
+        Ok(false)
     }
 
     /// Whether a ghost slot is still inside the ghost window: S3-FIFO's
@@ -787,7 +787,7 @@ impl Cache {
     /// allocation). Returns whether it was found. No allocation once `buf`
     /// is large enough.
     pub fn get_into(&self, key: impl AsRef<[u8]>, buf: &mut Vec<u8>) -> Result<bool> {
-        let hit = self.e.lookup(key.as_ref(), buf)?.is_some();
+        let hit = self.e.lookup(key.as_ref(), buf)?;
         if !hit {
             buf.clear();
         }
@@ -830,7 +830,7 @@ impl Cache {
             if let Some(next) = keys.get(i + AHEAD) {
                 self.e.seg.prefetch_bucket(self.e.hash(next.as_ref()));
             }
-            let hit = self.e.lookup(k.as_ref(), &mut buf)?.is_some();
+            let hit = self.e.lookup(k.as_ref(), &mut buf)?;
             f(i, hit.then_some(&buf[..]));
         }
         Ok(())
@@ -857,7 +857,7 @@ impl Cache {
     pub fn read(&self, key: impl AsRef<[u8]>, out: &mut [u8]) -> Result<ReadInto> {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            if self.e.lookup(key.as_ref(), &mut s)?.is_none() {
+            if !self.e.lookup(key.as_ref(), &mut s)? {
                 return Ok(ReadInto::Miss);
             }
             if s.len() > out.len() {
@@ -870,7 +870,7 @@ impl Cache {
 
     /// Whether `key` has a live entry (counts as a get).
     pub fn contains(&self, key: impl AsRef<[u8]>) -> Result<bool> {
-        SCRATCH.with(|s| Ok(self.e.lookup(key.as_ref(), &mut s.borrow_mut())?.is_some()))
+        SCRATCH.with(|s| self.e.lookup(key.as_ref(), &mut s.borrow_mut()))
     }
 
     /// Inserts or replaces `key` with the segment's default TTL.

@@ -50,15 +50,23 @@ impl LogGeom {
             tail_off,
         }
     }
+    /// `a` reduced modulo `wrap`: positions in shared memory always are,
+    /// unless corrupt, so the division is only paid for corrupt words.
+    #[inline(always)]
+    fn reduce(&self, a: u64) -> u64 {
+        if a < self.wrap { a } else { a % self.wrap }
+    }
     /// `a - b` modulo `wrap`.
     #[inline]
     pub fn dist(&self, a: u64, b: u64) -> u64 {
-        (a % self.wrap + self.wrap - b % self.wrap) % self.wrap
+        let (a, b) = (self.reduce(a), self.reduce(b));
+        if a >= b { a - b } else { a + self.wrap - b }
     }
     /// `a + n` modulo `wrap`.
     #[inline]
     pub fn add(&self, a: u64, n: u64) -> u64 {
-        (a % self.wrap + n % self.wrap) % self.wrap
+        let s = self.reduce(a) + self.reduce(n); // both < 2^50: no overflow
+        if s < self.wrap { s } else { s - self.wrap }
     }
     /// Whether `a` comes strictly before `b` (within half the position
     /// space, which every live position is).

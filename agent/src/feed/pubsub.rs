@@ -1,58 +1,137 @@
 //! Redis Pub/Sub: at-most-once. Every (re)connection is a gap nothing
 //! replays: whatever was published meanwhile is lost.
+//!
+//! Liveness: a PING every `ping_interval`; a PING unanswered within
+//! `dead_after` (a stopped or unreachable broker) loses the connection. A
+//! closed or reset connection (a killed broker) is noticed at once. With
+//! Sentinel, the master's address is checked at each PING: a failover is a
+//! gap even when the old master keeps the connection open. With Cluster,
+//! one node is enough (classic Pub/Sub is broadcast to every node); a lost
+//! node makes the agent try the next seed.
 
-use std::collections::VecDeque;
-use std::io;
-use std::time::{Duration, Instant};
+use std::pin::Pin;
+use std::time::Duration;
 
-use super::{Feed, FeedEvent, Gap};
+use futures_util::StreamExt as _;
+use redis::aio::{PubSubSink, PubSubStream};
+
+use super::{Connected, Feed, FeedEvent, Lost};
+use crate::broker::{Broker, Topology};
 use crate::metrics::GapReason;
-use crate::resp::{Address, Connection, Value};
+
+type Probe = Pin<Box<dyn std::future::Future<Output = Result<(), Lost>> + Send>>;
+
+struct Conn {
+    sink: PubSubSink,
+    stream: PubSubStream,
+    node: String,
+    tick: tokio::time::Interval,
+    probe: Option<Probe>,
+}
 
 /// Subscribes to channels and patterns.
 pub struct PubSub {
-    addr: Address,
+    broker: Broker,
     channels: Vec<String>,
     patterns: Vec<String>,
     ping_interval: Duration,
     dead_after: Duration,
-    max_frame: usize,
-    conn: Option<Connection>,
-    last_rx: Instant,
-    tick: tokio::time::Interval,
-    pending: VecDeque<Vec<u8>>,
+    attempt: usize,
+    conn: Option<Conn>,
 }
 
 impl PubSub {
-    /// A feed of `channels` and `patterns` on `addr`; the agent PINGs every
-    /// `ping_interval` and gives up on a connection silent for `dead_after`.
+    /// A feed of `channels` and `patterns` on `broker`; the agent PINGs
+    /// every `ping_interval` and gives up on a PING unanswered for
+    /// `dead_after`.
     pub fn new(
-        addr: Address,
+        broker: Broker,
         channels: Vec<String>,
         patterns: Vec<String>,
         ping_interval: Duration,
         dead_after: Duration,
-        max_message: usize,
     ) -> PubSub {
         PubSub {
-            addr,
+            broker,
             channels,
             patterns,
             ping_interval,
             dead_after,
-            max_frame: max_message.saturating_mul(4).max(64 << 20),
+            attempt: 0,
             conn: None,
-            last_rx: Instant::now(),
-            tick: tokio::time::interval(ping_interval),
-            pending: VecDeque::new(),
         }
     }
-}
 
-fn kind(v: &Value) -> Option<(&[u8], &[Value])> {
-    match v {
-        Value::Array(items) if !items.is_empty() => Some((items[0].as_bytes()?, &items[1..])),
-        _ => None,
+    async fn open(&mut self) -> Result<Conn, String> {
+        let t = self.dead_after;
+        let (client, node) = self.broker.data_client(None, self.attempt, t).await?;
+        let ps = tokio::time::timeout(t, client.get_async_pubsub())
+            .await
+            .map_err(|_| format!("{node}: no answer within {t:?}"))?
+            .map_err(|e| format!("{node}: {e}"))?;
+        let (mut sink, stream) = ps.split();
+        // One channel per command: the subscription is in place when its
+        // confirmation arrives, so a message published after this is seen.
+        for c in &self.channels {
+            tokio::time::timeout(t, sink.subscribe(c))
+                .await
+                .map_err(|_| format!("{node}: no SUBSCRIBE confirmation within {t:?}"))?
+                .map_err(|e| format!("{node}: SUBSCRIBE {c}: {e}"))?;
+        }
+        for p in &self.patterns {
+            tokio::time::timeout(t, sink.psubscribe(p))
+                .await
+                .map_err(|_| format!("{node}: no PSUBSCRIBE confirmation within {t:?}"))?
+                .map_err(|e| format!("{node}: PSUBSCRIBE {p}: {e}"))?;
+        }
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.ping_interval,
+            self.ping_interval,
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ok(Conn {
+            sink,
+            stream,
+            node,
+            tick,
+            probe: None,
+        })
+    }
+
+    /// The liveness probe: a PING answered within `dead_after`, and with
+    /// Sentinel, the master still where we are connected.
+    fn probe(&self, conn: &Conn) -> Probe {
+        let mut sink = conn.sink.clone();
+        let dead_after = self.dead_after;
+        let broker = self.broker.clone();
+        let node = conn.node.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(dead_after, sink.ping::<redis::Value>()).await {
+                Err(_) => {
+                    return Err(Lost::disconnect(format!(
+                        "{node}: PING unanswered for {dead_after:?}"
+                    )));
+                }
+                Ok(Err(e)) => return Err(Lost::disconnect(format!("{node}: PING: {e}"))),
+                Ok(Ok(_)) => {}
+            }
+            if matches!(broker.topology, Topology::Sentinel { .. })
+                && let Ok((h, p)) = broker.sentinel_master(dead_after).await
+            {
+                let now = if h.contains(':') {
+                    format!("[{h}]:{p}")
+                } else {
+                    format!("{h}:{p}")
+                };
+                if now != node {
+                    return Err(Lost {
+                        reason: GapReason::Failover,
+                        error: format!("the master moved from {node} to {now}"),
+                    });
+                }
+            }
+            Ok(())
+        })
     }
 }
 
@@ -60,7 +139,7 @@ impl Feed for PubSub {
     fn describe(&self) -> String {
         format!(
             "pubsub broker={} channels={} patterns={}",
-            self.addr,
+            self.broker,
             self.channels.join(","),
             self.patterns.join(",")
         )
@@ -70,114 +149,55 @@ impl Feed for PubSub {
         false
     }
 
-    async fn connect(&mut self, first: bool) -> io::Result<Vec<Gap>> {
+    async fn connect(&mut self) -> Result<Connected, String> {
         self.conn = None;
-        self.pending.clear();
-        let mut c = Connection::connect(&self.addr, self.dead_after).await?;
-        c.set_max_frame(self.max_frame);
-        let mut expect = 0;
-        if !self.channels.is_empty() {
-            let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
-            args.extend(self.channels.iter().map(|s| s.as_bytes()));
-            c.send(&args).await?;
-            expect += self.channels.len();
+        match self.open().await {
+            Ok(c) => {
+                self.conn = Some(c);
+                Ok(Connected::default())
+            }
+            Err(e) => {
+                self.attempt = self.attempt.wrapping_add(1);
+                Err(e)
+            }
         }
-        if !self.patterns.is_empty() {
-            let mut args: Vec<&[u8]> = vec![b"PSUBSCRIBE"];
-            args.extend(self.patterns.iter().map(|s| s.as_bytes()));
-            c.send(&args).await?;
-            expect += self.patterns.len();
-        }
-        // Wait for every confirmation, so that the subscription is in place
-        // before the caller clears (a message published after this point is
-        // delivered). Messages may already interleave: keep them.
-        let deadline = tokio::time::Instant::now() + self.dead_after;
-        while expect > 0 {
-            let v = tokio::time::timeout_at(deadline, c.read())
-                .await
-                .map_err(|_| {
-                    io::Error::new(io::ErrorKind::TimedOut, "no SUBSCRIBE confirmation")
-                })??;
-            match kind(&v) {
-                Some((b"subscribe" | b"psubscribe", _)) => expect -= 1,
-                _ => {
-                    if let Some(data) = into_payload(v)? {
-                        self.pending.push_back(data);
+    }
+
+    async fn next(&mut self) -> Result<FeedEvent, Lost> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(Lost::disconnect("not connected"));
+            };
+            let probing = conn.probe.is_some();
+            tokio::select! {
+                biased;
+                m = conn.stream.next() => {
+                    let Some(m) = m else {
+                        let node = conn.node.clone();
+                        self.conn = None;
+                        self.attempt = self.attempt.wrapping_add(1);
+                        return Err(Lost::disconnect(format!("{node}: connection closed")));
+                    };
+                    return Ok(FeedEvent::Payload {
+                        data: m.get_payload_bytes().to_vec(),
+                        id: None,
+                    });
+                }
+                r = async { conn.probe.as_mut().expect("probing").await }, if probing => {
+                    conn.probe = None;
+                    if let Err(l) = r {
+                        self.conn = None;
+                        self.attempt = self.attempt.wrapping_add(1);
+                        return Err(l);
+                    }
+                }
+                _ = conn.tick.tick(), if !probing => {
+                    let p = self.probe(self.conn.as_ref().expect("connected"));
+                    if let Some(c) = self.conn.as_mut() {
+                        c.probe = Some(p);
                     }
                 }
             }
         }
-        self.conn = Some(c);
-        self.last_rx = Instant::now();
-        self.tick = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.ping_interval,
-            self.ping_interval,
-        );
-        self.tick
-            .set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Ok(vec![Gap::uncovered(if first {
-            GapReason::Startup
-        } else {
-            GapReason::Disconnect
-        })])
-    }
-
-    async fn next(&mut self) -> io::Result<FeedEvent> {
-        if let Some(data) = self.pending.pop_front() {
-            return Ok(FeedEvent::Payload { data, id: None });
-        }
-        let PubSub {
-            conn,
-            tick,
-            last_rx,
-            dead_after,
-            ..
-        } = self;
-        let conn = conn
-            .as_mut()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "not connected"))?;
-        loop {
-            let frame = tokio::select! {
-                f = conn.read() => Some(f?),
-                _ = tick.tick() => None,
-            };
-            let Some(v) = frame else {
-                if last_rx.elapsed() > *dead_after {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("no reply from the broker for {dead_after:?}"),
-                    ));
-                }
-                conn.send(&[b"PING"]).await?;
-                continue;
-            };
-            *last_rx = Instant::now();
-            if let Some(data) = into_payload(v)? {
-                return Ok(FeedEvent::Payload { data, id: None });
-            }
-        }
-    }
-}
-
-/// The payload of a `message`/`pmessage` push; `None` for PONG replies and
-/// (un)subscribe confirmations (liveness only).
-fn into_payload(v: Value) -> io::Result<Option<Vec<u8>>> {
-    match v {
-        Value::Array(items) => {
-            let is_msg = match items.first().and_then(Value::as_bytes) {
-                Some(b"message") => items.len() == 3,
-                Some(b"pmessage") => items.len() == 4,
-                _ => false,
-            };
-            if !is_msg {
-                return Ok(None);
-            }
-            Ok(Some(match items.into_iter().next_back() {
-                Some(Value::Bulk(b)) => b,
-                _ => Vec::new(),
-            }))
-        }
-        Value::Error(e) => Err(io::Error::other(format!("broker error: {e}"))),
-        _ => Ok(None),
     }
 }

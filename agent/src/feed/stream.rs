@@ -1,21 +1,38 @@
 //! A Redis Stream: replayable. The agent reads with `XREAD` from the last
 //! applied id (kept in a state file across restarts), so a reconnect
-//! replays what was missed. Only a stream trimmed (or reset) past that id
-//! is a gap that needs a clear.
+//! replays what was missed, once the position is verified to belong to the
+//! same stream. A stream trimmed past that id, deleted or recreated (even
+//! with entries again) is a gap that needs a clear.
+//!
+//! Identity: the position records the entry's ordinal (how many entries
+//! were ever added up to it, comparable with `XINFO STREAM`'s
+//! `entries-added`), a digest of its payload and the stream's
+//! `max-deleted-entry-id`. The same stream never moves these backwards:
+//! `entries-added` and `max-deleted-entry-id` only grow, the entry is still
+//! there with the same payload unless it was trimmed, and once it is
+//! trimmed exactly `ordinal` entries are gone (fewer: another stream; more:
+//! trimmed unread). Each batch is read in one `MULTI` with these facts, so
+//! a `DEL` + `XADD` at any time is seen.
 
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Feed, FeedEvent, Gap};
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+
+use super::{Connected, Feed, FeedEvent, Lost};
+use crate::broker::{Broker, text};
 use crate::metrics::GapReason;
-use crate::resp::{Address, Connection, Value};
 
 /// The field of a stream entry that holds the JSON payload (written by
 /// `memshelf publish --stream`). An entry without it is read from its first
 /// field.
 pub const PAYLOAD_FIELD: &str = "m";
+
+/// Entries read per `XREAD`.
+const BATCH: usize = 512;
 
 /// A stream entry id `ms-seq`, compared numerically.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -30,6 +47,9 @@ impl StreamId {
             None => Some(StreamId(s.parse().ok()?, 0)),
         }
     }
+    fn is_zero(self) -> bool {
+        self == StreamId(0, 0)
+    }
 }
 
 impl std::fmt::Display for StreamId {
@@ -38,20 +58,30 @@ impl std::fmt::Display for StreamId {
     }
 }
 
-/// A position in the stream: the last id read and, when known, its
-/// ordinal (how many entries were ever added up to it, comparable with
-/// `XINFO STREAM`'s `entries-added`). The ordinal tells a trim that removed
-/// unread entries from one that only removed read ones.
+/// A position in the stream: the last id read and what identifies the
+/// stream there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct StreamPos {
     /// Last id read.
     pub id: StreamId,
-    /// Its ordinal, if known.
+    /// Its ordinal (entries ever added up to it), if known.
     pub ordinal: Option<u64>,
+    /// xxh3 of the entry's payload, if known.
+    pub digest: Option<u64>,
+    /// The stream's `max-deleted-entry-id` when it was read.
+    pub max_deleted: StreamId,
 }
 
 impl StreamPos {
-    /// Parses `ms-seq` or `ms-seq ordinal` (the state file's line).
+    /// The start of an empty (or absent) stream.
+    pub fn start() -> StreamPos {
+        StreamPos {
+            ordinal: Some(0),
+            ..Default::default()
+        }
+    }
+
+    /// Parses the state file's line: `ms-seq [ordinal [digest max_deleted]]`.
     pub fn parse(s: &str) -> Option<StreamPos> {
         let mut it = s.split_whitespace();
         let id = StreamId::parse(it.next()?)?;
@@ -59,22 +89,41 @@ impl StreamPos {
             Some(o) => Some(o.parse().ok()?),
             None => None,
         };
-        Some(StreamPos { id, ordinal })
+        let digest = match it.next() {
+            Some("-") | None => None,
+            Some(d) => Some(u64::from_str_radix(d, 16).ok()?),
+        };
+        let max_deleted = match it.next() {
+            Some(m) => StreamId::parse(m)?,
+            None => StreamId::default(),
+        };
+        Some(StreamPos {
+            id,
+            ordinal,
+            digest,
+            max_deleted,
+        })
     }
 }
 
 impl std::fmt::Display for StreamPos {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.ordinal {
-            Some(o) => write!(f, "{} {o}", self.id),
-            None => write!(f, "{}", self.id),
+        write!(f, "{}", self.id)?;
+        if let Some(o) = self.ordinal {
+            write!(f, " {o}")?;
+            match self.digest {
+                Some(d) => write!(f, " {d:016x}")?,
+                None => write!(f, " -")?,
+            }
+            write!(f, " {}", self.max_deleted)?;
         }
+        Ok(())
     }
 }
 
-/// The file keeping the last applied id: one line, replaced atomically
-/// (write to a temporary file, then rename). No fsync: after a power loss
-/// the shared-memory segments are gone too.
+/// The file keeping the last applied position: one line, replaced
+/// atomically (write to a temporary file, then rename). No fsync: after a
+/// power loss the shared-memory segments are gone too.
 #[derive(Clone, Debug)]
 pub struct StateFile {
     path: PathBuf,
@@ -94,385 +143,487 @@ impl StateFile {
         StreamPos::parse(&std::fs::read_to_string(&self.path).ok()?)
     }
     /// Saves a position (as [`StreamPos`] writes it).
-    pub fn save(&self, id: &str) -> io::Result<()> {
+    pub fn save(&self, pos: &str) -> io::Result<()> {
         let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{id}\n"))?;
+        std::fs::write(&tmp, format!("{pos}\n"))?;
         std::fs::rename(&tmp, &self.path)
     }
 }
 
 /// What `XINFO STREAM` says about the stream.
-#[derive(Debug, Default)]
-struct Info {
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Info {
     last_generated: StreamId,
-    max_deleted: Option<StreamId>,
+    max_deleted: StreamId,
     first_entry: Option<StreamId>,
+    last_entry: Option<(StreamId, Vec<u8>)>,
     entries_added: Option<u64>,
     length: u64,
 }
 
+/// What the stream looks like from a position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The same stream; nothing after the position was removed.
+    Same,
+    /// Entries after the position were removed before being read.
+    Trimmed,
+    /// Not the stream the position was read from (deleted, recreated,
+    /// reset, or the broker lost it).
+    Recreated,
+}
+
+fn digest(payload: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(payload)
+}
+
+/// Checks `pos` against the stream. `at` is the entry at `pos.id`, if the
+/// stream holds it.
+pub(crate) fn verify(
+    pos: &StreamPos,
+    info: Option<&Info>,
+    at: Option<&(StreamId, Vec<u8>)>,
+) -> Verdict {
+    let Some(info) = info else {
+        // No stream. At the start nothing was missed; otherwise it was
+        // deleted (or the broker lost its data).
+        return if pos.id.is_zero() && pos.ordinal.unwrap_or(0) == 0 {
+            Verdict::Same
+        } else {
+            Verdict::Recreated
+        };
+    };
+    if info.last_generated < pos.id || info.max_deleted < pos.max_deleted {
+        return Verdict::Recreated;
+    }
+    if let (Some(added), Some(k)) = (info.entries_added, pos.ordinal)
+        && added < k
+    {
+        return Verdict::Recreated;
+    }
+    // XDEL of an entry after ours (Redis 7 tracks the largest deleted id).
+    let deleted_after = info.max_deleted > pos.id;
+    if !pos.id.is_zero() && info.first_entry.is_some_and(|f| f <= pos.id) {
+        // Our entry should still be there, with the same payload (unless
+        // it was itself deleted with XDEL).
+        match at {
+            Some((id, payload)) if *id == pos.id => {
+                if pos.digest.is_some_and(|d| d != digest(payload)) {
+                    return Verdict::Recreated;
+                }
+            }
+            _ if info.max_deleted >= pos.id => {}
+            _ => return Verdict::Recreated,
+        }
+        return if deleted_after {
+            Verdict::Trimmed
+        } else {
+            Verdict::Same
+        };
+    }
+    // Every remaining entry is after ours: the ones up to ours were
+    // removed. With ordinals exactly `ordinal` of them (fewer: another
+    // stream; more: unread ones were trimmed).
+    match (info.entries_added, pos.ordinal) {
+        (Some(added), Some(k)) => {
+            let removed = added.saturating_sub(info.length);
+            if removed < k {
+                Verdict::Recreated
+            } else if removed > k || deleted_after {
+                Verdict::Trimmed
+            } else {
+                Verdict::Same
+            }
+        }
+        // Without ordinals (an old state file): assume the worst unless
+        // nothing was ever added after our position.
+        _ => {
+            if info.length > 0 || info.last_generated > pos.id {
+                Verdict::Trimmed
+            } else {
+                Verdict::Same
+            }
+        }
+    }
+}
+
+/// The position at the end of the stream as `info` describes it.
+fn end_of(info: Option<&Info>) -> StreamPos {
+    match info {
+        None => StreamPos::start(),
+        Some(i) => StreamPos {
+            id: i.last_generated,
+            ordinal: i.entries_added,
+            digest: i
+                .last_entry
+                .as_ref()
+                .filter(|(id, _)| *id == i.last_generated)
+                .map(|(_, p)| digest(p)),
+            max_deleted: i.max_deleted,
+        },
+    }
+}
+
 /// Reads one stream.
 pub struct StreamFeed {
-    addr: Address,
+    broker: Broker,
     key: String,
     block: Duration,
     dead_after: Duration,
-    max_frame: usize,
-    conn: Option<Connection>,
+    attempt: usize,
+    conn: Option<(MultiplexedConnection, String)>,
     /// Last position read (queued to the applier); `None` before the first
     /// connection when no position was saved.
     last: Option<StreamPos>,
+    /// Position of the last entry handed to the agent.
+    delivered: Option<StreamPos>,
     pending: VecDeque<(StreamPos, Vec<u8>)>,
 }
 
 impl StreamFeed {
-    /// Reads `key` on `addr`, resuming after `resume_from` (the id in the
-    /// state file) if given. Each `XREAD` blocks at most `block`, which is
-    /// also the liveness check.
+    /// Reads `key` on `broker` (in the URL's database), resuming after
+    /// `resume_from` (the state file's position) if given. Each `XREAD`
+    /// blocks at most `block`; a reply later than `block + dead_after`
+    /// loses the connection.
     pub fn new(
-        addr: Address,
+        broker: Broker,
         key: String,
         resume_from: Option<StreamPos>,
         block: Duration,
         dead_after: Duration,
-        max_message: usize,
     ) -> StreamFeed {
         StreamFeed {
-            addr,
+            broker,
             key,
             block,
             dead_after,
-            max_frame: max_message.saturating_mul(256).max(64 << 20),
+            attempt: 0,
             conn: None,
             last: resume_from,
+            delivered: resume_from,
             pending: VecDeque::new(),
         }
     }
 
-    async fn info(conn: &mut Connection, key: &str) -> io::Result<Option<Info>> {
-        conn.send(&[b"XINFO", b"STREAM", key.as_bytes()]).await?;
-        parse_info(conn.read().await?)
+    async fn open(&mut self) -> Result<(MultiplexedConnection, String), String> {
+        let t = self.dead_after;
+        let (client, node) = self
+            .broker
+            .data_client(Some(&self.key), self.attempt, t)
+            .await?;
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(t))
+            .set_response_timeout(None);
+        let c = tokio::time::timeout(
+            t * 2,
+            client.get_multiplexed_async_connection_with_config(&cfg),
+        )
+        .await
+        .map_err(|_| format!("{node}: no answer within {t:?}"))?
+        .map_err(|e| format!("{node}: {e}"))?;
+        Ok((c, node))
     }
 
-    /// After a trim gap, moves the position so that the same removal is
-    /// not reported again.
-    fn skip_reported(&mut self, info: Option<&Info>) {
-        skip_reported(&mut self.last, info)
-    }
-}
-
-/// After a trim gap, moves `last` past what was removed, so that the same
-/// removal is not reported again.
-fn skip_reported(last: &mut Option<StreamPos>, info: Option<&Info>) {
-    let (Some(info), Some(last)) = (info, last.as_mut()) else {
-        return;
-    };
-    if let Some(d) = info.max_deleted {
-        last.id = last.id.max(d);
-    }
-    if info.first_entry.is_none_or(|f| f > last.id)
-        && let Some(n) = info.entries_added
-    {
-        last.ordinal = Some(last.ordinal.unwrap_or(0).max(n.saturating_sub(info.length)));
-    }
-}
-
-/// Whether entries after `after` were removed before being read; resets
-/// `last` when the stream was deleted or recreated.
-fn trimmed(last: &mut Option<StreamPos>, after: StreamPos, info: Option<&Info>) -> bool {
-    let start = StreamPos {
-        id: StreamId::default(),
-        ordinal: Some(0),
-    };
-    let Some(info) = info else {
-        // No stream: deleted, or the broker lost its data. Whatever comes
-        // next is read from the start.
-        *last = Some(start);
-        return after.id != StreamId::default();
-    };
-    if info.last_generated < after.id {
-        // Recreated with smaller ids.
-        *last = Some(start);
-        return true;
-    }
-    // XDEL of an entry after ours (Redis 7+ tracks the largest deleted id;
-    // trimming does not update it).
-    if info.max_deleted.is_some_and(|d| d > after.id) {
-        return true;
-    }
-    // Trimming removes the oldest entries. If every remaining entry is
-    // after ours, the ones between were removed unless none existed: with
-    // ordinals, `entries_added - length` entries are gone and we had read
-    // `ordinal` of them.
-    if info.first_entry.is_none_or(|f| f > after.id) {
-        return match (info.entries_added, after.ordinal) {
-            (Some(added), Some(k)) => added.saturating_sub(info.length) > k,
-            // Without ordinals (Redis < 7, or an old state file): assume
-            // the worst unless nothing was ever added after our position.
-            _ => info.length > 0 || info.last_generated > after.id,
+    /// `XINFO STREAM`, the entry at `pos` and (optionally) a batch after
+    /// it, atomically.
+    async fn snapshot(
+        conn: &mut MultiplexedConnection,
+        key: &str,
+        pos: StreamId,
+        batch: bool,
+        timeout: Duration,
+    ) -> Result<
+        (
+            Option<Info>,
+            Option<(StreamId, Vec<u8>)>,
+            Vec<(StreamId, Vec<u8>)>,
+        ),
+        String,
+    > {
+        let id = pos.to_string();
+        let mut p = redis::pipe();
+        p.atomic().ignore_errors();
+        p.cmd("XINFO").arg("STREAM").arg(key);
+        p.cmd("XRANGE").arg(key).arg(&id).arg(&id);
+        if batch {
+            p.cmd("XREAD")
+                .arg("COUNT")
+                .arg(BATCH)
+                .arg("STREAMS")
+                .arg(key)
+                .arg(&id);
+        }
+        let r: Vec<Value> = tokio::time::timeout(timeout, p.query_async(conn))
+            .await
+            .map_err(|_| format!("no reply to XINFO/XREAD within {timeout:?}"))?
+            .map_err(|e| format!("XINFO/XREAD: {e}"))?;
+        let mut it = r.into_iter();
+        let info = parse_info(it.next().unwrap_or_default())?;
+        let at = entry_list(it.next().unwrap_or_default())?
+            .into_iter()
+            .next();
+        let read = match it.next() {
+            Some(v) => entries(v)?,
+            None => Vec::new(),
         };
-    }
-    false
-}
-
-/// Ordinal of the entry before the first one of a batch read after `after`.
-fn batch_base(after: StreamPos, info: Option<&Info>) -> Option<u64> {
-    let info = info?;
-    if info.first_entry.is_none_or(|f| f > after.id) {
-        // Every remaining entry is after ours: the batch starts at the
-        // first remaining entry.
-        info.entries_added.map(|n| n.saturating_sub(info.length))
-    } else {
-        after.ordinal
+        Ok((info, at, read))
     }
 }
 
 impl Feed for StreamFeed {
     fn describe(&self) -> String {
-        format!("stream broker={} key={}", self.addr, self.key)
+        format!("stream broker={} key={}", self.broker, self.key)
     }
 
     fn replayable(&self) -> bool {
-        true
+        self.last.is_some()
     }
 
-    async fn connect(&mut self, first: bool) -> io::Result<Vec<Gap>> {
+    async fn connect(&mut self) -> Result<Connected, String> {
         self.conn = None;
-        // Entries read but not yet handed over are read again.
-        if let Some((p, _)) = self.pending.front() {
-            self.last = Some(StreamPos {
-                id: p.id.prev(),
-                ordinal: p.ordinal.map(|o| o.saturating_sub(1)),
-            });
+        // Entries read but not yet handed over are read again: go back to
+        // the position before the first of them.
+        if !self.pending.is_empty() {
+            self.last = self.delivered;
         }
         self.pending.clear();
-        let mut c = Connection::connect(&self.addr, self.dead_after).await?;
-        c.set_max_frame(self.max_frame);
-        let info = tokio::time::timeout(self.dead_after, Self::info(&mut c, &self.key))
+        let (mut c, node) = match self.open().await {
+            Ok(c) => c,
+            Err(e) => {
+                self.attempt = self.attempt.wrapping_add(1);
+                return Err(e);
+            }
+        };
+        let from = self.last.map(|p| p.id).unwrap_or_default();
+        let (info, at, _) = Self::snapshot(&mut c, &self.key, from, false, self.dead_after)
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "XINFO STREAM"))??;
-        let mut gaps = Vec::new();
+            .map_err(|e| format!("{node}: {e}"))?;
+        let mut out = Connected::default();
         match self.last {
             None => {
-                // No saved position: start at the end and clear, since
-                // anything published while no agent ran is unknown.
-                self.last = Some(match &info {
-                    Some(i) => StreamPos {
-                        id: i.last_generated,
-                        ordinal: i.entries_added,
-                    },
-                    None => StreamPos {
-                        id: StreamId::default(),
-                        ordinal: Some(0),
-                    },
-                });
-                gaps.push(Gap::uncovered(GapReason::Startup));
+                // No saved position: start at the end; what was published
+                // while no agent ran is unknown (not covered).
+                self.last = Some(end_of(info.as_ref()));
             }
-            Some(after) => {
-                gaps.push(Gap::covered(if first {
-                    GapReason::Startup
-                } else {
-                    GapReason::Disconnect
-                }));
-                if trimmed(&mut self.last, after, info.as_ref()) {
-                    gaps.push(Gap::uncovered(GapReason::Trimmed));
-                    self.skip_reported(info.as_ref());
+            Some(pos) => match verify(&pos, info.as_ref(), at.as_ref()) {
+                Verdict::Same => out.covered = true,
+                v => {
+                    out.gaps.push(if v == Verdict::Trimmed {
+                        GapReason::Trimmed
+                    } else {
+                        GapReason::Recreated
+                    });
+                    // The clear covers everything up to now.
+                    self.last = Some(end_of(info.as_ref()));
                 }
-            }
+            },
         }
-        self.conn = Some(c);
-        Ok(gaps)
+        self.delivered = self.last;
+        self.conn = Some((c, node));
+        Ok(out)
     }
 
-    async fn next(&mut self) -> io::Result<FeedEvent> {
+    async fn next(&mut self) -> Result<FeedEvent, Lost> {
         loop {
-            if let Some((id, data)) = self.pending.pop_front() {
+            if let Some((pos, data)) = self.pending.pop_front() {
+                self.delivered = Some(pos);
                 return Ok(FeedEvent::Payload {
                     data,
-                    id: Some(id.to_string()),
+                    id: Some(pos.to_string()),
                 });
             }
-            let after = self.last.unwrap_or_default();
-            let after_s = after.id.to_string();
-            let key = self.key.as_bytes();
-            let conn = self
-                .conn
-                .as_mut()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "not connected"))?;
-            // Read a batch and the stream's deletion watermark atomically:
-            // an entry after our position that is already deleted when we
-            // read was trimmed unread.
-            conn.send_many(&[
-                vec![b"MULTI".to_vec()],
-                vec![b"XINFO".to_vec(), b"STREAM".to_vec(), key.to_vec()],
-                vec![
-                    b"XREAD".to_vec(),
-                    b"COUNT".to_vec(),
-                    b"512".to_vec(),
-                    b"STREAMS".to_vec(),
-                    key.to_vec(),
-                    after_s.as_bytes().to_vec(),
-                ],
-                vec![b"EXEC".to_vec()],
-            ])
-            .await?;
-            let replies = tokio::time::timeout(self.dead_after, async {
-                let mut r = Vec::with_capacity(4);
-                for _ in 0..4 {
-                    r.push(conn.read().await?);
+            let Some((conn, node)) = self.conn.as_mut() else {
+                return Err(Lost::disconnect("not connected"));
+            };
+            let node = node.clone();
+            let lost = |e: String| Lost::disconnect(format!("{node}: {e}"));
+            let after = self.last.unwrap_or_else(StreamPos::start);
+            let r = Self::snapshot(conn, &self.key, after.id, true, self.dead_after).await;
+            let (info, at, batch) = match r {
+                Ok(x) => x,
+                Err(e) => {
+                    self.conn = None;
+                    self.attempt = self.attempt.wrapping_add(1);
+                    return Err(lost(e));
                 }
-                Ok::<_, io::Error>(r)
-            })
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no reply from the broker"))??;
-            let Some(Value::Array(mut exec)) = replies.into_iter().next_back() else {
-                return Err(io::Error::other("MULTI/EXEC of XINFO+XREAD failed"));
             };
-            let (Some(read), Some(info)) = (exec.pop(), exec.pop()) else {
-                return Err(io::Error::other("short EXEC reply"));
+            match verify(&after, info.as_ref(), at.as_ref()) {
+                Verdict::Same => {}
+                v => {
+                    self.last = Some(end_of(info.as_ref()));
+                    self.delivered = self.last;
+                    return Ok(FeedEvent::Gap(if v == Verdict::Trimmed {
+                        GapReason::Trimmed
+                    } else {
+                        GapReason::Recreated
+                    }));
+                }
+            }
+            let base = match &info {
+                Some(i) if i.first_entry.is_none_or(|f| f > after.id) => {
+                    i.entries_added.map(|n| n.saturating_sub(i.length))
+                }
+                _ => after.ordinal,
             };
-            let info = parse_info(info)?;
-            let batch = entries(read)?;
-            let base = batch_base(after, info.as_ref());
-            let trimmed = trimmed(&mut self.last, after, info.as_ref());
+            let max_deleted = info.as_ref().map(|i| i.max_deleted).unwrap_or_default();
             for (i, (id, data)) in batch.into_iter().enumerate() {
                 let pos = StreamPos {
                     id,
                     ordinal: base.map(|b| b + i as u64 + 1),
+                    digest: Some(digest(&data)),
+                    max_deleted,
                 };
                 self.last = Some(pos);
                 self.pending.push_back((pos, data));
-            }
-            if trimmed {
-                skip_reported(&mut self.last, info.as_ref());
-            }
-            if trimmed {
-                return Ok(FeedEvent::Gap(Gap::uncovered(GapReason::Trimmed)));
             }
             if !self.pending.is_empty() {
                 continue;
             }
             // Nothing new: wait for an entry (or `block`, which doubles as
             // the liveness check), then read it atomically as above.
-            let block_ms = self.block.as_millis().max(1).to_string();
-            let after_s = self.last.unwrap_or_default().id.to_string();
-            conn.send(&[
-                b"XREAD",
-                b"COUNT",
-                b"1",
-                b"BLOCK",
-                block_ms.as_bytes(),
-                b"STREAMS",
-                key,
-                after_s.as_bytes(),
-            ])
-            .await?;
-            let reply = tokio::time::timeout(self.block + self.dead_after, conn.read())
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no reply to XREAD"))??;
-            if let Value::Error(e) = reply {
-                return Err(io::Error::other(format!("XREAD: {e}")));
+            let block_ms = self.block.as_millis().max(1) as u64;
+            let r = tokio::time::timeout(
+                self.block + self.dead_after,
+                redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(1)
+                    .arg("BLOCK")
+                    .arg(block_ms)
+                    .arg("STREAMS")
+                    .arg(&self.key)
+                    .arg(after.id.to_string())
+                    .query_async::<Value>(conn),
+            )
+            .await;
+            match r {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    self.conn = None;
+                    self.attempt = self.attempt.wrapping_add(1);
+                    return Err(lost(format!("XREAD: {e}")));
+                }
+                Err(_) => {
+                    self.conn = None;
+                    self.attempt = self.attempt.wrapping_add(1);
+                    return Err(lost(format!(
+                        "no reply to XREAD BLOCK within {:?}",
+                        self.block + self.dead_after
+                    )));
+                }
             }
         }
     }
 }
 
-fn parse_info(v: Value) -> io::Result<Option<Info>> {
+/// Key/value pairs of a RESP2 flat array or a RESP3 map.
+fn pairs(v: Value) -> Option<Vec<(Value, Value)>> {
+    match v {
+        Value::Map(m) => Some(m),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len() / 2);
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                out.push((k, v));
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+pub(crate) fn parse_info(v: Value) -> Result<Option<Info>, String> {
     let items = match v {
-        Value::Error(e) if e.contains("no such key") => return Ok(None),
-        Value::Error(e) => return Err(io::Error::other(format!("XINFO STREAM: {e}"))),
-        Value::Array(items) => items,
-        _ => return Err(io::Error::other("XINFO STREAM: unexpected reply")),
+        Value::ServerError(e) if format!("{e:?}").contains("no such key") => return Ok(None),
+        Value::ServerError(e) => return Err(format!("XINFO STREAM: {e:?}")),
+        other => pairs(other).ok_or("XINFO STREAM: unexpected reply")?,
     };
     let mut info = Info::default();
-    for pair in items.chunks(2) {
-        let [k, v] = pair else { continue };
-        let id = || v.text().as_deref().and_then(StreamId::parse);
-        match k.as_bytes() {
-            Some(b"last-generated-id") => info.last_generated = id().unwrap_or_default(),
-            Some(b"max-deleted-entry-id") => info.max_deleted = id(),
-            Some(b"entries-added") => {
-                if let Value::Int(n) = v {
-                    info.entries_added = u64::try_from(*n).ok();
-                }
-            }
-            Some(b"length") => {
-                if let Value::Int(n) = v {
-                    info.length = u64::try_from(*n).unwrap_or(0);
-                }
-            }
-            Some(b"first-entry") => {
-                if let Value::Array(e) = v {
-                    info.first_entry = e
-                        .first()
-                        .and_then(|i| i.text())
-                        .as_deref()
-                        .and_then(StreamId::parse);
-                }
-            }
+    for (k, v) in items {
+        let id = || text(&v).as_deref().and_then(StreamId::parse);
+        let int = || match &v {
+            Value::Int(n) => u64::try_from(*n).ok(),
+            _ => None,
+        };
+        match text(&k).as_deref() {
+            Some("last-generated-id") => info.last_generated = id().unwrap_or_default(),
+            Some("max-deleted-entry-id") => info.max_deleted = id().unwrap_or_default(),
+            Some("entries-added") => info.entries_added = int(),
+            Some("length") => info.length = int().unwrap_or(0),
+            Some("first-entry") => info.first_entry = entry(v)?.map(|(id, _)| id),
+            Some("last-entry") => info.last_entry = entry(v)?,
             _ => {}
         }
     }
     Ok(Some(info))
 }
 
-impl StreamId {
-    /// The id just before this one.
-    fn prev(self) -> StreamId {
-        match self {
-            StreamId(0, 0) => self,
-            StreamId(ms, 0) => StreamId(ms - 1, u64::MAX),
-            StreamId(ms, s) => StreamId(ms, s - 1),
+/// One entry `[id, [field, value, ...]]` (nil: none) and its payload.
+fn entry(v: Value) -> Result<Option<(StreamId, Vec<u8>)>, String> {
+    let bad = || "unexpected stream entry".to_string();
+    let mut e = match v {
+        Value::Nil => return Ok(None),
+        Value::Array(e) => e,
+        _ => return Err(bad()),
+    };
+    if e.is_empty() {
+        return Ok(None);
+    }
+    let fields = match e.pop() {
+        Some(f) => pairs(f).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let id = e
+        .pop()
+        .and_then(|i| text(&i))
+        .and_then(|t| StreamId::parse(&t))
+        .ok_or_else(bad)?;
+    let mut payload = None;
+    for (k, v) in fields {
+        let is_payload = text(&k).as_deref() == Some(PAYLOAD_FIELD);
+        if is_payload || payload.is_none() {
+            payload = Some(match v {
+                Value::BulkString(b) => b,
+                other => text(&other).map(String::into_bytes).unwrap_or_default(),
+            });
         }
+        if is_payload {
+            break;
+        }
+    }
+    Ok(Some((id, payload.unwrap_or_default())))
+}
+
+/// A list of entries (an `XRANGE` reply).
+fn entry_list(v: Value) -> Result<Vec<(StreamId, Vec<u8>)>, String> {
+    match v {
+        Value::Nil => Ok(Vec::new()),
+        Value::Array(list) => Ok(list
+            .into_iter()
+            .filter_map(|e| entry(e).transpose())
+            .collect::<Result<_, _>>()?),
+        Value::ServerError(e) => Err(format!("XRANGE: {e:?}")),
+        _ => Err("unexpected XRANGE reply".into()),
     }
 }
 
-/// The entries of an `XREAD` reply: `[[key, [[id, [field, value, ...]], ...]]]`.
-fn entries(reply: Value) -> io::Result<Vec<(StreamId, Vec<u8>)>> {
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "unexpected XREAD reply");
+/// The entries of an `XREAD` reply: `[[key, [entry, ...]]]` (RESP3: a map).
+fn entries(reply: Value) -> Result<Vec<(StreamId, Vec<u8>)>, String> {
     let streams = match reply {
         Value::Nil => return Ok(Vec::new()),
-        Value::Array(s) => s,
-        Value::Error(e) => return Err(io::Error::other(format!("XREAD: {e}"))),
-        _ => return Err(bad()),
+        Value::ServerError(e) => return Err(format!("XREAD: {e:?}")),
+        Value::Map(m) => m.into_iter().map(|(_, v)| v).collect(),
+        Value::Array(s) => s
+            .into_iter()
+            .map(|kv| match kv {
+                Value::Array(mut kv) => kv.pop().unwrap_or_default(),
+                other => other,
+            })
+            .collect::<Vec<_>>(),
+        _ => return Err("unexpected XREAD reply".into()),
     };
     let mut out = Vec::new();
-    for s in streams {
-        let Value::Array(mut kv) = s else {
-            return Err(bad());
-        };
-        let Some(Value::Array(list)) = kv.pop() else {
-            return Err(bad());
-        };
-        for e in list {
-            let Value::Array(mut e) = e else {
-                return Err(bad());
-            };
-            let fields = match e.pop() {
-                Some(Value::Array(f)) => f,
-                _ => Vec::new(),
-            };
-            let id = e
-                .pop()
-                .and_then(|i| i.text())
-                .and_then(|t| StreamId::parse(&t))
-                .ok_or_else(bad)?;
-            let mut payload = None;
-            let mut it = fields.into_iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                let is_payload = k.as_bytes() == Some(PAYLOAD_FIELD.as_bytes());
-                if is_payload || payload.is_none() {
-                    payload = Some(match v {
-                        Value::Bulk(b) => b,
-                        _ => Vec::new(),
-                    });
-                }
-                if is_payload {
-                    break;
-                }
-            }
-            out.push((id, payload.unwrap_or_default()));
-        }
+    for list in streams {
+        out.extend(entry_list(list)?);
     }
     Ok(out)
 }
@@ -487,7 +638,92 @@ mod tests {
         assert!(StreamId::parse("10-0").unwrap() > StreamId::parse("9-0").unwrap());
         assert_eq!(StreamId::parse("7").unwrap(), StreamId(7, 0));
         assert_eq!(StreamId(3, 4).to_string(), "3-4");
-        assert_eq!(StreamId(3, 0).prev(), StreamId(2, u64::MAX));
         assert!(StreamId::parse("x-1").is_none());
+        let p = StreamPos {
+            id: StreamId(5, 1),
+            ordinal: Some(9),
+            digest: Some(0xabc),
+            max_deleted: StreamId(2, 0),
+        };
+        assert_eq!(StreamPos::parse(&p.to_string()), Some(p));
+        assert_eq!(
+            StreamPos::parse("5-1 9").unwrap().ordinal,
+            Some(9),
+            "the older two-field state file still loads"
+        );
+    }
+
+    fn info(last: u64, added: u64, len: u64, first: Option<u64>) -> Info {
+        Info {
+            last_generated: StreamId(last, 0),
+            max_deleted: StreamId::default(),
+            first_entry: first.map(|f| StreamId(f, 0)),
+            last_entry: None,
+            entries_added: Some(added),
+            length: len,
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let pos = StreamPos {
+            id: StreamId(10, 0),
+            ordinal: Some(3),
+            digest: Some(digest(b"p")),
+            max_deleted: StreamId::default(),
+        };
+        let at = (StreamId(10, 0), b"p".to_vec());
+        // Same stream, our entry still there, two more added.
+        assert_eq!(
+            verify(&pos, Some(&info(12, 5, 5, Some(8))), Some(&at)),
+            Verdict::Same
+        );
+        // Deleted.
+        assert_eq!(verify(&pos, None, None), Verdict::Recreated);
+        // Recreated with fewer entries ever added.
+        assert_eq!(
+            verify(&pos, Some(&info(20, 1, 1, Some(20))), None),
+            Verdict::Recreated
+        );
+        // Recreated with as many entries as before: our entry is missing.
+        assert_eq!(
+            verify(&pos, Some(&info(20, 9, 9, Some(5))), None),
+            Verdict::Recreated
+        );
+        // Same id, other payload.
+        let other = (StreamId(10, 0), b"q".to_vec());
+        assert_eq!(
+            verify(&pos, Some(&info(12, 5, 5, Some(8))), Some(&other)),
+            Verdict::Recreated
+        );
+        // Trimmed exactly up to us: fine; past us: a trim gap.
+        assert_eq!(
+            verify(&pos, Some(&info(12, 5, 2, Some(11))), None),
+            Verdict::Same
+        );
+        assert_eq!(
+            verify(&pos, Some(&info(12, 5, 1, Some(12))), None),
+            Verdict::Trimmed
+        );
+        // Recreated and trimmed to look shorter than our history.
+        assert_eq!(
+            verify(&pos, Some(&info(30, 4, 3, Some(28))), None),
+            Verdict::Recreated
+        );
+        // Smaller ids.
+        assert_eq!(
+            verify(&pos, Some(&info(9, 9, 9, Some(1))), None),
+            Verdict::Recreated
+        );
+        // From the start of an absent stream.
+        assert_eq!(verify(&StreamPos::start(), None, None), Verdict::Same);
+        assert_eq!(
+            verify(&StreamPos::start(), Some(&info(3, 3, 3, Some(1))), None),
+            Verdict::Same
+        );
+        assert_eq!(
+            verify(&StreamPos::start(), Some(&info(3, 3, 1, Some(3))), None),
+            Verdict::Trimmed
+        );
     }
 }

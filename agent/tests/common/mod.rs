@@ -6,17 +6,21 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use memshelf_agent::resp::{Address, Connection, Value};
-use memshelf_agent::{Agent, Config};
+use memshelf_agent::{Agent, Broker, Config};
+pub use redis::Value;
 
 /// A redis-server on a loopback port, killed on drop.
 pub struct Redis {
     pub port: u16,
     pub dir: PathBuf,
+    /// Extra arguments (TLS, ACL, cluster, replication...).
+    pub args: Vec<String>,
+    /// The URL clients use (default `redis://127.0.0.1:PORT`).
+    pub url: String,
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
 }
@@ -27,21 +31,47 @@ pub fn unique(tag: &str) -> String {
 
 impl Redis {
     pub fn start() -> Redis {
-        let dir = std::env::temp_dir().join(unique("redis"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut r = Redis {
-            port: free_port(),
-            dir,
-            child: None,
-        };
+        Redis::start_with(&[])
+    }
+
+    /// A server with extra arguments; `{port}` and `{dir}` in them are
+    /// replaced.
+    pub fn start_with(args: &[&str]) -> Redis {
+        let mut r = Redis::prepare(args);
         r.spawn();
         r
     }
 
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+    /// A server not started yet (see [`Redis::spawn`]).
+    pub fn prepare(args: &[&str]) -> Redis {
+        let dir = std::env::temp_dir().join(unique("redis"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        Redis {
+            port,
+            url: format!("redis://127.0.0.1:{port}"),
+            args: args
+                .iter()
+                .map(|a| {
+                    a.replace("{port}", &port.to_string())
+                        .replace("{dir}", dir.to_str().unwrap())
+                })
+                .collect(),
+            dir,
+            child: None,
+        }
+    }
+
+    pub fn spawn(&mut self) {
+        let tls = self.args.iter().any(|a| a == "--tls-port");
+        let mut cmd = Command::new("redis-server");
+        if !tls {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(&self.args)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -54,6 +84,18 @@ impl Redis {
                 )
             });
         self.child = Some(child);
+        if tls {
+            // Only wait for the port to accept.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "redis-server (TLS) did not listen within 10 s"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            return;
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
@@ -80,6 +122,26 @@ impl Redis {
         }
     }
 
+    /// Stops the server (SIGSTOP): its sockets stay open, nothing answers.
+    pub fn stop(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a stopped server (SIGCONT).
+    pub fn cont(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
     /// Starts it again on the same port (empty: no persistence).
     pub fn restart(&mut self) {
         self.kill();
@@ -87,37 +149,52 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.url.clone()
     }
 
-    pub fn addr(&self) -> Address {
-        Address::parse(&self.url()).unwrap()
+    pub fn broker(&self) -> Broker {
+        Broker::parse(&self.url()).unwrap()
     }
 
-    pub async fn conn(&self) -> Connection {
-        Connection::connect(&self.addr(), Duration::from_secs(5))
+    /// A plain (admin) connection, over TCP without TLS or credentials
+    /// unless the URL has them.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).unwrap();
+        client
+            .get_multiplexed_async_connection()
             .await
             .expect("connect to the test redis")
     }
 
     /// Runs one command on a fresh connection.
     pub async fn cmd(&self, args: &[&str]) -> Value {
-        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        self.conn().await.cmd(&args).await.expect("redis command")
+        let mut c = redis::cmd(args[0]);
+        for a in &args[1..] {
+            c.arg(*a);
+        }
+        c.query_async(&mut self.conn().await)
+            .await
+            .expect("redis command")
     }
 
     pub async fn publish(&self, channel: &str, payload: impl AsRef<[u8]>) {
-        let mut c = self.conn().await;
-        c.cmd(&[b"PUBLISH", channel.as_bytes(), payload.as_ref()])
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload.as_ref())
+            .query_async(&mut self.conn().await)
             .await
             .expect("PUBLISH");
     }
 
     pub async fn xadd(&self, stream: &str, payload: &str) -> String {
-        self.cmd(&["XADD", stream, "*", "m", payload])
+        redis::cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg("m")
+            .arg(payload)
+            .query_async(&mut self.conn().await)
             .await
-            .text()
-            .unwrap()
+            .expect("XADD")
     }
 }
 
@@ -174,7 +251,7 @@ pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// A test configuration: fast backoff, HTTP on an ephemeral port.
 pub fn config(segments: &[&str], redis: &Redis) -> Config {
-    let mut c = Config::new(segments, redis.addr());
+    let mut c = Config::new(segments, redis.broker());
     c.metrics_addr = Some("127.0.0.1:0".into());
     c.backoff_max = Duration::from_millis(300);
     c.ping_interval = Duration::from_millis(200);
@@ -186,11 +263,11 @@ pub fn config(segments: &[&str], redis: &Redis) -> Config {
 pub async fn start(cfg: Config) -> Agent {
     let agent = memshelf_agent::start(cfg).await.expect("start agent");
     let m = agent.metrics().clone();
-    // Connected, and the startup gap handled (cleared, logged or covered by
-    // a replay), so a test's first put cannot race the startup clear.
-    wait_for("agent connected and its startup gap handled", || {
-        m.connected.load(std::sync::atomic::Ordering::Relaxed)
-            && m.gaps(memshelf_agent::GapReason::Startup) >= 1
+    // Connected, and the startup gap closed (cleared again, logged or
+    // covered by a replay; the cap lifted), so a test's first put cannot
+    // race the startup clear.
+    wait_for("agent connected and its startup gap closed", || {
+        m.is_connected() && !m.is_degraded() && m.gaps(memshelf_agent::GapReason::Startup) >= 1
     })
     .await;
     agent
