@@ -29,8 +29,8 @@ export interface MemshelfError extends Error {
   code: string;
 }
 
-/** Options of `new Cache(name, options)`. */
-export interface OpenOptions {
+/** Options of `new Cache(name, options)`; `C` is the codec (default `'raw'`). */
+export interface OpenOptions<C extends Codec = 'raw'> {
   /** Total bytes of the segment, e.g. `67108864` or `'64MiB'` (default 64 MiB). Used only when creating. */
   capacity?: number | string;
   /** `true` (default): create if absent, else attach. `false`: attach only (`NotFound` if absent). */
@@ -51,7 +51,7 @@ export interface OpenOptions {
    * out of `get`, `getMany` and `getOrSet`). A property of this handle
    * only: the bytes in the segment are the UTF-8 JSON text.
    */
-  codec?: Codec;
+  codec?: C;
 }
 
 /** A value codec: see `OpenOptions.codec`. */
@@ -142,7 +142,7 @@ export class Cache<C extends Codec = 'raw'> {
    * Opens (creates or attaches) segment `name`: 1-200 characters of
    * `[A-Za-z0-9._-]`, not starting with `.`.
    */
-  constructor(name: string, options?: OpenOptions & { codec?: C });
+  constructor(name: string, options?: OpenOptions<C>);
   /** The segment's name. */
   readonly name: string;
   /** The segment's real capacity in bytes (fixed by its creator). */

@@ -10,11 +10,11 @@ export class KeyvMemshelf {
    * Over an open raw-codec `cache`, or a segment `name` opened with
    * `options` (then `disconnect()` closes it).
    */
-  constructor(cache: Cache<'raw'> | string, options?: OpenOptions & { codec?: 'raw' });
+  constructor(cache: Cache<'raw'> | string, options?: OpenOptions<'raw'>);
   /** Set by Keyv: keys arrive as `namespace:key`; `clear()` removes only this namespace. */
   namespace: string | undefined;
   /** Adapter options Keyv reads. */
-  opts: { dialect: 'memshelf'; name: string };
+  opts: { dialect: 'memshelf'; url: string; [option: string]: unknown };
   /** The underlying cache. */
   readonly cache: Cache<'raw'>;
   get(key: string): Promise<string | undefined>;

@@ -45,8 +45,9 @@ class KeyvMemshelf extends EventEmitter {
     }
     /** Set by Keyv; keys arrive already prefixed with `namespace:`. */
     this.namespace = undefined;
-    /** Keyv reads `opts` (e.g. `opts.dialect`). */
-    this.opts = { dialect: 'memshelf', name: this.#cache.name };
+    // Keyv 5 reads `opts.dialect` and `opts.url` (to decide whether to
+    // use `iterator`: only for its own adapters; call `iterator` directly).
+    this.opts = { dialect: 'memshelf', url: `memshelf://${this.#cache.name}` };
   }
 
   /** The underlying cache. */
@@ -125,4 +126,8 @@ function putOptions(ttl) {
   return { ttl: ttl / 1000 };
 }
 
+// `default` for `import KeyvMemshelf from 'memshelf/keyv'` in code compiled
+// to CommonJS (TypeScript, Babel), which reads `default` when __esModule is
+// set; ES modules get keyv.mjs.
 module.exports = { KeyvMemshelf, default: KeyvMemshelf };
+Object.defineProperty(module.exports, '__esModule', { value: true });

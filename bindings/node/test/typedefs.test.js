@@ -75,7 +75,7 @@ test('the Stats interface has exactly the fields stats() returns', () => {
 
 test('OpenOptions declares exactly the options the constructor reads', () => {
   // Every declared option is read (an unknown type is refused) and no other.
-  const declared = members(dts, 'export interface OpenOptions {');
+  const declared = members(dts, 'export interface OpenOptions<');
   const read = [];
   const probe = new Proxy({}, { get: (_, k) => { if (typeof k === 'string') read.push(k); return undefined; } });
   const { segName, cleanup } = require('../testlib/util.js');
