@@ -262,14 +262,14 @@ class Cache {
   }
 
   get(key) {
-    const klen = loadKey(key);
     const h = this.#h;
-    if (this.#json) return this.#readJson(h, klen);
+    if (this.#json) return this.#readJson(h, loadKey(key));
     if (SLAB_SIZE - slabOffset < SLAB_MIN_ROOM) newSlab();
     const off = slabOffset;
-    const n = native.readSlab(h, klen, off);
+    // The addon converts the key itself (one napi call, no encode call).
+    const n = native.getSlab(h, key, off);
     if (n < 0) return null;
-    if (n > SLAB_SIZE - off) return readLarge(h, klen, n);
+    if (n > SLAB_SIZE - off) return readLarge(h, loadKey(key), n);
     slabOffset = (off + n + 7) & ~7; // keep views 8-byte aligned
     return Buffer.from(slab.buffer, off, n);
   }
@@ -283,25 +283,30 @@ class Cache {
   }
 
   getString(key) {
-    const klen = loadKey(key);
     const h = this.#h;
-    const n = native.readValue(h, klen);
+    const n = native.getValue(h, key);
     if (n < 0) return null;
     if (n > VALUE_SCRATCH.length) {
-      const b = readLarge(h, klen, n);
+      const b = readLarge(h, loadKey(key), n);
       return b === null ? null : b.utf8Slice(0, b.length);
     }
     return VALUE_SCRATCH.utf8Slice(0, n);
   }
 
   getInto(key, buf) {
+    if (typeof key === 'string') {
+      if (!(buf instanceof Uint8Array)) throw typeError('buf', 'a Buffer or Uint8Array', buf);
+      return native.getInto(this.#h, key, buf);
+    }
+    // Byte keys are copied into the key buffer first: they may share
+    // memory with `buf`.
     const klen = loadKey(key);
     if (!(buf instanceof Uint8Array)) throw typeError('buf', 'a Buffer or Uint8Array', buf);
     return native.readInto(this.#h, klen, buf);
   }
 
   has(key) {
-    return native.readValue(this.#h, loadKey(key)) >= 0;
+    return native.getValue(this.#h, key) >= 0;
   }
 
   getMany(keys) {

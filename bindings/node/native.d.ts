@@ -60,6 +60,18 @@ export interface FillArgs {
  */
 export declare function fillLease(lease: ExternalObject<LeaseCell>, value?: Buffer | undefined | null): boolean
 
+/** `getInto`: the same into the caller's buffer. */
+export declare function getInto(h: number, key: unknown, out: Buffer): number
+
+/**
+ * `get` with the key converted natively (`scratch::key_arg`): copies the
+ * value into the slab at `off`.
+ */
+export declare function getSlab(h: number, key: unknown, off: number): number
+
+/** `getString`, `has`: the same into the value buffer. */
+export declare function getValue(h: number, key: unknown): number
+
 /** Atomic add; returns the new value (a `bigint` beyond 2^53). */
 export declare function incr(h: number, klen: number, delta: number | bigint, ttl?: number | undefined | null): number | bigint
 

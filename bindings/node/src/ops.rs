@@ -4,7 +4,7 @@
 //! (nothing copied then).
 
 use memshelf::{Cache, Expiry, PutOptions, ReadInto, Ttl};
-use napi::bindgen_prelude::{BigInt, Buffer, BufferSlice, Either};
+use napi::bindgen_prelude::{BigInt, Buffer, BufferSlice, Either, Unknown};
 use napi::{Env, Result};
 use napi_derive::napi;
 
@@ -223,5 +223,33 @@ pub fn keys(env: &Env, h: u32, prefix: Option<BufferSlice<'_>>) -> Result<Vec<St
 pub fn key_buffers(env: &Env, h: u32, prefix: Option<BufferSlice<'_>>) -> Result<Vec<Buffer>> {
     with_cache(env, h, |c| {
         Ok(c.keys(prefix.as_deref()).map(Buffer::from).collect())
+    })
+}
+
+/// `get` with the key converted natively (`scratch::key_arg`): copies the
+/// value into the slab at `off`.
+#[napi]
+pub fn get_slab(env: &Env, h: u32, key: Unknown<'_>, off: u32) -> Result<f64> {
+    with_cache(env, h, |c| {
+        let key = scratch::key_arg(env, &key)?;
+        read_to(env, c, key, scratch::slab_from(env, off)?)
+    })
+}
+
+/// `getString`, `has`: the same into the value buffer.
+#[napi]
+pub fn get_value(env: &Env, h: u32, key: Unknown<'_>) -> Result<f64> {
+    with_cache(env, h, |c| {
+        let key = scratch::key_arg(env, &key)?;
+        read_to(env, c, key, scratch::value())
+    })
+}
+
+/// `getInto`: the same into the caller's buffer.
+#[napi]
+pub fn get_into(env: &Env, h: u32, key: Unknown<'_>, mut out: BufferSlice<'_>) -> Result<f64> {
+    with_cache(env, h, |c| {
+        let key = scratch::key_arg(env, &key)?;
+        read_to(env, c, key, &mut out)
     })
 }

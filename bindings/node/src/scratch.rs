@@ -17,7 +17,7 @@
 use std::cell::Cell;
 use std::ptr;
 
-use napi::bindgen_prelude::{BufferSlice, ToNapiValue};
+use napi::bindgen_prelude::{BufferSlice, JsValue, ToNapiValue, Unknown};
 use napi::{Env, Result, sys};
 use napi_derive::napi;
 
@@ -140,4 +140,126 @@ pub(crate) fn slab_from<'a>(env: &Env, off: u32) -> Result<&'a mut [u8]> {
     let s = unsafe { region(&SLAB) };
     s.get_mut(off as usize..)
         .ok_or_else(|| to_js(env, invalid(format!("slab offset {off} past the slab"))))
+}
+
+/// A `TypeError` with `code`, as the wrapper throws for bad arguments.
+fn type_error(env: &Env, code: &str, msg: String) -> napi::Error {
+    let e = napi::Error::new(code.to_owned(), msg);
+    napi::Error::from(napi::JsTypeError::from(e).into_unknown(*env))
+}
+
+/// Whether the UTF-16 string `v` has a lone surrogate (the slow check, run
+/// only when its UTF-8 form contains U+FFFD, which is what V8 writes for
+/// one).
+fn has_lone_surrogate(env: &Env, v: sys::napi_value) -> Result<bool> {
+    let mut len = 0usize;
+    // SAFETY: a null buffer asks only for the length in UTF-16 units.
+    let status =
+        unsafe { sys::napi_get_value_string_utf16(env.raw(), v, ptr::null_mut(), 0, &mut len) };
+    if status != sys::Status::napi_ok {
+        return Err(napi::Error::from_reason("cannot read a key string"));
+    }
+    let mut units = vec![0u16; len + 1];
+    let mut got = 0usize;
+    // SAFETY: `units` has room for `len` units plus the terminator.
+    let status = unsafe {
+        sys::napi_get_value_string_utf16(env.raw(), v, units.as_mut_ptr(), units.len(), &mut got)
+    };
+    if status != sys::Status::napi_ok {
+        return Err(napi::Error::from_reason("cannot read a key string"));
+    }
+    Ok(char::decode_utf16(units[..got].iter().copied()).any(|c| c.is_err()))
+}
+
+/// The key argument of the hot reads, converted here rather than by the
+/// wrapper (one napi call instead of a JavaScript encode call): a string
+/// is written as UTF-8 into the key buffer (a lone surrogate is a
+/// `TypeError`, as in the wrapper), a Buffer or Uint8Array is used in place.
+pub(crate) fn key_arg<'a>(env: &Env, key: &'a Unknown<'_>) -> Result<&'a [u8]> {
+    let v = key.raw();
+    let mut t = 0;
+    // SAFETY: valid env and value.
+    unsafe { sys::napi_typeof(env.raw(), v, &mut t) };
+    if t == sys::ValueType::napi_string {
+        // SAFETY: borrowed once per call (the caller takes one key), and
+        // distinct from the value and slab regions.
+        let buf = unsafe { region(&KEY) };
+        if buf.is_empty() {
+            return Err(napi::Error::from_reason("key buffer not registered"));
+        }
+        let mut len = 0usize;
+        // SAFETY: `buf` is writable for `buf.len()` bytes; V8 writes at
+        // most `buf.len() - 1` bytes plus a terminator, never splitting a
+        // character.
+        let status = unsafe {
+            sys::napi_get_value_string_utf8(
+                env.raw(),
+                v,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut len,
+            )
+        };
+        if status != sys::Status::napi_ok {
+            return Err(napi::Error::from_reason("cannot read a key string"));
+        }
+        let bytes = &buf[..len];
+        if bytes.windows(3).any(|w| w == [0xEF, 0xBF, 0xBD]) && has_lone_surrogate(env, v)? {
+            return Err(type_error(
+                env,
+                "ERR_INVALID_ARG_VALUE",
+                "key contains a lone surrogate (not valid UTF-16), so it has no UTF-8 form".into(),
+            ));
+        }
+        if len + 1 >= buf.len() {
+            // Possibly truncated: any key this long is too long anyway.
+            let mut full = 0usize;
+            // SAFETY: a null buffer asks only for the UTF-8 length.
+            unsafe { sys::napi_get_value_string_utf8(env.raw(), v, ptr::null_mut(), 0, &mut full) };
+            return Err(to_js(
+                env,
+                memshelf::Error::KeyTooLong {
+                    len: full,
+                    max: memshelf::MAX_KEY_LEN,
+                },
+            ));
+        }
+        return Ok(bytes);
+    }
+    if t == sys::ValueType::napi_object {
+        let mut is_ta = false;
+        // SAFETY: valid env and value.
+        unsafe { sys::napi_is_typedarray(env.raw(), v, &mut is_ta) };
+        if is_ta {
+            let mut kind = 0;
+            let mut len = 0usize;
+            let mut data = ptr::null_mut();
+            // SAFETY: `v` is a typed array; the out pointers are valid.
+            let status = unsafe {
+                sys::napi_get_typedarray_info(
+                    env.raw(),
+                    v,
+                    &mut kind,
+                    &mut len,
+                    &mut data,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                )
+            };
+            if status == sys::Status::napi_ok && kind == sys::TypedarrayType::uint8_array {
+                if len == 0 || data.is_null() {
+                    return Ok(&[]);
+                }
+                // SAFETY: the typed array's `len` bytes at `data` stay alive
+                // (the argument is referenced by the call frame) and
+                // JavaScript does not run during the call.
+                return Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) });
+            }
+        }
+    }
+    Err(type_error(
+        env,
+        "ERR_INVALID_ARG_TYPE",
+        "key must be a string, Buffer or Uint8Array".into(),
+    ))
 }

@@ -45,6 +45,15 @@ test('lone surrogates in string keys, values, tags and prefixes are TypeErrors',
     await assert.rejects(c.getOrSet(k, () => 'v'), surrogateError);
     await assert.rejects(c.getOrSet('gos', () => k), surrogateError);
   }
+  for (const k of lone) assert.throws(() => c.getInto(k, Buffer.alloc(8)), surrogateError);
+  // A real U+FFFD is a character like any other (the addon's fast check
+  // looks at the UTF-16 form when it sees one).
+  c.put('r\uFFFD', 'replacement');
+  assert.equal(c.getString('r\uFFFD'), 'replacement');
+  assert.equal(c.get('r\uFFFD').toString(), 'replacement');
+  assert.throws(() => c.has('r\uFFFD\uD800'), surrogateError);
+  assert.throws(() => c.get('\uFFFD\uDBFF'), surrogateError);
+  c.delete('r\uFFFD');
   // A long value (past the value buffer) is checked too.
   assert.throws(() => c.put('k', 'x'.repeat(100_000) + '\uD800'), surrogateError);
   // Nothing was stored by any of the refused calls.
@@ -53,6 +62,42 @@ test('lone surrogates in string keys, values, tags and prefixes are TypeErrors',
   c.put('emoji:\u{1F600}', 'v\u{1F601}');
   assert.equal(c.getString('emoji:\u{1F600}'), 'v\u{1F601}');
   assert.deepEqual(c.keys(), ['emoji:\u{1F600}']);
+  c.close();
+});
+
+test('keys converted by the addon: lengths, types, like the wrapper', () => {
+  const c = open('keyconv');
+  const tooLong = (len) => (e) => e instanceof RangeError && e.code === 'KeyTooLong' && e.message.includes(String(len));
+  for (const n of [4097, 5000, 12289, 20000]) {
+    const k = 'k'.repeat(n);
+    assert.throws(() => c.get(k), tooLong(n));
+    assert.throws(() => c.getString(k), tooLong(n));
+    assert.throws(() => c.has(k), tooLong(n));
+    assert.throws(() => c.getInto(k, Buffer.alloc(4)), tooLong(n));
+    assert.throws(() => c.get(Buffer.alloc(n, 'k')), tooLong(n));
+  }
+  // 4096 bytes is the limit, also when the characters are multi-byte.
+  c.put('\u00e9'.repeat(2048), 'max');
+  assert.equal(c.getString('\u00e9'.repeat(2048)), 'max');
+  assert.throws(() => c.get('\u00e9'.repeat(2049)), tooLong(4098));
+  assert.throws(() => c.get(''), (e) => e.code === 'KeyTooLong');
+  for (const bad of [5, null, undefined, {}, new Int8Array(2), new Uint16Array(2), Symbol('s')]) {
+    assert.throws(() => c.get(bad), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE');
+    assert.throws(() => c.getString(bad), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE');
+    assert.throws(() => c.has(bad), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE');
+  }
+  // Byte keys: Buffers, Uint8Arrays and views into larger buffers.
+  const big = Buffer.from('xxkeyxx');
+  c.put(big.subarray(2, 5), 'v');
+  assert.equal(c.getString(new Uint8Array([0x6b, 0x65, 0x79])), 'v');
+  assert.equal(c.getString('key'), 'v');
+  assert.deepEqual(c.get(big.subarray(2, 5)), Buffer.from('v'));
+  // A sliced or concatenated (non-flat) string works like its flat copy.
+  const parts = ['user:', String(42), ':', 'x'.repeat(30)];
+  const cons = parts.join('');
+  c.put(cons, 'cons');
+  assert.equal(c.getString(parts[0] + parts[1] + parts[2] + parts[3]), 'cons');
+  assert.equal(c.getString(('..' + cons).slice(2)), 'cons');
   c.close();
 });
 
