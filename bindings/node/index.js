@@ -18,6 +18,10 @@
 
 const native = require('./native.js');
 
+// The hot functions as module constants: a property load on the addon's
+// exports object (dozens of properties) costs more than the call setup.
+const { getSlab, getValue, getInto: nativeGetInto, readInto } = native;
+
 const MAX_KEY_LEN = 4096;
 // A key of at most MAX_KEY_LEN UTF-16 units encodes to at most 3 bytes per
 // unit; a longer string or byte key is too long for the engine anyway.
@@ -31,9 +35,11 @@ const FILL_WAIT_MS = 50;
 const SLAB_SIZE = 16 * 1024;
 const SLAB_MIN_ROOM = 4 * 1024;
 let slab;
+let slabBuffer; // slab.buffer (reading it is a builtin call)
 let slabOffset = 0;
 function newSlab() {
   slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+  slabBuffer = slab.buffer;
   slabOffset = 0;
   native.setSlab(slab);
 }
@@ -177,7 +183,7 @@ function toJson(what, v) {
 function readLarge(h, klen, need) {
   for (;;) {
     const out = Buffer.allocUnsafe(need);
-    const n = native.readInto(h, klen, out);
+    const n = readInto(h, klen, out);
     if (n < 0) return null;
     if (n <= out.length) return n === out.length ? out : out.subarray(0, n);
     need = n; // it grew meanwhile
@@ -212,17 +218,29 @@ function grow(buf, need) {
   return b;
 }
 
-/** Appends `v` to `buf` at `pos`; returns [buf, length]. */
-function packItem(what, buf, pos, v) {
+// Appends `v` to the packing buffer `which` (0: keys, 1: values) at `pos`;
+// returns its length in bytes (the buffer may be replaced by a larger one).
+function packItem(what, which, pos, v) {
   if (typeof v === 'string') {
     if (!v.isWellFormed()) throw notWellFormed(what);
-    if (pos + 3 * v.length > buf.length) buf = grow(buf, pos + 3 * v.length);
-    return [buf, buf.utf8Write(v, pos)];
+    const need = pos + 3 * v.length;
+    if (which === 0) {
+      if (need > batchKeys.length) batchKeys = grow(batchKeys, need);
+      return batchKeys.utf8Write(v, pos);
+    }
+    if (need > batchVals.length) batchVals = grow(batchVals, need);
+    return batchVals.utf8Write(v, pos);
   }
   if (v instanceof Uint8Array) {
-    if (pos + v.length > buf.length) buf = grow(buf, pos + v.length);
-    buf.set(v, pos);
-    return [buf, v.length];
+    const need = pos + v.length;
+    if (which === 0) {
+      if (need > batchKeys.length) batchKeys = grow(batchKeys, need);
+      batchKeys.set(v, pos);
+    } else {
+      if (need > batchVals.length) batchVals = grow(batchVals, need);
+      batchVals.set(v, pos);
+    }
+    return v.length;
   }
   throw typeError(what, 'a string, Buffer or Uint8Array', v);
 }
@@ -267,11 +285,11 @@ class Cache {
     if (SLAB_SIZE - slabOffset < SLAB_MIN_ROOM) newSlab();
     const off = slabOffset;
     // The addon converts the key itself (one napi call, no encode call).
-    const n = native.getSlab(h, key, off);
+    const n = getSlab(h, key, off);
     if (n < 0) return null;
     if (n > SLAB_SIZE - off) return readLarge(h, loadKey(key), n);
     slabOffset = (off + n + 7) & ~7; // keep views 8-byte aligned
-    return Buffer.from(slab.buffer, off, n);
+    return Buffer.from(slabBuffer, off, n);
   }
 
   #readJson(h, klen) {
@@ -284,7 +302,7 @@ class Cache {
 
   getString(key) {
     const h = this.#h;
-    const n = native.getValue(h, key);
+    const n = getValue(h, key);
     if (n < 0) return null;
     if (n > VALUE_SCRATCH.length) {
       const b = readLarge(h, loadKey(key), n);
@@ -296,17 +314,17 @@ class Cache {
   getInto(key, buf) {
     if (typeof key === 'string') {
       if (!(buf instanceof Uint8Array)) throw typeError('buf', 'a Buffer or Uint8Array', buf);
-      return native.getInto(this.#h, key, buf);
+      return nativeGetInto(this.#h, key, buf);
     }
     // Byte keys are copied into the key buffer first: they may share
     // memory with `buf`.
     const klen = loadKey(key);
     if (!(buf instanceof Uint8Array)) throw typeError('buf', 'a Buffer or Uint8Array', buf);
-    return native.readInto(this.#h, klen, buf);
+    return readInto(this.#h, klen, buf);
   }
 
   has(key) {
-    return native.getValue(this.#h, key) >= 0;
+    return getValue(this.#h, key) >= 0;
   }
 
   getMany(keys) {
@@ -315,8 +333,7 @@ class Cache {
     batchTables(count);
     let pos = 0;
     for (let i = 0; i < count; i++) {
-      const [buf, n] = packItem('key', batchKeys, pos, keys[i]);
-      batchKeys = buf;
+      const n = packItem('key', 0, pos, keys[i]);
       klenTable[i] = n;
       pos += n;
     }
@@ -334,7 +351,7 @@ class Cache {
           out[i] = null;
         } else {
           const n = outTable[2 * i + 1];
-          out[i] = json ? JSON.parse(s.utf8Slice(off, off + n)) : Buffer.from(s.buffer, off, n);
+          out[i] = json ? JSON.parse(s.utf8Slice(off, off + n)) : Buffer.from(slabBuffer, off, n);
           // Text decoded by the json codec leaves the slab bytes free.
           if (!json) slabOffset = (off + n + 7) & ~7;
         }
@@ -383,14 +400,12 @@ class Cache {
     for (let i = 0; i < count; i++) {
       const item = list[i];
       if (!Array.isArray(item) || item.length < 2) throw typeError(`items[${i}]`, 'a [key, value] pair', item);
-      let [buf, n] = packItem('key', batchKeys, kpos, item[0]);
-      batchKeys = buf;
-      klenTable[i] = n;
-      kpos += n;
-      [buf, n] = packItem('value', batchVals, vpos, json ? toJson('value', item[1]) : item[1]);
-      batchVals = buf;
-      vlenTable[i] = n;
-      vpos += n;
+      const kn = packItem('key', 0, kpos, item[0]);
+      klenTable[i] = kn;
+      kpos += kn;
+      const vn = packItem('value', 1, vpos, json ? toJson('value', item[1]) : item[1]);
+      vlenTable[i] = vn;
+      vpos += vn;
     }
     native.putMany(this.#h, batchKeys, klenBytes, batchVals, vlenBytes, count, ttl);
   }

@@ -60,12 +60,16 @@ export interface FillArgs {
  */
 export declare function fillLease(lease: ExternalObject<LeaseCell>, value?: Buffer | undefined | null): boolean
 
-/** `getInto`: the same into the caller's buffer. */
+/**
+ * `getInto`: the same into the caller's buffer (string keys only: the
+ * wrapper copies byte keys, which may share memory with `out`).
+ */
 export declare function getInto(h: number, key: unknown, out: Buffer): number
 
 /**
- * `get` with the key converted natively (`scratch::key_arg`): copies the
- * value into the slab at `off`.
+ * `get` with the key converted natively (`Thread::key_arg`): copies the
+ * value into the slab at `off`. One thread-local lookup for the handle,
+ * the key buffer and the slab.
  */
 export declare function getSlab(h: number, key: unknown, off: number): number
 

@@ -6,8 +6,8 @@
 //! The hot path is shaped by what napi calls cost (BUILD-NOTES): a napi
 //! `External` argument or a Buffer argument costs more than the engine's
 //! lookup of a cached key, so
-//! - a cache is a `u32` index into a per-thread table (`HANDLES`), not an
-//!   `External`;
+//! - a cache is a `u32` index into a per-thread table (`scratch::THREAD`),
+//!   not an `External`;
 //! - the wrapper encodes every key into one registered key buffer and
 //!   passes only its length; `get` copies the value into a registered slab
 //!   at an offset the wrapper chooses (`scratch.rs`).
@@ -22,7 +22,6 @@ pub mod fill;
 pub mod ops;
 pub mod scratch;
 
-use std::cell::RefCell;
 use std::time::Duration;
 
 use memshelf::message::Message;
@@ -32,23 +31,11 @@ use napi::{Env, Result};
 use napi_derive::napi;
 
 use crate::error::{OrThrow, invalid, to_js};
-
-thread_local! {
-    /// Open caches of this thread's JavaScript environment (one per Node
-    /// worker thread), indexed by handle; `None` once closed. Slots are never
-    /// reused, so a stale handle can only ever name a closed cache.
-    static HANDLES: RefCell<Vec<Option<Cache>>> = const { RefCell::new(Vec::new()) };
-}
+use crate::scratch::THREAD;
 
 /// Runs `f` with the open cache behind handle `h`, or throws `Closed`.
 fn with_cache<R>(env: &Env, h: u32, f: impl FnOnce(&Cache) -> Result<R>) -> Result<R> {
-    HANDLES.with(|t| {
-        let t = t.borrow();
-        match t.get(h as usize) {
-            Some(Some(c)) => f(c),
-            _ => Err(to_js(env, memshelf::Error::Closed)),
-        }
-    })
+    THREAD.with(|t| f(&*t.cache(env, h)?))
 }
 
 /// A clone of the cache behind `h` (for calls that outlive the borrow).
@@ -134,8 +121,8 @@ pub fn open(env: &Env, name: String, args: OpenArgs) -> Result<u32> {
         o.open(&name)
     };
     let cache = build().or_throw(env)?;
-    HANDLES.with(|t| {
-        let mut t = t.borrow_mut();
+    THREAD.with(|t| {
+        let mut t = t.handles.borrow_mut();
         let h = u32::try_from(t.len())
             .map_err(|_| to_js(env, invalid("too many caches opened on this thread")))?;
         t.push(Some(cache));
@@ -148,14 +135,19 @@ pub fn open(env: &Env, name: String, args: OpenArgs) -> Result<u32> {
 pub fn close(h: u32) {
     // Take the cache out first so its drop (an unmap) runs outside the
     // table's borrow.
-    let cache = HANDLES.with(|t| t.borrow_mut().get_mut(h as usize).and_then(Option::take));
+    let cache = THREAD.with(|t| {
+        t.handles
+            .borrow_mut()
+            .get_mut(h as usize)
+            .and_then(Option::take)
+    });
     drop(cache);
 }
 
 /// Whether the handle is closed.
 #[napi]
 pub fn is_closed(h: u32) -> bool {
-    HANDLES.with(|t| !matches!(t.borrow().get(h as usize), Some(Some(_))))
+    THREAD.with(|t| !matches!(t.handles.borrow().get(h as usize), Some(Some(_))))
 }
 
 /// Segment name, real capacity and value limit: `[name, capacity, max]`.

@@ -9,6 +9,7 @@ use napi::{Env, Result};
 use napi_derive::napi;
 
 use crate::error::{OrThrow, invalid, to_js};
+use crate::scratch::THREAD;
 use crate::{scratch, tag_refs, ttl_arg, with_cache};
 
 fn read_to(env: &Env, c: &Cache, key: &[u8], out: &mut [u8]) -> Result<f64> {
@@ -226,30 +227,35 @@ pub fn key_buffers(env: &Env, h: u32, prefix: Option<BufferSlice<'_>>) -> Result
     })
 }
 
-/// `get` with the key converted natively (`scratch::key_arg`): copies the
-/// value into the slab at `off`.
+/// `get` with the key converted natively (`Thread::key_arg`): copies the
+/// value into the slab at `off`. One thread-local lookup for the handle,
+/// the key buffer and the slab.
 #[napi]
 pub fn get_slab(env: &Env, h: u32, key: Unknown<'_>, off: u32) -> Result<f64> {
-    with_cache(env, h, |c| {
-        let key = scratch::key_arg(env, &key)?;
-        read_to(env, c, key, scratch::slab_from(env, off)?)
+    THREAD.with(|t| {
+        let c = t.cache(env, h)?;
+        let key = t.key_arg(env, &key)?;
+        read_to(env, &c, key, t.slab_from(env, off)?)
     })
 }
 
 /// `getString`, `has`: the same into the value buffer.
 #[napi]
 pub fn get_value(env: &Env, h: u32, key: Unknown<'_>) -> Result<f64> {
-    with_cache(env, h, |c| {
-        let key = scratch::key_arg(env, &key)?;
-        read_to(env, c, key, scratch::value())
+    THREAD.with(|t| {
+        let c = t.cache(env, h)?;
+        let key = t.key_arg(env, &key)?;
+        read_to(env, &c, key, t.value())
     })
 }
 
-/// `getInto`: the same into the caller's buffer.
+/// `getInto`: the same into the caller's buffer (string keys only: the
+/// wrapper copies byte keys, which may share memory with `out`).
 #[napi]
 pub fn get_into(env: &Env, h: u32, key: Unknown<'_>, mut out: BufferSlice<'_>) -> Result<f64> {
-    with_cache(env, h, |c| {
-        let key = scratch::key_arg(env, &key)?;
-        read_to(env, c, key, &mut out)
+    THREAD.with(|t| {
+        let c = t.cache(env, h)?;
+        let key = t.key_arg(env, &key)?;
+        read_to(env, &c, key, &mut out)
     })
 }
