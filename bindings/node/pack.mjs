@@ -6,8 +6,9 @@
 // Then, in your project: npm install OUTDIR/memshelf-*.tgz
 //
 // Nothing is written into the checkout but cargo's target/ directory: the
-// addon is built into a temporary directory and the platform package is
-// staged there. Uses the pinned @napi-rs/cli from bindings/node/node_modules
+// addon is built into a temporary directory and both packages are staged
+// there (the main package.json gains `optionalDependencies` on the
+// platform packages of npm/*, and loses `devDependencies` and `scripts`). Uses the pinned @napi-rs/cli from bindings/node/node_modules
 // when present (`npm ci` there), else runs that same version through npx.
 // Needs cargo. Only x86_64-unknown-linux-gnu can be built here; the other
 // targets in package.json "napi.targets" are declared for CI machines of
@@ -52,8 +53,22 @@ try {
   fs.mkdirSync(platDir);
   for (const f of ['package.json', 'README.md']) fs.copyFileSync(path.join(here, 'npm', platform, f), path.join(platDir, f));
   fs.copyFileSync(path.join(stage, addon), path.join(platDir, addon));
+  // The main package, staged with its platform packages as
+  // optionalDependencies (what `napi prepublish` adds when publishing;
+  // kept out of the checkout's package.json so `npm ci` there never looks
+  // up packages that are not published).
+  const mainDir = path.join(stage, 'main');
+  fs.mkdirSync(mainDir);
+  for (const f of [...pkg.files, 'README.md']) fs.copyFileSync(path.join(here, f), path.join(mainDir, f));
+  const optional = {};
+  for (const d of fs.readdirSync(path.join(here, 'npm')).sort()) {
+    const p = JSON.parse(fs.readFileSync(path.join(here, 'npm', d, 'package.json'), 'utf8'));
+    optional[p.name] = p.version;
+  }
+  const { devDependencies, scripts, ...published } = pkg;
+  fs.writeFileSync(path.join(mainDir, 'package.json'), `${JSON.stringify({ ...published, optionalDependencies: optional }, null, 2)}\n`);
   const pack = (dir) => execFileSync('npm', ['pack', '--silent', '--pack-destination', out], { cwd: dir, encoding: 'utf8' }).trim();
-  const files = [pack(platDir), pack(here)];
+  const files = [pack(platDir), pack(mainDir)];
   for (const f of files) console.log(path.join(out, f));
 } finally {
   fs.rmSync(stage, { recursive: true, force: true });

@@ -223,6 +223,12 @@ test('the loaded addon is a stripped release build (from the platform package wh
     assert.ok(loaded.includes(fs.realpathSync(addon)), `${addon} is not mapped`);
     // Stripped: no symbol table section (only the dynamic symbols).
     assert.equal(fs.readFileSync(addon).includes('.symtab'), false, `${addon} is not stripped`);
+    const main = require(path.join(pkgDir, 'package.json'));
+    assert.deepEqual(Object.keys(main.optionalDependencies).sort(),
+      ['memshelf-linux-arm64-gnu', 'memshelf-linux-arm64-musl', 'memshelf-linux-x64-gnu', 'memshelf-linux-x64-musl']);
+    assert.equal(main.devDependencies, undefined);
+    assert.equal(main.scripts, undefined); // nothing runs (or builds) at install time
+    assert.equal(main.engines.node, '>=20');
     const meta = require(require.resolve('memshelf-linux-x64-gnu/package.json', { paths: [pkgDir] }));
     assert.deepEqual([meta.os, meta.cpu, meta.libc], [['linux'], ['x64'], ['glibc']]);
   }
