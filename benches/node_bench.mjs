@@ -1,11 +1,12 @@
 // memshelf's Node addon against Map, lru-cache and lmdb-js, in one run.
 //
-//   npm install --prefix benches/node          # once: lmdb, lru-cache (pinned)
-//   node bindings/node/build.js --release      # the optimised addon
-//   node benches/node_bench.mjs [--keys N] [--ops M] [--reps R] [--duration S]
+//   npm ci --prefix benches/node               # once: lmdb, lru-cache (pinned)
+//   (cd bindings/node && npm run build)        # the release addon
+//   node --expose-gc benches/node_bench.mjs [--keys N] [--ops M] [--reps R] [--duration S]
 //
 // Figures: GET p50 (ns/op over batches of B ops; memshelf as Buffer, string
-// and getInto), SET mean ns/op, and GET ops/s summed over 2 processes
+// and getInto; getMany: ns per key of getMany calls of 100 keys), SET mean
+// ns/op, and GET ops/s summed over 2 processes
 // (child_process.fork, each with its own handle, running for --duration s).
 // All GETs are hits on N keys of 16-24 B with 100 B values, in a random
 // order. Compare figures within one run only (shared 2-core machine).
@@ -73,7 +74,7 @@ function openTarget(kind, spec) {
       const get = kind === 'memshelf-string' ? (k) => c.getString(k)
         : kind === 'memshelf-getInto' ? (k) => c.getInto(k, buf)
           : (k) => c.get(k);
-      return { get, set: (k, v) => c.put(k, v), close: () => c.close() };
+      return { get, getMany: (ks) => c.getMany(ks), set: (k, v) => c.put(k, v), close: () => c.close() };
     }
   }
 }
@@ -127,6 +128,31 @@ function latency(fn) {
   return { p50: med(p50s), mean: med(means), batch: B };
 }
 
+// getMany of MANY keys per call: ns per key (p50 over calls, median of reps).
+const MANY = 100;
+const MANY_SETS = Array.from({ length: 655 }, (_, j) => Array.from({ length: MANY }, (_, i) => KEYS[ORDER[(j * MANY + i) & 65535]]));
+function manyLatency(getMany) {
+  for (let i = 0; i < 500; i++) getMany(MANY_SETS[i % MANY_SETS.length]);
+  const p50s = [];
+  const means = [];
+  const calls = Math.max(1, Math.ceil(M / MANY));
+  for (let r = 0; r < REPS; r++) {
+    globalThis.gc?.();
+    const per = [];
+    const t0 = now();
+    for (let j = 0; j < calls; j++) {
+      const b0 = now();
+      sink += getMany(MANY_SETS[(j + r * 101) % MANY_SETS.length]).length;
+      per.push(Number(now() - b0) / MANY);
+    }
+    means.push(Number(now() - t0) / (calls * MANY));
+    per.sort((a, b) => a - b);
+    p50s.push(per[per.length >> 1]);
+  }
+  const med = (a) => a.sort((x, y) => x - y)[a.length >> 1];
+  return { p50: med(p50s), mean: med(means), batch: MANY };
+}
+
 // Throughput child: open, warm up, then GET until the deadline.
 async function child() {
   const { kind, spec, startAt, duration } = JSON.parse(process.env.NODE_BENCH_CHILD);
@@ -163,7 +189,7 @@ async function throughput(kind, spec) {
 async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memshelf-node-bench-'));
   const rows = [];
-  const kinds = (process.env.NODE_BENCH_TARGETS || 'map,lru-cache,lmdb,memshelf,memshelf-string,memshelf-getInto').split(',');
+  const kinds = (process.env.NODE_BENCH_TARGETS || 'map,lru-cache,lmdb,memshelf,memshelf-string,memshelf-getInto,memshelf-getMany').split(',');
   let memshelfSpec;
   try {
     for (const kind of kinds) {
@@ -179,7 +205,7 @@ async function main() {
           ? v === TEXT100.toString() : Buffer.compare(Buffer.from(v), VAL100) === 0;
         if (!ok) throw new Error(`${kind}: sampled key ${k} missing or wrong after load`);
       }
-      const get = latency(t.get);
+      const get = kind === 'memshelf-getMany' ? manyLatency(t.getMany) : latency(t.get);
       const set = kind === 'memshelf' || !shared ? latency((k) => t.set(k, VAL100)) : null;
       t.close();
       const tp = (kind === 'lmdb' || kind === 'memshelf') && PROCS > 0 ? await throughput(kind, spec) : null;

@@ -49,6 +49,23 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements-dev.txt
 
+# Node: the pinned build and test tools of bindings/node (@napi-rs/cli,
+# typescript, keyv, @keyv/test-suite, vitest), from its lockfile. Scripts
+# are not run (no package of the set needs one: sqlite3, a dependency of
+# @keyv/test-suite the suite never loads, would try to download a binary).
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major < 20)); then
+  echo "[setup] Node.js >= 20 is required (found $(node --version))" >&2
+  exit 1
+fi
+lock=bindings/node/package-lock.json
+stamp=bindings/node/node_modules/.memshelf-lock-sha
+if [[ ! -f $stamp ]] || [[ $(cat "$stamp") != $(sha256sum "$lock" | cut -d' ' -f1) ]]; then
+  echo "[setup] npm ci in bindings/node"
+  (cd bindings/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  sha256sum "$lock" | cut -d' ' -f1 > "$stamp"
+fi
+
 # Rust components used by the test command.
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 echo "[setup] done"

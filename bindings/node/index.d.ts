@@ -1,18 +1,25 @@
 // Type declarations for memshelf's Node.js addon. Hand-written for the
-// JavaScript wrapper in index.js; test/typedefs.test.js checks that every
-// export and Cache member declared here exists on the loaded module and
-// vice versa.
+// JavaScript wrapper in index.js; test/typedefs.test.js checks them member
+// by member against the loaded module (exports, Cache members, Stats
+// fields, option names), and scripts/test-node.sh compiles a user file that
+// uses every feature with `tsc --strict`, with and without @types/node.
+//
+// No dependency on @types/node: where it is loaded, values are Node's
+// `Buffer`; without it they are typed as the `Uint8Array` they extend.
 
-/// <reference types="node" />
+/** Node's `Buffer` when @types/node is loaded, else `Uint8Array`. */
+export type NodeBuffer = typeof globalThis extends { Buffer: { alloc(size: number): infer B } } ? B : Uint8Array;
 
 /** A key: a string (stored as UTF-8) or bytes. 1 to 4096 bytes. */
-export type Key = string | Buffer | Uint8Array;
+export type Key = string | Uint8Array;
 /** A value: a string (stored as UTF-8) or bytes, up to `maxValueSize`. */
-export type Value = string | Buffer | Uint8Array;
+export type Value = string | Uint8Array;
 
 /**
  * Errors thrown by memshelf carry `code`:
- * - `TypeError` (code `ERR_INVALID_ARG_TYPE`): an argument of the wrong type.
+ * - `TypeError` (code `ERR_INVALID_ARG_TYPE`): an argument of the wrong type;
+ *   (code `ERR_INVALID_ARG_VALUE`): a string key, value, tag or prefix with a
+ *   lone surrogate (not valid UTF-16), or an unknown `codec`.
  * - `RangeError` (code `InvalidName`, `KeyTooLong`, `ValueTooLarge`,
  *   `InvalidTtl` or `InvalidArgument`): a value outside its limits.
  * - `Error` (code `NotFound`, `NotAnInteger`, `IncompatibleSegment`,
@@ -22,8 +29,8 @@ export interface MemshelfError extends Error {
   code: string;
 }
 
-/** Options of `new Cache(name, options)`. */
-export interface OpenOptions {
+/** Options of `new Cache(name, options)`; `C` is the codec (default `'raw'`). */
+export interface OpenOptions<C extends Codec = 'raw'> {
   /** Total bytes of the segment, e.g. `67108864` or `'64MiB'` (default 64 MiB). Used only when creating. */
   capacity?: number | string;
   /** `true` (default): create if absent, else attach. `false`: attach only (`NotFound` if absent). */
@@ -38,15 +45,36 @@ export interface OpenOptions {
   maxValueSize?: number | string;
   /** Map this file (tmpfs or disk) instead of `/dev/shm/memshelf.<name>`. */
   path?: string;
+  /**
+   * How values are encoded: `'raw'` (default: strings and bytes in, Buffers
+   * out) or `'json'` (any JSON-serialisable value in, `JSON.parse`d values
+   * out of `get`, `getMany` and `getOrSet`). A property of this handle
+   * only: the bytes in the segment are the UTF-8 JSON text.
+   */
+  codec?: C;
 }
+
+/** A value codec: see `OpenOptions.codec`. */
+export type Codec = 'raw' | 'json';
 
 /** Options of `put` and `add`. */
 export interface PutOptions {
   /** Seconds until expiry; 0 or absent: the segment's default TTL (else never). */
   ttl?: number;
   /** Tags for `invalidateTag` (at most 8). */
-  tags?: Array<string | Buffer | Uint8Array>;
+  tags?: Array<string | Uint8Array>;
 }
+
+/** Options of `putMany`. */
+export interface PutManyOptions {
+  /** Seconds until expiry for every item; 0 or absent: the segment's default TTL (else never). */
+  ttl?: number;
+}
+
+/** What `get` returns for a codec. */
+export type Decoded<C extends Codec> = C extends 'json' ? unknown : NodeBuffer;
+/** What `put` takes for a codec. */
+export type Encodable<C extends Codec> = C extends 'json' ? unknown : Value;
 
 /** Options of `incr`. */
 export interface IncrOptions {
@@ -65,7 +93,7 @@ export interface GetOrSetOptions {
   /** A factory result of `null`/`undefined` is cached as an absence for this many seconds. */
   negativeTtl?: number;
   /** Tags of the stored value. */
-  tags?: Array<string | Buffer | Uint8Array>;
+  tags?: Array<string | Uint8Array>;
 }
 
 /** Segment-wide statistics (all processes); the SPEC's field names. */
@@ -85,6 +113,7 @@ export interface Stats {
   expirations: number;
   get_or_set_waits: number;
   promotions: number;
+  moved_to_main: number;
   reinsertions: number;
   ghost_hits: number;
   lock_takeovers: number;
@@ -96,45 +125,64 @@ export interface Stats {
 /**
  * A handle on a named shared-memory segment (`/dev/shm/memshelf.<name>`),
  * shared by every process and worker thread that opens the same name.
+ * `C` is the value codec, inferred from `options.codec`.
  *
- * ```js
- * const { Cache } = require('memshelf');
+ * ```ts
+ * import { Cache } from 'memshelf';
  * const cache = new Cache('sessions', { capacity: '256MiB' });
  * cache.put('user:42', JSON.stringify({ name: 'Ada' }), { ttl: 60 });
  * cache.getString('user:42'); // '{"name":"Ada"}'
+ * const json = new Cache('sessions', { codec: 'json' });
+ * json.put('user:43', { name: 'Grace' });
+ * json.get('user:43'); // { name: 'Grace' }
  * ```
  */
-export class Cache {
+export class Cache<C extends Codec = 'raw'> {
   /**
    * Opens (creates or attaches) segment `name`: 1-200 characters of
    * `[A-Za-z0-9._-]`, not starting with `.`.
    */
-  constructor(name: string, options?: OpenOptions);
+  constructor(name: string, options?: OpenOptions<C>);
   /** The segment's name. */
   readonly name: string;
   /** The segment's real capacity in bytes (fixed by its creator). */
   readonly capacity: number;
   /** Largest value this segment accepts, in bytes. */
   readonly maxValueSize: number;
+  /** This handle's value codec. */
+  readonly codec: C;
   /** Whether `close()` was called. */
   readonly closed: boolean;
 
-  /** The value as a new Buffer, or `null`. */
-  get(key: Key): Buffer | null;
-  /** The value decoded as UTF-8, or `null` (the fastest read for text). */
+  /**
+   * The value, or `null` on a miss: a Buffer (its own copy of the bytes), or
+   * with the json codec the parsed value (a stored JSON `null` also reads as
+   * `null`: use `has`).
+   */
+  get(key: Key): Decoded<C> | null;
+  /** The value decoded as UTF-8, or `null` (the fastest read for text; ignores the codec). */
   getString(key: Key): string | null;
   /**
-   * Copies the value into `buf` without allocating. Returns the value's
-   * length if it fit (`<= buf.length`), `-1` on a miss, or the needed length
-   * (`> buf.length`, nothing copied) if `buf` is too small.
+   * Copies the value into `buf` without allocating (ignores the codec).
+   * Returns the value's length if it fit (`<= buf.length`), `-1` on a miss,
+   * or the needed length (`> buf.length`, nothing copied) if `buf` is too
+   * small.
    */
   getInto(key: Key, buf: Uint8Array): number;
   /** Whether `key` has a live entry (counts as a get). */
   has(key: Key): boolean;
+  /** The values of `keys` in order, `null` for each miss: one call for many keys. */
+  getMany(keys: readonly Key[]): Array<Decoded<C> | null>;
   /** Inserts or replaces `key`. */
-  put(key: Key, value: Value, options?: PutOptions): void;
+  put(key: Key, value: Encodable<C>, options?: PutOptions): void;
+  /**
+   * Inserts or replaces every `[key, value]` pair, in order, in one call. The
+   * first item refused (a key or value out of its limits) throws; the items
+   * before it stay stored.
+   */
+  putMany(items: Iterable<readonly [Key, Encodable<C>]>, options?: PutManyOptions): void;
   /** Inserts `key` only if it has no live entry; returns whether it did. */
-  add(key: Key, value: Value, options?: PutOptions): boolean;
+  add(key: Key, value: Encodable<C>, options?: PutOptions): boolean;
   /** Removes `key`; returns whether it was present. */
   delete(key: Key): boolean;
   /**
@@ -148,33 +196,34 @@ export class Cache {
   /** Gives a present key a new TTL (seconds); returns whether it was present. */
   touch(key: Key, ttl: number): boolean;
   /** Every entry put with `tag` becomes a miss, in O(1). */
-  invalidateTag(tag: string | Buffer | Uint8Array): void;
+  invalidateTag(tag: string | Uint8Array): void;
   /** Removes every key starting with `prefix` (a scan); returns how many. */
-  deletePrefix(prefix: string | Buffer | Uint8Array): number;
+  deletePrefix(prefix: string | Uint8Array): number;
   /** Every entry becomes a miss, in O(1). */
   clear(): void;
   /** Live keys (with `prefix`) decoded as UTF-8; best effort under concurrent writes. */
-  keys(prefix?: string | Buffer | Uint8Array): string[];
+  keys(prefix?: string | Uint8Array): string[];
   /** Live keys (with `prefix`) as Buffers (for binary keys). */
-  keyBuffers(prefix?: string | Buffer | Uint8Array): Buffer[];
+  keyBuffers(prefix?: string | Uint8Array): NodeBuffer[];
   /** Segment-wide statistics. */
   stats(): Stats;
   /** Detaches; later calls throw an `Error` with code `Closed`. Idempotent. */
   close(): void;
   /**
    * Returns `key`'s value; on a miss exactly one caller across all
-   * processes runs `factory` while the others wait (on a libuv worker
-   * thread: the event loop is never blocked) and get its value. If the
-   * factory throws or rejects, the error goes to its caller and a waiter
-   * takes over. A factory result of `null`/`undefined` stores nothing (or a
-   * cached absence with `negativeTtl`) and resolves to `null`. The value
-   * resolves as a Buffer.
+   * processes runs `factory` while the others wait and get its value. The
+   * waiting happens on one memshelf thread per process, never on libuv's
+   * thread pool and never blocking the event loop. If the factory throws or
+   * rejects, the error goes to its caller and a waiter takes over. A factory
+   * result of `null`/`undefined` stores nothing (or a cached absence with
+   * `negativeTtl`) and resolves to `null`. The value resolves as a Buffer
+   * (json codec: the parsed value).
    */
-  getOrSet(
+  getOrSet<T extends Encodable<C>>(
     key: Key,
-    factory: () => Value | null | undefined | Promise<Value | null | undefined>,
+    factory: () => T | null | undefined | Promise<T | null | undefined>,
     options?: GetOrSetOptions,
-  ): Promise<Buffer | null>;
+  ): Promise<(C extends 'json' ? T : NodeBuffer) | null>;
 }
 
 /** Removes segment `name` (or the file at `options.path`). Attached processes keep their mapping. */
@@ -184,9 +233,9 @@ export function unlink(name: string, options?: { path?: string }): void;
 export interface InvalidationMessage {
   /** `del` (needs `keys`), `del_prefix` (needs `prefix`), `tag` (needs `tag`), `clear` or `hb`. */
   op: 'del' | 'del_prefix' | 'tag' | 'clear' | 'hb';
-  keys?: Array<string | Buffer | Uint8Array>;
-  prefix?: string | Buffer | Uint8Array;
-  tag?: string | Buffer | Uint8Array;
+  keys?: Array<string | Uint8Array>;
+  prefix?: string | Uint8Array;
+  tag?: string | Uint8Array;
   /** Only this segment (absent: every segment the agent serves). */
   cache?: string;
   /** Writer id plus per-boot nonce; goes with `seq`. */

@@ -1,41 +1,61 @@
 'use strict';
-// memshelf for Node.js: a thin class over the native addon's free functions.
+// memshelf for Node.js: a thin class over the native addon's functions.
 //
 // Only argument checks and conversions live here; every cache decision is
-// the engine's. Hot-path notes (see README "Node: how values are handed to
+// the engine's. Hot-path notes (see README "How values are handed to
 // JavaScript"):
-// - string keys are UTF-8 encoded into a reusable scratch buffer (no
-//   allocation per call);
+// - a cache is a small integer handle into the addon's table (a napi
+//   External argument costs more than the lookup);
+// - every key is encoded (strings) or copied (bytes) into one key buffer
+//   that the addon registered once, so calls pass only its length;
 // - `get` has the addon copy the value straight into the free part of a
-//   16 KiB slab and returns a Buffer view of exactly those bytes, as
-//   `Buffer.allocUnsafe` does with Node's own pool: each returned Buffer is
-//   an independent copy (slab bytes are never handed out twice), and this
-//   costs one view instead of an allocation plus a second copy. Values
-//   larger than the slab's free part (at least 4 KiB) get their own buffer;
-//   `getString` decodes straight from a scratch buffer; `getInto` copies
-//   into the caller's buffer;
-// - the addon's functions take an External handle (cheaper than a class
-//   method through napi).
+//   16 KiB slab (also registered) and returns a Buffer view of exactly
+//   those bytes, as `Buffer.allocUnsafe` does with Node's own pool: each
+//   returned Buffer is an independent copy (slab bytes are never handed out
+//   twice). Values larger than the slab's free part get their own buffer;
+//   `getString` decodes straight from a registered value buffer; `getInto`
+//   copies into the caller's buffer.
 
 const native = require('./native.js');
 
+// The hot functions as module constants: a property load on the addon's
+// exports object (dozens of properties) costs more than the call setup.
+const { getSlab, getValue, getInto: nativeGetInto, readInto } = native;
+
 const MAX_KEY_LEN = 4096;
 // A key of at most MAX_KEY_LEN UTF-16 units encodes to at most 3 bytes per
-// unit; longer strings are too long anyway and are encoded on their own so
-// the engine reports their real length.
+// unit; a longer string or byte key is too long for the engine anyway.
 const KEY_SCRATCH = Buffer.allocUnsafeSlow(3 * MAX_KEY_LEN);
 const VALUE_SCRATCH = Buffer.allocUnsafeSlow(64 * 1024);
+native.setScratch(KEY_SCRATCH, VALUE_SCRATCH);
+// How long one wait for another caller's fill lasts before getOrSet asks
+// the engine again (takeover of a dead or late leader is decided then).
 const FILL_WAIT_MS = 50;
 // The slab `get` copies values into (see above).
 const SLAB_SIZE = 16 * 1024;
 const SLAB_MIN_ROOM = 4 * 1024;
-let slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+let slab;
+let slabBuffer; // slab.buffer (reading it is a builtin call)
 let slabOffset = 0;
+function newSlab() {
+  slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+  slabBuffer = slab.buffer;
+  slabOffset = 0;
+  native.setSlab(slab);
+}
+newSlab();
 
-// The key view of the call in progress (set by keyLength). JavaScript runs
-// one call at a time per isolate and no addon call re-enters this module.
-let keyView = KEY_SCRATCH;
-let valueView = VALUE_SCRATCH;
+if (native.isDebugBuild() && !process.env.MEMSHELF_ALLOW_DEBUG_ADDON) {
+  process.emitWarning(
+    'memshelf: the native addon is a debug build (about 2x slower). Install the packed ' +
+      'packages, or build a release addon with `npm run build` in bindings/node.',
+    { code: 'MEMSHELF_DEBUG_ADDON' },
+  );
+}
+
+// Handles of caches that were never closed are closed when their Cache is
+// collected.
+const unclosed = new FinalizationRegistry((h) => native.close(h));
 
 function typeName(v) {
   if (v === null) return 'null';
@@ -49,26 +69,43 @@ function typeError(what, expected, got) {
   return e;
 }
 
-function keyLength(key) {
+// Two JavaScript strings that differ only in lone surrogates would encode
+// to the same UTF-8 bytes (each becomes U+FFFD), so they are refused.
+function notWellFormed(what) {
+  const e = new TypeError(`${what} contains a lone surrogate (not valid UTF-16), so it has no UTF-8 form`);
+  e.code = 'ERR_INVALID_ARG_VALUE';
+  return e;
+}
+
+function checkText(what, s) {
+  if (!s.isWellFormed()) throw notWellFormed(what);
+}
+
+/** Puts `key` into the key buffer; returns its length in bytes. */
+function loadKey(key) {
   if (typeof key === 'string') {
-    if (key.length <= MAX_KEY_LEN) {
-      keyView = KEY_SCRATCH;
-      return KEY_SCRATCH.utf8Write(key, 0);
-    }
-    keyView = Buffer.from(key, 'utf8');
-    return keyView.length;
+    if (!key.isWellFormed()) throw notWellFormed('key');
+    if (key.length <= MAX_KEY_LEN) return KEY_SCRATCH.utf8Write(key, 0);
+    throw native.keyTooLong(Buffer.byteLength(key, 'utf8'));
   }
   if (key instanceof Uint8Array) {
-    keyView = key;
+    if (key.length > KEY_SCRATCH.length) throw native.keyTooLong(key.length);
+    KEY_SCRATCH.set(key);
     return key.length;
   }
   throw typeError('key', 'a string, Buffer or Uint8Array', key);
 }
 
-function valueLength(value) {
+// The value of the call in progress: `undefined` means it was encoded into
+// VALUE_SCRATCH (strings that fit), else the bytes to pass.
+let valueView;
+
+/** Prepares `value` for put/add; returns its length in bytes. */
+function loadValue(value) {
   if (typeof value === 'string') {
+    if (!value.isWellFormed()) throw notWellFormed('value');
     if (value.length * 3 <= VALUE_SCRATCH.length) {
-      valueView = VALUE_SCRATCH;
+      valueView = undefined;
       return VALUE_SCRATCH.utf8Write(value, 0);
     }
     valueView = Buffer.from(value, 'utf8');
@@ -82,7 +119,10 @@ function valueLength(value) {
 }
 
 function ownedBytes(what, v) {
-  if (typeof v === 'string') return Buffer.from(v, 'utf8');
+  if (typeof v === 'string') {
+    checkText(what, v);
+    return Buffer.from(v, 'utf8');
+  }
   if (v instanceof Uint8Array) return Buffer.from(v);
   throw typeError(what, 'a string, Buffer or Uint8Array', v);
 }
@@ -123,21 +163,92 @@ function size(what, v) {
   return v;
 }
 
-// Reads the current key into a fresh buffer when the value does not fit
-// the scratch buffer; returns the buffer (exact length) or null.
+function codecOf(v) {
+  if (v === undefined || v === null || v === 'raw') return false;
+  if (v === 'json') return true;
+  const e = new TypeError(`codec must be 'raw' or 'json', got ${typeof v === 'string' ? `'${v}'` : typeName(v)}`);
+  e.code = 'ERR_INVALID_ARG_VALUE';
+  throw e;
+}
+
+/** JSON text of a value for the json codec. */
+function toJson(what, v) {
+  const s = JSON.stringify(v);
+  if (s === undefined) throw typeError(what, 'a JSON-serialisable value', v);
+  return s;
+}
+
+// Reads the key in the key buffer into a fresh buffer of `need` bytes (the
+// value did not fit the slab or value buffer); returns it or null.
 function readLarge(h, klen, need) {
   for (;;) {
     const out = Buffer.allocUnsafe(need);
-    const n = native.read(h, keyView, klen, out, 0);
+    const n = readInto(h, klen, out);
     if (n < 0) return null;
     if (n <= out.length) return n === out.length ? out : out.subarray(0, n);
-    need = n;
+    need = n; // it grew meanwhile
   }
+}
+
+// Packing buffers of getMany/putMany (grown on demand, reused).
+let batchKeys = Buffer.allocUnsafeSlow(16 * 1024);
+let batchVals = Buffer.allocUnsafeSlow(64 * 1024);
+let batchCount = 0;
+let klenTable;
+let klenBytes;
+let vlenTable;
+let vlenBytes;
+let outTable;
+let outBytes;
+function batchTables(n) {
+  if (n <= batchCount) return;
+  batchCount = Math.max(n, 2 * batchCount, 64);
+  klenTable = new Uint32Array(batchCount);
+  klenBytes = Buffer.from(klenTable.buffer);
+  vlenTable = new Uint32Array(batchCount);
+  vlenBytes = Buffer.from(vlenTable.buffer);
+  outTable = new Int32Array(2 * batchCount);
+  outBytes = Buffer.from(outTable.buffer);
+}
+function grow(buf, need) {
+  let n = buf.length;
+  while (n < need) n *= 2;
+  const b = Buffer.allocUnsafeSlow(n);
+  buf.copy(b);
+  return b;
+}
+
+// Appends `v` to the packing buffer `which` (0: keys, 1: values) at `pos`;
+// returns its length in bytes (the buffer may be replaced by a larger one).
+function packItem(what, which, pos, v) {
+  if (typeof v === 'string') {
+    if (!v.isWellFormed()) throw notWellFormed(what);
+    const need = pos + 3 * v.length;
+    if (which === 0) {
+      if (need > batchKeys.length) batchKeys = grow(batchKeys, need);
+      return batchKeys.utf8Write(v, pos);
+    }
+    if (need > batchVals.length) batchVals = grow(batchVals, need);
+    return batchVals.utf8Write(v, pos);
+  }
+  if (v instanceof Uint8Array) {
+    const need = pos + v.length;
+    if (which === 0) {
+      if (need > batchKeys.length) batchKeys = grow(batchKeys, need);
+      batchKeys.set(v, pos);
+    } else {
+      if (need > batchVals.length) batchVals = grow(batchVals, need);
+      batchVals.set(v, pos);
+    }
+    return v.length;
+  }
+  throw typeError(what, 'a string, Buffer or Uint8Array', v);
 }
 
 /** A handle on a shared-memory segment. See index.d.ts for the API. */
 class Cache {
   #h;
+  #json;
 
   constructor(name, opts) {
     if (typeof name !== 'string') throw typeError('name', 'a string', name);
@@ -148,6 +259,7 @@ class Cache {
     if (o.path !== undefined && o.path !== null && typeof o.path !== 'string') {
       throw typeError('path', 'a string', o.path);
     }
+    this.#json = codecOf(o.codec);
     this.#h = native.open(name, {
       capacity: size('capacity', o.capacity),
       create: bool('create', o.create),
@@ -157,93 +269,175 @@ class Cache {
       maxValueSize: size('maxValueSize', o.maxValueSize),
       path: o.path ?? undefined,
     });
+    unclosed.register(this, this.#h, this);
     const [segName, capacity, maxValueSize] = native.describe(this.#h);
     Object.defineProperties(this, {
       name: { value: segName, enumerable: true },
       capacity: { value: capacity, enumerable: true },
       maxValueSize: { value: maxValueSize, enumerable: true },
+      codec: { value: this.#json ? 'json' : 'raw', enumerable: true },
     });
   }
 
   get(key) {
-    const klen = keyLength(key);
-    if (SLAB_SIZE - slabOffset < SLAB_MIN_ROOM) {
-      slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
-      slabOffset = 0;
-    }
+    const h = this.#h;
+    if (this.#json) return this.#readJson(h, loadKey(key));
+    if (SLAB_SIZE - slabOffset < SLAB_MIN_ROOM) newSlab();
     const off = slabOffset;
-    const n = native.read(this.#h, keyView, klen, slab, off);
+    // The addon converts the key itself (one napi call, no encode call).
+    const n = getSlab(h, key, off);
     if (n < 0) return null;
-    if (n > SLAB_SIZE - off) return readLarge(this.#h, klen, n);
+    if (n > SLAB_SIZE - off) return readLarge(h, loadKey(key), n);
     slabOffset = (off + n + 7) & ~7; // keep views 8-byte aligned
-    return Buffer.from(slab.buffer, off, n);
+    return Buffer.from(slabBuffer, off, n);
+  }
+
+  #readJson(h, klen) {
+    const n = native.readValue(h, klen);
+    if (n < 0) return null;
+    if (n <= VALUE_SCRATCH.length) return JSON.parse(VALUE_SCRATCH.utf8Slice(0, n));
+    const b = readLarge(h, klen, n);
+    return b === null ? null : JSON.parse(b.utf8Slice(0, b.length));
   }
 
   getString(key) {
-    const klen = keyLength(key);
-    const n = native.read(this.#h, keyView, klen, VALUE_SCRATCH, 0);
+    const h = this.#h;
+    const n = getValue(h, key);
     if (n < 0) return null;
     if (n > VALUE_SCRATCH.length) {
-      const b = readLarge(this.#h, klen, n);
-      return b === null ? null : b.toString('utf8');
+      const b = readLarge(h, loadKey(key), n);
+      return b === null ? null : b.utf8Slice(0, b.length);
     }
     return VALUE_SCRATCH.utf8Slice(0, n);
   }
 
   getInto(key, buf) {
-    const klen = keyLength(key);
+    if (typeof key === 'string') {
+      if (!(buf instanceof Uint8Array)) throw typeError('buf', 'a Buffer or Uint8Array', buf);
+      return nativeGetInto(this.#h, key, buf);
+    }
+    // Byte keys are copied into the key buffer first: they may share
+    // memory with `buf`.
+    const klen = loadKey(key);
     if (!(buf instanceof Uint8Array)) throw typeError('buf', 'a Buffer or Uint8Array', buf);
-    let k = keyView;
-    if (k !== KEY_SCRATCH && k.buffer === buf.buffer) k = Buffer.from(k);
-    return native.read(this.#h, k, klen, buf, 0);
+    return readInto(this.#h, klen, buf);
   }
 
   has(key) {
-    const klen = keyLength(key);
-    return native.read(this.#h, keyView, klen, VALUE_SCRATCH, 0) >= 0;
+    return getValue(this.#h, key) >= 0;
+  }
+
+  getMany(keys) {
+    if (!Array.isArray(keys)) throw typeError('keys', 'an array of keys', keys);
+    const count = keys.length;
+    batchTables(count);
+    let pos = 0;
+    for (let i = 0; i < count; i++) {
+      const n = packItem('key', 0, pos, keys[i]);
+      klenTable[i] = n;
+      pos += n;
+    }
+    const h = this.#h;
+    const json = this.#json;
+    const out = new Array(count);
+    let start = 0;
+    while (start < count) {
+      if (SLAB_SIZE - slabOffset < SLAB_MIN_ROOM) newSlab();
+      const stop = native.readMany(h, batchKeys, klenBytes, count, start, outBytes, slabOffset);
+      const s = slab;
+      for (let i = start; i < stop; i++) {
+        const off = outTable[2 * i];
+        if (off < 0) {
+          out[i] = null;
+        } else {
+          const n = outTable[2 * i + 1];
+          out[i] = json ? JSON.parse(s.utf8Slice(off, off + n)) : Buffer.from(slabBuffer, off, n);
+          // Text decoded by the json codec leaves the slab bytes free.
+          if (!json) slabOffset = (off + n + 7) & ~7;
+        }
+      }
+      if (stop >= count) break;
+      const need = outTable[2 * stop + 1];
+      if (need > SLAB_SIZE) {
+        // One value larger than a slab: read it on its own.
+        let kpos = 0;
+        for (let i = 0; i < stop; i++) kpos += klenTable[i];
+        const klen = klenTable[stop];
+        KEY_SCRATCH.set(batchKeys.subarray(kpos, kpos + klen));
+        const b = readLarge(h, klen, need);
+        out[stop] = b === null ? null : json ? JSON.parse(b.utf8Slice(0, b.length)) : b;
+        start = stop + 1;
+      } else {
+        newSlab();
+        start = stop;
+      }
+    }
+    return out;
   }
 
   put(key, value, opts) {
-    const klen = keyLength(key);
-    const vlen = valueLength(value);
+    const klen = loadKey(key);
+    const vlen = loadValue(this.#json ? toJson('value', value) : value);
     if (opts === undefined) {
-      native.put(this.#h, keyView, klen, valueView, vlen);
+      native.put(this.#h, klen, vlen, valueView);
       return;
     }
     const o = options(opts, 'options');
-    native.put(this.#h, keyView, klen, valueView, vlen, seconds('ttl', o.ttl), tagList(o.tags));
+    native.put(this.#h, klen, vlen, valueView, seconds('ttl', o.ttl), tagList(o.tags));
+  }
+
+  putMany(items, opts) {
+    if (items === null || typeof items !== 'object' || typeof items[Symbol.iterator] !== 'function') {
+      throw typeError('items', 'an iterable of [key, value] pairs (an array or a Map)', items);
+    }
+    const ttl = seconds('ttl', options(opts, 'options').ttl);
+    const json = this.#json;
+    const list = Array.isArray(items) ? items : [...items];
+    const count = list.length;
+    batchTables(count);
+    let kpos = 0;
+    let vpos = 0;
+    for (let i = 0; i < count; i++) {
+      const item = list[i];
+      if (!Array.isArray(item) || item.length < 2) throw typeError(`items[${i}]`, 'a [key, value] pair', item);
+      const kn = packItem('key', 0, kpos, item[0]);
+      klenTable[i] = kn;
+      kpos += kn;
+      const vn = packItem('value', 1, vpos, json ? toJson('value', item[1]) : item[1]);
+      vlenTable[i] = vn;
+      vpos += vn;
+    }
+    native.putMany(this.#h, batchKeys, klenBytes, batchVals, vlenBytes, count, ttl);
   }
 
   add(key, value, opts) {
-    const klen = keyLength(key);
-    const vlen = valueLength(value);
+    const klen = loadKey(key);
+    const vlen = loadValue(this.#json ? toJson('value', value) : value);
     const o = options(opts, 'options');
-    return native.add(this.#h, keyView, klen, valueView, vlen, seconds('ttl', o.ttl), tagList(o.tags));
+    return native.add(this.#h, klen, vlen, valueView, seconds('ttl', o.ttl), tagList(o.tags));
   }
 
   delete(key) {
-    const klen = keyLength(key);
-    return native.delete(this.#h, keyView, klen);
+    return native.remove(this.#h, loadKey(key));
   }
 
   incr(key, delta = 1, opts) {
-    const klen = keyLength(key);
+    const klen = loadKey(key);
     if (typeof delta !== 'number' && typeof delta !== 'bigint') {
       throw typeError('delta', 'a number or bigint', delta);
     }
     const o = options(opts, 'options');
-    return native.incr(this.#h, keyView, klen, delta, seconds('ttl', o.ttl));
+    return native.incr(this.#h, klen, delta, seconds('ttl', o.ttl));
   }
 
   ttl(key) {
-    const klen = keyLength(key);
-    return native.ttl(this.#h, keyView, klen);
+    return native.ttl(this.#h, loadKey(key));
   }
 
   touch(key, ttl) {
-    const klen = keyLength(key);
+    const klen = loadKey(key);
     if (typeof ttl !== 'number') throw typeError('ttl', 'a number of seconds', ttl);
-    return native.touch(this.#h, keyView, klen, ttl);
+    return native.touch(this.#h, klen, ttl);
   }
 
   invalidateTag(tag) {
@@ -275,12 +469,13 @@ class Cache {
   }
 
   close() {
+    unclosed.unregister(this);
     native.close(this.#h);
   }
 
   async getOrSet(key, factory, opts) {
-    // The key is copied: the scratch buffer is reused by other calls while
-    // this one awaits.
+    // The key is copied: the key buffer is reused by other calls while this
+    // one awaits, so it is loaded again before each step.
     const k = ownedBytes('key', key);
     if (typeof factory !== 'function') throw typeError('factory', 'a function', factory);
     const o = options(opts, 'options');
@@ -291,28 +486,41 @@ class Cache {
       negativeTtl: seconds('negativeTtl', o.negativeTtl),
       tags: tagList(o.tags),
     };
+    const h = this.#h;
+    const json = this.#json;
+    let waited = false;
     for (;;) {
-      const step = native.beginFill(this.#h, k, k.length, args);
+      const step = native.beginFill(h, loadKey(k), args);
       switch (step.state) {
         case 'hit':
         case 'stale':
-          return step.value;
+          return json ? JSON.parse(step.value.utf8Slice(0, step.value.length)) : step.value;
         case 'absent':
           return null;
         case 'wait':
-          await native.waitFill(this.#h, step.ticket, FILL_WAIT_MS);
+          if (!waited) {
+            waited = true;
+            native.recordWait(h);
+          }
+          await native.waitFill(h, step.ticket, FILL_WAIT_MS);
           break;
         case 'lead': {
           let value;
+          let bytes;
           try {
             value = await factory();
-            value = value === undefined || value === null ? null : ownedBytes('factory result', value);
+            if (value === undefined || value === null) {
+              value = null;
+              bytes = null;
+            } else {
+              bytes = ownedBytes('factory result', json ? toJson('factory result', value) : value);
+            }
           } catch (e) {
             native.abandonLease(step.lease);
             throw e;
           }
-          native.fillLease(step.lease, value);
-          return value;
+          native.fillLease(step.lease, bytes);
+          return json ? value : bytes;
         }
         default:
           throw new Error(`memshelf: unexpected fill state ${step.state}`);

@@ -1,17 +1,23 @@
 //! `getOrSet` for async callers: the wrapper drives the engine's
-//! `begin_fill` loop, runs the JavaScript factory itself when it leads, and
-//! waits for another caller's fill on a libuv worker thread so the event
-//! loop never blocks.
+//! `begin_fill` loop and runs the JavaScript factory itself when it leads.
+//! When another caller (in any process) is filling, the wait happens on one
+//! dedicated waiter thread per process (`WAITER`), never on libuv's thread
+//! pool, so pending waits cannot starve `fs`, `dns` or `crypto` work. The
+//! thread sleeps on each pending ticket in turn with `Cache::wait_fill`
+//! (a futex wait, no CPU burnt) and resolves a wait's promise when its fill
+//! ended or its time ran out; the wrapper then asks `beginFill` again.
 
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant};
 
 use memshelf::{Cache, Fill, FillLease, GetOrSetOptions, WaitTicket};
-use napi::bindgen_prelude::{AsyncTask, Buffer, BufferSlice, External, Object};
-use napi::{Env, Result, Task};
+use napi::bindgen_prelude::{Buffer, BufferSlice, External, Object};
+use napi::{Env, JsDeferred, Result};
 use napi_derive::napi;
 
 use crate::error::OrThrow;
-use crate::{Handle, duration_arg, prefix, tag_refs, ttl_arg};
+use crate::{cache_of, duration_arg, scratch, tag_refs, ttl_arg, with_cache};
 
 /// Options of `getOrSet`, in seconds, already type-checked.
 #[napi(object)]
@@ -27,18 +33,11 @@ pub struct FillArgs {
 /// is garbage-collected, which abandons it too).
 pub type LeaseCell = Option<FillLease>;
 
-/// One step of `getOrSet`: `{state: "hit"|"stale"|"absent", value?}`,
-/// `{state: "lead", lease}` or `{state: "wait", ticket}`.
+/// One step of `getOrSet` for the key in the key buffer:
+/// `{state: "hit"|"stale"|"absent", value?}`, `{state: "lead", lease}` or
+/// `{state: "wait", ticket}`.
 #[napi]
-pub fn begin_fill<'e>(
-    env: &'e Env,
-    h: &External<Handle>,
-    key: &[u8],
-    klen: i64,
-    args: FillArgs,
-) -> Result<Object<'e>> {
-    let c = h.cache(env)?;
-    let key = prefix(env, key, klen)?;
+pub fn begin_fill<'e>(env: &'e Env, h: u32, klen: u32, args: FillArgs) -> Result<Object<'e>> {
     let tags = tag_refs(&args.tags);
     let opts = (|| -> memshelf::Result<GetOrSetOptions<'_>> {
         let mut o = GetOrSetOptions {
@@ -54,8 +53,11 @@ pub fn begin_fill<'e>(
         Ok(o)
     })()
     .or_throw(env)?;
+    let step = with_cache(env, h, |c| {
+        c.begin_fill(scratch::key(env, klen)?, &opts).or_throw(env)
+    })?;
     let mut out = Object::new(env)?;
-    match c.begin_fill(key, &opts).or_throw(env)? {
+    match step {
         Fill::Hit(v) => {
             out.set("state", "hit")?;
             out.set("value", BufferSlice::from_data(env, v)?)?;
@@ -77,6 +79,16 @@ pub fn begin_fill<'e>(
     Ok(out)
 }
 
+/// Counts one `getOrSet` call that had to wait (`get_or_set_waits`); the
+/// wrapper calls it once per call, at its first wait.
+#[napi]
+pub fn record_wait(env: &Env, h: u32) -> Result<()> {
+    with_cache(env, h, |c| {
+        c.record_get_or_set_wait();
+        Ok(())
+    })
+}
+
 /// Stores the factory's value (`null`: nothing, or a cached absence with
 /// `negativeTtl`) and wakes the waiters. Returns whether it was stored
 /// (`false` when an invalidation voided the lease).
@@ -84,10 +96,10 @@ pub fn begin_fill<'e>(
 pub fn fill_lease(
     env: &Env,
     lease: &mut External<LeaseCell>,
-    value: Option<&[u8]>,
+    value: Option<BufferSlice<'_>>,
 ) -> Result<bool> {
     match lease.take() {
-        Some(l) => l.fill(value).or_throw(env),
+        Some(l) => l.fill(value.as_deref()).or_throw(env),
         None => Ok(false),
     }
 }
@@ -99,39 +111,98 @@ pub fn abandon_lease(lease: &mut External<LeaseCell>) {
     drop(lease.take());
 }
 
-/// Waits, on a libuv worker thread, until the fill behind a ticket ends.
-pub struct WaitFill {
+type Resolver = fn(Env) -> Result<()>;
+
+fn resolved(_: Env) -> Result<()> {
+    Ok(())
+}
+
+/// One pending wait.
+struct Job {
     cache: Cache,
     ticket: WaitTicket,
-    max: Duration,
+    until: Instant,
+    done: JsDeferred<(), Resolver>,
 }
 
-impl Task for WaitFill {
-    type Output = ();
-    type JsValue = ();
+/// How long the waiter sleeps on one ticket before it looks at the next
+/// one (and at newly queued waits) when several are pending.
+const STEP_MANY: Duration = Duration::from_millis(1);
+/// The same with a single pending wait.
+const STEP_ONE: Duration = Duration::from_millis(10);
 
-    fn compute(&mut self) -> Result<()> {
-        self.cache.wait_fill(&self.ticket, self.max);
-        Ok(())
-    }
+static WAITER: OnceLock<Sender<Job>> = OnceLock::new();
 
-    fn resolve(&mut self, _env: Env, _output: ()) -> Result<()> {
-        Ok(())
+fn waiter_loop(rx: Receiver<Job>) {
+    let mut pending: Vec<Job> = Vec::new();
+    loop {
+        if pending.is_empty() {
+            match rx.recv() {
+                Ok(j) => pending.push(j),
+                Err(_) => return,
+            }
+        }
+        pending.extend(rx.try_iter());
+        let step = if pending.len() == 1 {
+            STEP_ONE
+        } else {
+            STEP_MANY
+        };
+        let mut i = 0;
+        while i < pending.len() {
+            let j = &pending[i];
+            let now = Instant::now();
+            let left = j.until.saturating_duration_since(now);
+            let max = left.min(step);
+            j.cache.wait_fill(&j.ticket, max);
+            // An early return means the ticket's fill ended (or a spurious
+            // wake-up: the wrapper's next `beginFill` sorts that out).
+            if now.elapsed() < max || Instant::now() >= j.until {
+                let j = pending.swap_remove(i);
+                // Resolving goes through a thread-safe function; if the
+                // environment is gone (a worker that exited) nothing waits.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    j.done.resolve(resolved as Resolver)
+                }));
+            } else {
+                i += 1;
+            }
+        }
     }
 }
 
-/// Resolves when the fill behind `ticket` ends or `ms` pass; then call
-/// `beginFill` again.
+fn waiter() -> &'static Sender<Job> {
+    WAITER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("memshelf-fill-waiter".into())
+            .spawn(move || waiter_loop(rx))
+            .expect("memshelf: cannot start the getOrSet waiter thread");
+        tx
+    })
+}
+
+/// A promise that resolves when the fill behind `ticket` ends or `ms`
+/// pass; then call `beginFill` again. Waits on the waiter thread.
 #[napi(ts_return_type = "Promise<void>")]
-pub fn wait_fill(
-    env: &Env,
-    h: &External<Handle>,
+pub fn wait_fill<'e>(
+    env: &'e Env,
+    h: u32,
     ticket: &External<WaitTicket>,
     ms: u32,
-) -> Result<AsyncTask<WaitFill>> {
-    Ok(AsyncTask::new(WaitFill {
-        cache: h.cache(env)?.clone(),
+) -> Result<Object<'e>> {
+    let cache = cache_of(env, h)?;
+    let (done, promise) = env.create_deferred::<(), Resolver>()?;
+    let job = Job {
+        cache,
         ticket: **ticket,
-        max: Duration::from_millis(u64::from(ms)),
-    }))
+        until: Instant::now() + Duration::from_millis(u64::from(ms)),
+        done,
+    };
+    if let Err(mpsc::SendError(job)) = waiter().send(job) {
+        // The waiter thread is gone (it cannot be, short of a panic): ask
+        // again at once rather than hang.
+        job.done.resolve(resolved as Resolver);
+    }
+    Ok(promise)
 }

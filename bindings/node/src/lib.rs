@@ -1,53 +1,46 @@
-//! Node.js addon for memshelf: free functions over an `External` handle
-//! (cheaper to call than class methods), wrapped by the thin JavaScript
-//! class in `index.js`. Only type conversion happens here; every cache
-//! decision is the engine's. Errors are converted in `error.rs`.
+//! Node.js addon for memshelf: plain functions over a numeric handle,
+//! wrapped by the JavaScript class in `index.js` (the only caller; this
+//! module's exports are internal). Only type conversion happens here; every
+//! cache decision is the engine's. Errors are converted in `error.rs`.
 //!
-//! Keys and values cross as byte views plus a length (`key`, `klen`): the
-//! wrapper encodes string keys into a reusable scratch buffer instead of
-//! allocating, and hands `read` a scratch buffer to copy the value into.
+//! The hot path is shaped by what napi calls cost (BUILD-NOTES): a napi
+//! `External` argument or a Buffer argument costs more than the engine's
+//! lookup of a cached key, so
+//! - a cache is a `u32` index into a per-thread table (`scratch::THREAD`),
+//!   not an `External`;
+//! - the wrapper encodes every key into one registered key buffer and
+//!   passes only its length; `get` copies the value into a registered slab
+//!   at an offset the wrapper chooses (`scratch.rs`).
+//!
+//! Modules: `scratch` (the registered buffers), `ops` (single-key
+//! operations), `batch` (`getMany`/`putMany`), `fill` (`getOrSet` steps),
+//! `error` (engine errors to JavaScript exceptions).
 
+pub mod batch;
 mod error;
 pub mod fill;
+pub mod ops;
+pub mod scratch;
 
 use std::time::Duration;
 
 use memshelf::message::Message;
-use memshelf::{Cache, Expiry, OpenOptions, PutOptions, ReadInto, Ttl};
-use napi::bindgen_prelude::{BigInt, Buffer, BufferSlice, Either, External, Object};
+use memshelf::{Cache, OpenOptions, Ttl};
+use napi::bindgen_prelude::{Buffer, Either, Object};
 use napi::{Env, Result};
 use napi_derive::napi;
 
 use crate::error::{OrThrow, invalid, to_js};
+use crate::scratch::THREAD;
 
-/// An open segment, or `None` once closed.
-pub struct Handle {
-    cache: Option<Cache>,
+/// Runs `f` with the open cache behind handle `h`, or throws `Closed`.
+fn with_cache<R>(env: &Env, h: u32, f: impl FnOnce(&Cache) -> Result<R>) -> Result<R> {
+    THREAD.with(|t| f(&*t.cache(env, h)?))
 }
 
-impl Handle {
-    fn cache(&self, env: &Env) -> Result<&Cache> {
-        self.cache
-            .as_ref()
-            .ok_or_else(|| to_js(env, memshelf::Error::Closed))
-    }
-}
-
-/// The first `len` bytes of a view; a length past the view is a caller bug
-/// in the wrapper, reported as an argument error.
-fn prefix<'v>(env: &Env, view: &'v [u8], len: i64) -> Result<&'v [u8]> {
-    usize::try_from(len)
-        .ok()
-        .and_then(|n| view.get(..n))
-        .ok_or_else(|| {
-            to_js(
-                env,
-                invalid(format!(
-                    "length {len} is outside the {}-byte view",
-                    view.len()
-                )),
-            )
-        })
+/// A clone of the cache behind `h` (for calls that outlive the borrow).
+fn cache_of(env: &Env, h: u32) -> Result<Cache> {
+    with_cache(env, h, |c| Ok(c.clone()))
 }
 
 /// Seconds (Node's TTL unit) to an engine TTL: `undefined`/0 is the
@@ -78,6 +71,13 @@ fn size_arg(what: &str, v: Either<f64, String>) -> memshelf::Result<u64> {
     }
 }
 
+/// Tags as byte strings.
+fn tag_refs(tags: &Option<Vec<Buffer>>) -> Vec<&[u8]> {
+    tags.as_ref()
+        .map(|t| t.iter().map(|b| &b[..]).collect())
+        .unwrap_or_default()
+}
+
 /// Options of `new Cache(name, options)`, already type-checked by the
 /// wrapper.
 #[napi(object)]
@@ -91,9 +91,9 @@ pub struct OpenArgs {
     pub path: Option<String>,
 }
 
-/// Opens (creates or attaches) segment `name`.
+/// Opens (creates or attaches) segment `name`; returns its handle.
 #[napi]
-pub fn open(env: &Env, name: String, args: OpenArgs) -> Result<External<Handle>> {
+pub fn open(env: &Env, name: String, args: OpenArgs) -> Result<u32> {
     let build = || -> memshelf::Result<Cache> {
         let mut o = OpenOptions::new();
         if let Some(c) = args.capacity {
@@ -120,238 +120,59 @@ pub fn open(env: &Env, name: String, args: OpenArgs) -> Result<External<Handle>>
         }
         o.open(&name)
     };
-    Ok(External::new(Handle {
-        cache: Some(build().or_throw(env)?),
-    }))
+    let cache = build().or_throw(env)?;
+    THREAD.with(|t| {
+        let mut t = t.handles.borrow_mut();
+        let h = u32::try_from(t.len())
+            .map_err(|_| to_js(env, invalid("too many caches opened on this thread")))?;
+        t.push(Some(cache));
+        Ok(h)
+    })
 }
 
 /// Detaches; later calls on the handle throw `Closed`. Idempotent.
 #[napi]
-pub fn close(h: &mut External<Handle>) {
-    h.cache = None;
+pub fn close(h: u32) {
+    // Take the cache out first so its drop (an unmap) runs outside the
+    // table's borrow.
+    let cache = THREAD.with(|t| {
+        t.handles
+            .borrow_mut()
+            .get_mut(h as usize)
+            .and_then(Option::take)
+    });
+    drop(cache);
 }
 
 /// Whether the handle is closed.
 #[napi]
-pub fn is_closed(h: &External<Handle>) -> bool {
-    h.cache.is_none()
+pub fn is_closed(h: u32) -> bool {
+    THREAD.with(|t| !matches!(t.handles.borrow().get(h as usize), Some(Some(_))))
 }
 
-/// Segment name and real capacity: `[name, capacity]`.
+/// Segment name, real capacity and value limit: `[name, capacity, max]`.
 #[napi]
-pub fn describe(env: &Env, h: &External<Handle>) -> Result<(String, f64, f64)> {
-    let c = h.cache(env)?;
-    Ok((
-        c.name().to_owned(),
-        c.capacity() as f64,
-        c.max_value_size() as f64,
-    ))
-}
-
-/// Copies the value of `key[..klen]` into `out[off..]`. Returns the value's
-/// length (`<= out.length - off`: copied), `-1` on a miss, or the needed
-/// length (`> out.length - off`: nothing copied).
-#[napi]
-pub fn read(
-    env: &Env,
-    h: &External<Handle>,
-    key: &[u8],
-    klen: i64,
-    mut out: BufferSlice<'_>,
-    off: i64,
-) -> Result<i64> {
-    let c = h.cache(env)?;
-    let key = prefix(env, key, klen)?;
-    let out: &mut [u8] = &mut out;
-    let out = usize::try_from(off)
-        .ok()
-        .and_then(|o| out.get_mut(o..))
-        .ok_or_else(|| {
-            to_js(
-                env,
-                invalid(format!("offset {off} is outside the output buffer")),
-            )
-        })?;
-    // The wrapper never passes overlapping views; refuse them rather than
-    // let the engine write over the key it is reading.
-    let (kp, op) = (key.as_ptr() as usize, out.as_ptr() as usize);
-    if kp < op + out.len() && op < kp + key.len() {
-        return Err(to_js(env, invalid("key and output buffer overlap")));
-    }
-    Ok(match c.read(key, out).or_throw(env)? {
-        ReadInto::Miss => -1,
-        ReadInto::Hit(n) | ReadInto::TooSmall(n) => n as i64,
+pub fn describe(env: &Env, h: u32) -> Result<(String, f64, f64)> {
+    with_cache(env, h, |c| {
+        Ok((
+            c.name().to_owned(),
+            c.capacity() as f64,
+            c.max_value_size() as f64,
+        ))
     })
 }
 
-/// Tags as byte strings.
-fn tag_refs(tags: &Option<Vec<Buffer>>) -> Vec<&[u8]> {
-    tags.as_ref()
-        .map(|t| t.iter().map(|b| &b[..]).collect())
-        .unwrap_or_default()
-}
-
-/// Inserts or replaces `key[..klen]` with `value[..vlen]`.
+/// Whether this addon was compiled without optimisations (the wrapper warns:
+/// a debug addon is about twice as slow).
 #[napi]
-#[allow(clippy::too_many_arguments)]
-pub fn put(
-    env: &Env,
-    h: &External<Handle>,
-    key: &[u8],
-    klen: i64,
-    value: &[u8],
-    vlen: i64,
-    ttl: Option<f64>,
-    tags: Option<Vec<Buffer>>,
-) -> Result<()> {
-    let c = h.cache(env)?;
-    let key = prefix(env, key, klen)?;
-    let value = prefix(env, value, vlen)?;
-    if ttl.is_none() && tags.is_none() {
-        return c.put(key, value).or_throw(env);
-    }
-    let tags = tag_refs(&tags);
-    let opts = PutOptions {
-        ttl: ttl_arg(ttl).or_throw(env)?,
-        tags: &tags,
-    };
-    c.put_with(key, value, &opts).or_throw(env)
-}
-
-/// Inserts only if absent; returns whether it inserted.
-#[napi]
-#[allow(clippy::too_many_arguments)]
-pub fn add(
-    env: &Env,
-    h: &External<Handle>,
-    key: &[u8],
-    klen: i64,
-    value: &[u8],
-    vlen: i64,
-    ttl: Option<f64>,
-    tags: Option<Vec<Buffer>>,
-) -> Result<bool> {
-    let c = h.cache(env)?;
-    let key = prefix(env, key, klen)?;
-    let value = prefix(env, value, vlen)?;
-    let tags = tag_refs(&tags);
-    let opts = PutOptions {
-        ttl: ttl_arg(ttl).or_throw(env)?,
-        tags: &tags,
-    };
-    c.add_with(key, value, &opts).or_throw(env)
-}
-
-/// Removes a key; returns whether it was present.
-#[napi]
-pub fn delete(env: &Env, h: &External<Handle>, key: &[u8], klen: i64) -> Result<bool> {
-    let c = h.cache(env)?;
-    let key = prefix(env, key, klen)?;
-    c.delete(key).or_throw(env)
-}
-
-/// Largest integer a JavaScript number holds exactly.
-const MAX_SAFE: i64 = (1 << 53) - 1;
-
-/// Atomic add; returns the new value (a `bigint` beyond 2^53).
-#[napi]
-pub fn incr(
-    env: &Env,
-    h: &External<Handle>,
-    key: &[u8],
-    klen: i64,
-    delta: Either<f64, BigInt>,
-    ttl: Option<f64>,
-) -> Result<Either<i64, BigInt>> {
-    let c = h.cache(env)?;
-    let key = prefix(env, key, klen)?;
-    let delta = match delta {
-        Either::A(d) if d.fract() == 0.0 && d.abs() <= MAX_SAFE as f64 => d as i64,
-        Either::A(d) => {
-            return Err(to_js(
-                env,
-                invalid(format!(
-                    "delta {d} is not a safe integer (use a bigint beyond 2^53)"
-                )),
-            ));
-        }
-        Either::B(b) => match b.get_i64() {
-            (v, true) => v,
-            _ => {
-                return Err(to_js(
-                    env,
-                    invalid("delta does not fit a signed 64-bit integer"),
-                ));
-            }
-        },
-    };
-    let ttl = ttl_arg(ttl).or_throw(env)?;
-    let n = c.incr_with(key, delta, ttl).or_throw(env)?;
-    Ok(if n.abs() <= MAX_SAFE {
-        Either::A(n)
-    } else {
-        Either::B(BigInt::from(n))
-    })
-}
-
-/// Remaining seconds; `Infinity` for no expiry; null if absent.
-#[napi]
-pub fn ttl(env: &Env, h: &External<Handle>, key: &[u8], klen: i64) -> Result<Option<f64>> {
-    let c = h.cache(env)?;
-    let key = prefix(env, key, klen)?;
-    Ok(c.ttl(key).or_throw(env)?.map(|e| match e {
-        Expiry::Never => f64::INFINITY,
-        Expiry::In(d) => d.as_secs_f64(),
-    }))
-}
-
-/// Sets a new TTL on a present key; returns whether it was present.
-#[napi]
-pub fn touch(env: &Env, h: &External<Handle>, key: &[u8], klen: i64, ttl: f64) -> Result<bool> {
-    let c = h.cache(env)?;
-    let key = prefix(env, key, klen)?;
-    let ttl = Ttl::from_secs_f64(ttl).or_throw(env)?;
-    c.touch(key, ttl).or_throw(env)
-}
-
-/// Every entry put with `tag` becomes a miss.
-#[napi]
-pub fn invalidate_tag(env: &Env, h: &External<Handle>, tag: &[u8]) -> Result<()> {
-    h.cache(env)?.invalidate_tag(tag).or_throw(env)
-}
-
-/// Removes every key with `prefix`; returns the count.
-#[napi]
-pub fn delete_prefix(env: &Env, h: &External<Handle>, prefix: &[u8]) -> Result<f64> {
-    Ok(h.cache(env)?.delete_prefix(prefix).or_throw(env)? as f64)
-}
-
-/// Every entry becomes a miss.
-#[napi]
-pub fn clear(env: &Env, h: &External<Handle>) -> Result<()> {
-    h.cache(env)?.clear().or_throw(env)
-}
-
-/// Live keys (with `prefix`) as strings (invalid UTF-8 replaced by U+FFFD).
-#[napi]
-pub fn keys(env: &Env, h: &External<Handle>, prefix: Option<&[u8]>) -> Result<Vec<String>> {
-    let c = h.cache(env)?;
-    Ok(c.keys(prefix)
-        .map(|k| String::from_utf8_lossy(&k).into_owned())
-        .collect())
-}
-
-/// Live keys (with `prefix`) as Buffers.
-#[napi]
-pub fn key_buffers(env: &Env, h: &External<Handle>, prefix: Option<&[u8]>) -> Result<Vec<Buffer>> {
-    let c = h.cache(env)?;
-    Ok(c.keys(prefix).map(Buffer::from).collect())
+pub fn is_debug_build() -> bool {
+    cfg!(debug_assertions)
 }
 
 /// Segment-wide statistics, with the SPEC's field names.
 #[napi]
-pub fn stats<'e>(env: &'e Env, h: &External<Handle>) -> Result<Object<'e>> {
-    let s = h.cache(env)?.stats();
+pub fn stats<'e>(env: &'e Env, h: u32) -> Result<Object<'e>> {
+    let s = with_cache(env, h, |c| Ok(c.stats()))?;
     let mut o = Object::new(env)?;
     for (k, v) in s.fields() {
         o.set(k, v as f64)?;

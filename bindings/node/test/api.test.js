@@ -24,7 +24,7 @@ function throwsCode(fn, cls, code) {
 }
 
 test('ESM and CommonJS entries export the same API', async () => {
-  const esm = await import('../index.mjs');
+  const esm = await import('memshelf');
   assert.equal(esm.Cache, memshelf.Cache);
   assert.equal(esm.unlink, memshelf.unlink);
   assert.equal(esm.invalidationMessage, memshelf.invalidationMessage);

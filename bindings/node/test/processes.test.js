@@ -122,7 +122,7 @@ test('worker_threads share one segment', async () => {
     parentPort.postMessage(seen);
   `;
   const run = (id) => new Promise((resolve, reject) => {
-    const w = new Worker(code, { eval: true, workerData: { id, name, module: path.join(__dirname, '..') } });
+    const w = new Worker(code, { eval: true, workerData: { id, name, module: require.resolve('memshelf') } });
     w.once('message', resolve);
     w.once('error', reject);
   });

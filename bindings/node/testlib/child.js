@@ -4,6 +4,8 @@
 //   child.js gos NAME KEY      getOrSet whose factory counts its runs
 //   child.js spin NAME         puts forever (to be SIGKILLed)
 //   child.js gos-hang NAME KEY leads a getOrSet that never finishes
+//   child.js gos-hold NAME KEY leads a getOrSet until the parent sends the
+//                              value ({value})
 // Reports one JSON message to the parent and exits.
 const crypto = require('node:crypto');
 const { memshelf, makeValue, checkValue } = require('./util.js');
@@ -61,6 +63,15 @@ async function gosHang(key) {
   }, { lease: 60 });
 }
 
+async function gosHold(key) {
+  const v = await cache.getOrSet(key, async () => {
+    await send({ leading: true });
+    const m = await waitGo();
+    return m.value;
+  }, { lease: 60 });
+  return { value: v.toString() };
+}
+
 async function spin() {
   await send({ ready: true });
   for (let i = 0; ; i++) {
@@ -74,6 +85,7 @@ async function spin() {
   else if (mode === 'gos') result = await gos(rest[0]);
   else if (mode === 'spin') result = await spin();
   else if (mode === 'gos-hang') result = await gosHang(rest[0]);
+  else if (mode === 'gos-hold') result = await gosHold(rest[0]);
   else throw new Error(`unknown mode ${mode}`);
   await send(result);
   cache.close();

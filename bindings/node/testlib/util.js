@@ -1,7 +1,10 @@
 'use strict';
-// Shared helpers: the addon under test and unique segment names.
+// Shared helpers: the addon under test and unique segment names. The
+// package is loaded by name: in the checkout that is the package itself
+// (self-reference through "exports"), in scripts/test-node.sh the packed
+// tarball installed into a temporary project.
 const crypto = require('node:crypto');
-const memshelf = require('..');
+const memshelf = require('memshelf');
 
 const made = new Set();
 

@@ -1,0 +1,119 @@
+//! `getMany` / `putMany`: one napi call for many keys. The wrapper packs
+//! the keys (and values) back to back into one buffer with a table of
+//! lengths (native-endian `u32`s), so a batch costs a few argument
+//! conversions instead of a few per key. Each key behaves as its single
+//! form.
+
+use memshelf::{PutOptions, ReadInto};
+use napi::bindgen_prelude::BufferSlice;
+use napi::{Env, Result};
+use napi_derive::napi;
+
+use crate::error::{OrThrow, invalid, to_js};
+use crate::{scratch, ttl_arg, with_cache};
+
+/// The `u32` at index `i` of a length table.
+fn len_at(table: &[u8], i: usize) -> Option<usize> {
+    let b = table.get(i * 4..i * 4 + 4)?;
+    Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
+/// Splits `count` packed items of `data` by the lengths in `table`.
+fn unpack<'d>(
+    env: &Env,
+    what: &str,
+    data: &'d [u8],
+    table: &[u8],
+    count: u32,
+) -> Result<Vec<&'d [u8]>> {
+    let mut out = Vec::with_capacity(count as usize);
+    let mut pos = 0usize;
+    for i in 0..count as usize {
+        let item = len_at(table, i)
+            .and_then(|n| data.get(pos..pos + n))
+            .ok_or_else(|| to_js(env, invalid(format!("{what} {i} past the packed buffer"))))?;
+        pos += item.len();
+        out.push(item);
+    }
+    Ok(out)
+}
+
+const ALIGN: usize = 8;
+
+/// Reads keys `start..count` (packed in `keys` by `klens`) into the slab
+/// from offset `off` on, each value at an 8-byte-aligned offset. For key
+/// `i` it writes `out[2i] = offset` and `out[2i+1] = length` (`offset = -1`:
+/// a miss). It stops at the first value that does not fit the slab's
+/// remaining room and writes `out[2i] = -2`, `out[2i+1] = needed length`.
+/// `out` is a native-endian `i32` table. Returns the index it stopped at
+/// (`count`: all done).
+#[napi]
+#[allow(clippy::too_many_arguments)]
+pub fn read_many(
+    env: &Env,
+    h: u32,
+    keys: BufferSlice<'_>,
+    klens: BufferSlice<'_>,
+    count: u32,
+    start: u32,
+    mut out: BufferSlice<'_>,
+    off: u32,
+) -> Result<u32> {
+    with_cache(env, h, |c| {
+        let keys = unpack(env, "key", &keys, &klens, count)?;
+        let slab = scratch::slab_from(env, 0)?;
+        let out: &mut [u8] = &mut out;
+        if out.len() < keys.len() * 8 {
+            return Err(to_js(env, invalid("result table too small")));
+        }
+        let mut set = |i: usize, a: i32, b: i32| {
+            out[i * 8..i * 8 + 4].copy_from_slice(&a.to_ne_bytes());
+            out[i * 8 + 4..i * 8 + 8].copy_from_slice(&b.to_ne_bytes());
+        };
+        let mut pos = off as usize;
+        for (i, key) in keys.iter().enumerate().skip(start as usize) {
+            let room = slab.get_mut(pos..).unwrap_or_default();
+            match c.read(key, room).or_throw(env)? {
+                ReadInto::Miss => set(i, -1, 0),
+                ReadInto::Hit(n) => {
+                    set(i, pos as i32, n as i32);
+                    pos = (pos + n).next_multiple_of(ALIGN);
+                }
+                ReadInto::TooSmall(n) => {
+                    set(i, -2, i32::try_from(n).unwrap_or(i32::MAX));
+                    return Ok(i as u32);
+                }
+            }
+        }
+        Ok(count)
+    })
+}
+
+/// Puts `count` items: keys packed in `keys` by `klens`, values in `vals`
+/// by `vlens`, all with `ttl`, in order. The first item the engine refuses
+/// throws; the items before it stay stored.
+#[napi]
+#[allow(clippy::too_many_arguments)]
+pub fn put_many(
+    env: &Env,
+    h: u32,
+    keys: BufferSlice<'_>,
+    klens: BufferSlice<'_>,
+    vals: BufferSlice<'_>,
+    vlens: BufferSlice<'_>,
+    count: u32,
+    ttl: Option<f64>,
+) -> Result<()> {
+    with_cache(env, h, |c| {
+        let keys = unpack(env, "key", &keys, &klens, count)?;
+        let vals = unpack(env, "value", &vals, &vlens, count)?;
+        let opts = PutOptions {
+            ttl: ttl_arg(ttl).or_throw(env)?,
+            tags: &[],
+        };
+        for (k, v) in keys.iter().zip(&vals) {
+            c.put_with(k, v, &opts).or_throw(env)?;
+        }
+        Ok(())
+    })
+}
