@@ -550,10 +550,11 @@ impl Cache {
     /// exceptions propagate.
     fn __exit__(
         &self,
-        _t: Option<&Bound<'_, PyAny>>,
-        _v: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
     ) {
+        let _ = (exc_type, exc, tb);
         self.close();
     }
 

@@ -22,12 +22,13 @@ from ._memshelf import (  # noqa: F401
     parse_size,
     unlink,
 )
-from ._cache import Cache
+from ._cache import Cache, Memoized
 from . import codecs
 
 __all__ = [
     "Cache",
     "FillLease",
+    "Memoized",
     "codecs",
     "unlink",
     "parse_size",

@@ -6,9 +6,25 @@ import asyncio
 import functools
 import hashlib
 import inspect
-from typing import Any
+from typing import Any, Callable, ParamSpec, Protocol, TypeVar, Union
 
-from . import _memshelf
+from . import _memshelf  # type: ignore[attr-defined]  # (native; typed in __init__.pyi)
+
+P = ParamSpec("P")
+R_co = TypeVar("R_co")
+
+
+class Memoized(Protocol[P, R_co]):
+    """What ``@cache.memoize()`` returns: the function, plus its cache key
+    and a way to drop its cached result for given arguments."""
+
+    __wrapped__: Callable[P, R_co]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> Union[str, bytes]: ...
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
 
 # What _begin_fill answers (see bindings/python/src/fill.rs).
 _HIT, _ABSENT, _LEAD, _WAIT = 0, 1, 2, 3

@@ -26,8 +26,8 @@ import pickle
 import threading
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
-from django.core.exceptions import ImproperlyConfigured
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache  # type: ignore[import-untyped]
+from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 
 import memshelf
 
