@@ -54,8 +54,8 @@ def main() -> None:
         assert report == b"computed"
         raw.put_many({"a": b"1", "b": b"2"}, ttl=60)
         raw.put_many([("c", b"3")])
-        many: dict[Any, Any] = raw.get_many(["a", "b", "c", "nope"])
-        assert many == {"a": b"1", "b": b"2", "c": b"3"}
+        many: list[Any] = raw.get_many(["a", "b", "c", "nope"])
+        assert many == [b"1", b"2", b"3", None]
         keys: list[bytes] = raw.keys(prefix="user:")
         assert keys == [b"user:1"]
         assert len(raw) == len(list(raw)) == len(raw.keys())

@@ -212,27 +212,31 @@ impl Cache {
         })
     }
 
-    /// The live entries among `keys` as a dict {key: value} (keys as
-    /// given; misses are left out). One call for many keys.
+    /// The values of `keys` as a list in the same order, `default` for
+    /// each key without a live entry: `[get(k, default) for k in keys]` in
+    /// one call.
+    #[pyo3(signature = (keys, default = None))]
     fn get_many<'py>(
         &self,
         py: Python<'py>,
         keys: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
         if keys.is_instance_of::<PyString>() || keys.is_instance_of::<PyBytes>() {
             return Err(PyTypeError::new_err(
                 "keys must be an iterable of keys, not a single str/bytes",
             ));
         }
         let c = self.handle(py)?;
-        let out = PyDict::new(py);
+        let default = default.unwrap_or_else(|| py.None().into_bound(py));
+        let mut out = Vec::with_capacity(keys.len().unwrap_or(0));
         for key in keys.try_iter()? {
-            let key = key?;
-            if let Some(v) = self.lookup(py, Some(&c), &key)? {
-                out.set_item(key, v)?;
-            }
+            out.push(match self.lookup(py, Some(&c), &key?)? {
+                Some(v) => v,
+                None => default.clone(),
+            });
         }
-        Ok(out)
+        PyList::new(py, out)
     }
 
     /// Inserts or replaces `key`. ttl: seconds (None: the default;

@@ -184,11 +184,12 @@ def test_get_many_and_put_many(name):
     c.put_many([("d", b"4"), ("e", b"5")])
     c.put_many((f"g{i}", b"x") for i in range(3))
     got = c.get_many(["a", b"b", "c", "d", "e", "missing", "g2"])
-    assert got == {"a": b"1", b"b": b"2", "c": b"3", "d": b"4", "e": b"5", "g2": b"x"}
-    assert c.get_many([]) == {}
+    assert got == [b"1", b"2", b"3", b"4", b"5", None, b"x"]
+    assert c.get_many(iter(["missing", "a"]), default=b"-") == [b"-", b"1"]
+    assert c.get_many([]) == []
     assert 0 < c.ttl("a") <= 60
     c.invalidate_tag("t")
-    assert c.get_many(["a", "b", "c", "d"]) == {"d": b"4"}
+    assert c.get_many(["a", "b", "c", "d"]) == [None, None, None, b"4"]
     with pytest.raises(TypeError):
         c.get_many("abc")  # a single str is not an iterable of keys here
     with pytest.raises(TypeError):
@@ -199,7 +200,8 @@ def test_get_many_and_put_many(name):
         c.get_many(["ok", "x" * 5000])
     p = memshelf.Cache(name, codec="pickle")
     p.put_many({"x": {"n": 1}, "y": None})
-    assert p.get_many(["x", "y", "z"]) == {"x": {"n": 1}, "y": None}
+    missing = object()
+    assert p.get_many(["x", "y", "z"], missing) == [{"n": 1}, None, missing]
     c.close()
     with pytest.raises(memshelf.ClosedError):
         c.get_many(["a"])

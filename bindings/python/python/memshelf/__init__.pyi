@@ -147,8 +147,8 @@ class Cache:
     def closed(self) -> bool: ...
     def get(self, key: _BytesLike, default: Any = None) -> Any:
         """The value of key, or default."""
-    def get_many(self, keys: Iterable[_BytesLike]) -> dict[Any, Any]:
-        """{key: value} for the live keys among keys (keys as given)."""
+    def get_many(self, keys: Iterable[_BytesLike], default: Any = None) -> list[Any]:
+        """[get(k, default) for k in keys], in one call."""
     def put(self, key: _BytesLike, value: Any, ttl: _TTL = None, tags: Optional[Iterable[_BytesLike]] = None) -> None:
         """Insert or replace key."""
     def put_many(

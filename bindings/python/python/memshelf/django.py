@@ -156,9 +156,10 @@ class MemshelfCache(BaseCache):
             raise NotAnIntegerError(str(e)) from e
 
     def get_many(self, keys: Iterable[Any], version: Optional[int] = None) -> Dict[Any, Any]:
-        made = {self.make_and_validate_key(k, version=version): k for k in keys}
-        found = self._cache.get_many(list(made))
-        return {made[k]: self._decode(v) for k, v in found.items()}
+        keys = list(keys)
+        made = [self.make_and_validate_key(k, version=version) for k in keys]
+        found = self._cache.get_many(made)
+        return {k: self._decode(v) for k, v in zip(keys, found) if v is not None}
 
     def set_many(self, data: Dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None) -> List[Any]:
         items = [(self.make_and_validate_key(k, version=version), self._encode(v)) for k, v in data.items()]
