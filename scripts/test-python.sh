@@ -32,9 +32,10 @@ fi
 step "fresh venv with the wheel"
 venv=target/py-wheel-venv
 rm -rf "$venv"
-python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check \
-  -r scripts/requirements-python-test.txt "$wheel"
+# No pip of its own and no byte-compiling at install: 15 s instead of 26 s.
+python3 -m venv --without-pip "$venv"
+.venv/bin/python -m pip --python "$venv/bin/python" install -q --no-compile \
+  --disable-pip-version-check -r scripts/requirements-python-test.txt "$wheel"
 py="$root/$venv/bin/python"
 
 step "pytest against the installed wheel"
@@ -53,7 +54,7 @@ django_version=$("$py" -c 'import django; print(django.get_version())')
 src="target/django-src/django-$django_version"
 if [[ ! -f "$src/tests/runtests.py" ]]; then
   mkdir -p target/django-src
-  "$py" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+  .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
     -d target/django-src "django==$django_version"
   tar -xzf "target/django-src/django-$django_version.tar.gz" -C target/django-src
 fi
