@@ -13,6 +13,7 @@ from typing import (
     Optional,
     ParamSpec,
     Protocol,
+    Self,
     TypeVar,
     Union,
     final,
@@ -132,7 +133,7 @@ class Cache:
         max_value_size: Optional[int] = None,
         path: Optional[str] = None,
         codec: _Codec = None,
-    ) -> "Cache":
+    ) -> Self:
         """capacity: bytes or "256MiB" (default 64MiB; used only when creating)."""
     @property
     def name(self) -> str: ...
@@ -225,7 +226,7 @@ class Cache:
         """Segment-wide statistics."""
     def close(self) -> None:
         """Detach; further calls raise ClosedError."""
-    def __enter__(self) -> "Cache": ...
+    def __enter__(self) -> Self: ...
     def __exit__(
         self,
         exc_type: Optional[type[BaseException]],
