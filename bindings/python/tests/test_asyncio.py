@@ -231,3 +231,51 @@ def test_async_fill_is_once_across_processes(name):
         assert control.get("calls") == b"1"
     finally:
         memshelf.unlink(ctl)
+
+
+def test_async_codec_failure_releases_the_lease_and_grace_serves_stale(name):
+    async def main():
+        c = memshelf.Cache(name, capacity="4MiB", codec="pickle")
+        import threading
+
+        async def unpicklable():
+            return threading.Lock()
+
+        with pytest.raises(memshelf.CodecError):
+            await c.aget_or_set("k", unpicklable, lease=30)
+        # Released at once: the next caller leads without waiting 30 s.
+        t0 = time.monotonic()
+        assert await c.aget_or_set("k", lambda: {"v": 1}, lease=30) == {"v": 1}
+        assert time.monotonic() - t0 < 1
+
+        # grace: past its TTL the old value is served while one refreshes.
+        await c.aget_or_set("g", lambda: "old", ttl=0.05, grace=30)
+        await asyncio.sleep(0.1)
+        refreshing = asyncio.Event()
+        release = asyncio.Event()
+
+        async def slow_new():
+            refreshing.set()
+            await release.wait()
+            return "new"
+
+        leader = asyncio.create_task(c.aget_or_set("g", slow_new, ttl=60, grace=30))
+        await refreshing.wait()
+        assert await c.aget_or_set("g", slow_new, ttl=60, grace=30) == "old"
+        release.set()
+        assert await leader == "new"
+        assert c.get("g") == "new"
+
+    asyncio.run(main())
+
+
+def test_fill_lease_is_used_once(name):
+    c = memshelf.Cache(name, capacity="4MiB")
+    kind, lease = c._begin_fill("k", lease=30)
+    assert kind == 2 and isinstance(lease, memshelf.FillLease) and lease.active
+    assert lease.fill(b"v") is True
+    assert not lease.active
+    with pytest.raises(RuntimeError, match="already"):
+        lease.fill(b"again")
+    lease.release()  # harmless
+    assert c._begin_fill("k") == (0, b"v")
