@@ -42,12 +42,15 @@ for tool in cargo python3 node npm; do
   command -v "$tool" >/dev/null || { echo "[setup] $tool is required but not installed" >&2; exit 1; }
 done
 
-# Python: a project venv with the build and test tools (pinned).
+# Python: a project venv with the build and test tools (pinned): maturin,
+# ziglang (links the manylinux2014 wheel), auditwheel, pytest, Django, mypy,
+# pyright (which fetches its node package from npm on first use: done here).
 if [[ ! -x .venv/bin/python ]]; then
   echo "[setup] creating .venv"
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements-dev.txt
+.venv/bin/pyright --version >/dev/null
 
 # Node: the pinned build and test tools of bindings/node (@napi-rs/cli,
 # typescript, keyv, @keyv/test-suite, vitest), from its lockfile. Scripts

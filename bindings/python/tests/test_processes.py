@@ -61,7 +61,10 @@ def mixed_worker(name, ctl, seed, seconds):
 def test_four_processes_self_checking(name, method):
     ctl = name + "-ctl"
     memshelf.Cache(name, capacity="1MiB")  # small: constant eviction
-    control = memshelf.Cache(ctl, capacity="1MiB")
+    # The control segment must never evict (a lost "done" or "corrupt"):
+    # every heartbeat incr appends to its log, ~150k per run, and in 1 MiB
+    # the log wrapped ~9 times and evicted keys written once.
+    control = memshelf.Cache(ctl, capacity="128MiB")
     try:
         with mp.get_context(method).Pool(4) as pool:
             counts = pool.starmap(mixed_worker, [(name, ctl, i, 1.5) for i in range(4)])
@@ -75,7 +78,10 @@ def test_four_processes_self_checking(name, method):
 def test_sigkill_does_not_disturb_others(name):
     ctl = name + "-ctl"
     memshelf.Cache(name, capacity="2MiB")
-    control = memshelf.Cache(ctl, capacity="1MiB")
+    # The control segment must never evict (a lost "done" or "corrupt"):
+    # every heartbeat incr appends to its log, ~150k per run, and in 1 MiB
+    # the log wrapped ~9 times and evicted keys written once.
+    control = memshelf.Cache(ctl, capacity="128MiB")
     ctx = mp.get_context("spawn")
     try:
         survivor = ctx.Process(target=mixed_worker, args=(name, ctl, 100, 4.0))

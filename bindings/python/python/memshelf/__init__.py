@@ -15,20 +15,27 @@ from ._errors import __all__ as _error_names
 from ._memshelf import (  # noqa: F401
     LAYOUT_VERSION,
     MAX_KEY_LEN,
-    Cache,
+    NEVER,
+    FillLease,
     __version__,
     invalidation_message,
     parse_size,
     unlink,
 )
+from ._cache import Cache, Memoized
+from . import codecs
 
 __all__ = [
     "Cache",
+    "FillLease",
+    "Memoized",
+    "codecs",
     "unlink",
     "parse_size",
     "invalidation_message",
     "LAYOUT_VERSION",
     "MAX_KEY_LEN",
+    "NEVER",
     "__version__",
     *_error_names,
 ]

@@ -53,6 +53,12 @@ class ClosedError(Error):
     """The Cache was closed."""
 
 
+class CodecError(Error, ValueError):
+    """The Cache's codec could not encode a value (an unpicklable object, a
+    value JSON cannot represent) or decode stored bytes (written by another
+    codec). The codec's own exception is the ``__cause__``."""
+
+
 __all__ = [
     "Error",
     "InvalidName",
@@ -67,4 +73,5 @@ __all__ = [
     "IOFailure",
     "Timeout",
     "ClosedError",
+    "CodecError",
 ]

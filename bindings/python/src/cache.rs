@@ -1,0 +1,621 @@
+//! The native `Cache` class (`memshelf._memshelf.Cache`; the public
+//! `memshelf.Cache` subclasses it in Python to add asyncio and memoize).
+
+use std::cell::RefCell;
+use std::sync::{Arc, RwLock};
+
+use memshelf::{Error, Expiry, Fill, OpenOptions, PutOptions, Ttl};
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyInt, PyIterator, PyList, PyString, PyTuple};
+
+use crate::codec::Codec;
+use crate::convert::{IntoPy, error_to_py, owned_bytes, tags_of, ttl_of, type_name, with_bytes};
+use crate::fill::{FILL_ABSENT, FILL_HIT, FILL_LEAD, FILL_WAIT, FillArgs, FillLease};
+
+thread_local! {
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A shared-memory cache segment, opened (created or attached) by name.
+///
+/// Every process that opens the same name shares the same entries. A Cache
+/// may be used from many threads at once and survives `fork`.
+#[pyclass(frozen, subclass, module = "memshelf._memshelf")]
+pub(crate) struct Cache {
+    inner: RwLock<Option<memshelf::Cache>>,
+    name: String,
+    codec: Arc<Codec>,
+}
+
+impl Cache {
+    fn with<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&memshelf::Cache) -> Result<R, Error>,
+    ) -> PyResult<R> {
+        let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(c) => f(c).py_err(py),
+            None => Err(error_to_py(py, &Error::Closed)),
+        }
+    }
+
+    fn handle(&self, py: Python<'_>) -> PyResult<memshelf::Cache> {
+        self.with(py, |c| Ok(c.clone()))
+    }
+
+    /// The stored bytes of `key` (the borrow of the thread's buffer ends
+    /// before any Python code, such as a codec, runs).
+    fn get_raw<'py>(
+        &self,
+        py: Python<'py>,
+        c: Option<&memshelf::Cache>,
+        k: &[u8],
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        BUF.with(|b| {
+            let mut b = b.borrow_mut();
+            let hit = match c {
+                Some(c) => c.get_into(k, &mut b).py_err(py)?,
+                None => self.with(py, |c| c.get_into(k, &mut b))?,
+            };
+            Ok(hit.then(|| PyBytes::new(py, &b)))
+        })
+    }
+
+    fn lookup<'py>(
+        &self,
+        py: Python<'py>,
+        c: Option<&memshelf::Cache>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        with_bytes(key, "key", |k| match self.get_raw(py, c, k)? {
+            Some(b) => self.codec.decode(b, k).map(Some),
+            None => Ok(None),
+        })?
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        py: Python<'_>,
+        c: Option<&memshelf::Cache>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        opts: &PutOptions<'_>,
+        add: bool,
+    ) -> PyResult<bool> {
+        with_bytes(key, "key", |k| {
+            let value = self.codec.encode(value, k)?;
+            with_bytes(&value, "value", |v| {
+                let op = |c: &memshelf::Cache| {
+                    if add {
+                        c.add_with(k, v, opts)
+                    } else {
+                        c.put_with(k, v, opts).map(|_| true)
+                    }
+                };
+                match c {
+                    Some(c) => op(c).py_err(py),
+                    None => self.with(py, op),
+                }
+            })?
+        })?
+    }
+
+    fn put_opts(
+        py: Python<'_>,
+        ttl: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(Ttl, Vec<Vec<u8>>)> {
+        Ok((ttl_of(py, ttl)?, tags_of(tags)?))
+    }
+}
+
+#[pymethods]
+impl Cache {
+    /// Opens the segment `name`, creating it if absent (unless create=False).
+    ///
+    /// capacity: bytes (int) or a size such as "256MiB" (used only when
+    /// creating). ttl: default TTL in seconds for puts that give none.
+    /// ttl_jitter: spread every TTL by +/- this fraction (0 to 0.5).
+    /// max_value_size: largest value accepted. path: map this file instead
+    /// of /dev/shm/memshelf.<name>. codec: None/"raw" (bytes and str),
+    /// "pickle", "json" or an object with dumps() and loads().
+    #[new]
+    #[pyo3(signature = (name, capacity = None, *, create = true, mode = 0o600, ttl = None, ttl_jitter = 0.0, max_value_size = None, path = None, codec = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        name: &str,
+        capacity: Option<&Bound<'_, PyAny>>,
+        create: bool,
+        mode: u32,
+        ttl: Option<&Bound<'_, PyAny>>,
+        ttl_jitter: f64,
+        max_value_size: Option<usize>,
+        path: Option<std::path::PathBuf>,
+        codec: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Cache> {
+        let codec = Arc::new(Codec::from_option(py, codec)?);
+        let mut o = OpenOptions::new();
+        if let Some(c) = capacity.filter(|c| !c.is_none()) {
+            let bytes = if let Ok(s) = c.cast::<PyString>() {
+                memshelf::parse_size(s.to_str()?).py_err(py)?
+            } else if c.is_instance_of::<PyInt>() && !c.is_instance_of::<pyo3::types::PyBool>() {
+                c.extract::<u64>().map_err(|_| {
+                    PyValueError::new_err("capacity must be a positive number of bytes")
+                })?
+            } else {
+                return Err(PyTypeError::new_err(format!(
+                    "capacity must be an int (bytes) or a str like \"64MiB\", not {}",
+                    type_name(c)
+                )));
+            };
+            o.capacity(bytes);
+        }
+        o.create(create).mode(mode).ttl_jitter(ttl_jitter);
+        if let Ttl::After(d) = ttl_of(py, ttl)? {
+            o.ttl(d);
+        }
+        if let Some(m) = max_value_size {
+            o.max_value_size(m);
+        }
+        if let Some(p) = path {
+            o.path(p);
+        }
+        let name = name.to_owned();
+        let cache = py.detach(|| o.open(&name)).py_err(py)?;
+        Ok(Cache {
+            inner: RwLock::new(Some(cache)),
+            name,
+            codec,
+        })
+    }
+
+    /// The segment's name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The codec: "raw", "pickle", "json" or the object given.
+    #[getter]
+    fn codec<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.codec.shown(py)
+    }
+
+    /// The segment's capacity in bytes (as created).
+    #[getter]
+    fn capacity(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with(py, |c| Ok(c.capacity()))
+    }
+
+    /// The largest value this segment accepts, in bytes.
+    #[getter]
+    fn max_value_size(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with(py, |c| Ok(c.max_value_size()))
+    }
+
+    /// The value of `key` (bytes with the raw codec, else decoded), or
+    /// `default` when it has no live entry.
+    #[pyo3(signature = (key, default = None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self.lookup(py, None, key)? {
+            Some(v) => v,
+            None => default.unwrap_or_else(|| py.None().into_bound(py)),
+        })
+    }
+
+    /// The values of `keys` as a list in the same order, `default` for
+    /// each key without a live entry: `[get(k, default) for k in keys]` in
+    /// one call.
+    #[pyo3(signature = (keys, default = None))]
+    fn get_many<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        if keys.is_instance_of::<PyString>() || keys.is_instance_of::<PyBytes>() {
+            return Err(PyTypeError::new_err(
+                "keys must be an iterable of keys, not a single str/bytes",
+            ));
+        }
+        let c = self.handle(py)?;
+        let default = default.unwrap_or_else(|| py.None().into_bound(py));
+        let mut out = Vec::with_capacity(keys.len().unwrap_or(0));
+        for key in keys.try_iter()? {
+            out.push(match self.lookup(py, Some(&c), &key?)? {
+                Some(v) => v,
+                None => default.clone(),
+            });
+        }
+        PyList::new(py, out)
+    }
+
+    /// Inserts or replaces `key`. ttl: seconds (None: the default;
+    /// memshelf.NEVER: never); tags: names for invalidate_tag().
+    #[pyo3(signature = (key, value, ttl = None, tags = None))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let (ttl, tags) = Self::put_opts(py, ttl, tags)?;
+        let tag_refs: Vec<&[u8]> = tags.iter().map(Vec::as_slice).collect();
+        let opts = PutOptions {
+            ttl,
+            tags: &tag_refs,
+        };
+        self.write(py, None, key, value, &opts, false).map(|_| ())
+    }
+
+    /// Puts every (key, value) of `items` (a mapping or an iterable of
+    /// pairs), each as put() would, in one call. Stops at the first error
+    /// (the items before it are stored).
+    #[pyo3(signature = (items, ttl = None, tags = None))]
+    fn put_many(
+        &self,
+        py: Python<'_>,
+        items: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let (ttl, tags) = Self::put_opts(py, ttl, tags)?;
+        let tag_refs: Vec<&[u8]> = tags.iter().map(Vec::as_slice).collect();
+        let opts = PutOptions {
+            ttl,
+            tags: &tag_refs,
+        };
+        let c = self.handle(py)?;
+        let iter = if let Ok(d) = items.cast::<PyDict>() {
+            d.items().into_any().try_iter()?
+        } else if items.hasattr("items")? {
+            items.call_method0("items")?.try_iter()?
+        } else {
+            items.try_iter()?
+        };
+        for item in iter {
+            let item = item?;
+            let pair = item.cast::<PyTuple>().ok().filter(|t| t.len() == 2);
+            let (k, v) = match pair {
+                Some(t) => (t.get_item(0)?, t.get_item(1)?),
+                None => {
+                    let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
+                        item.extract().map_err(|_| {
+                            PyTypeError::new_err(format!(
+                                "put_many takes a mapping or (key, value) pairs, not an item of type {}",
+                                type_name(&item)
+                            ))
+                        })?;
+                    (k, v)
+                }
+            };
+            self.write(py, Some(&c), &k, &v, &opts, false)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts `key` only if it has no live entry; returns whether it did.
+    #[pyo3(signature = (key, value, ttl = None, tags = None))]
+    fn add(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let (ttl, tags) = Self::put_opts(py, ttl, tags)?;
+        let tag_refs: Vec<&[u8]> = tags.iter().map(Vec::as_slice).collect();
+        let opts = PutOptions {
+            ttl,
+            tags: &tag_refs,
+        };
+        self.write(py, None, key, value, &opts, true)
+    }
+
+    /// Removes `key`; returns whether a live entry was there.
+    fn delete(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        with_bytes(key, "key", |k| self.with(py, |c| c.delete(k)))?
+    }
+
+    /// Atomically adds `delta` to the integer at `key` (missing: 0) and
+    /// returns the new value. Raises NotAnInteger for other values. The
+    /// value is stored as ASCII decimal whatever the codec.
+    #[pyo3(signature = (key, delta = 1, ttl = None))]
+    fn incr(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        delta: i64,
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<i64> {
+        let ttl = ttl_of(py, ttl)?;
+        with_bytes(key, "key", |k| {
+            self.with(py, |c| c.incr_with(k, delta, ttl))
+        })?
+    }
+
+    /// Returns the value of `key`; on a miss exactly one caller across all
+    /// processes runs `factory()` (its result encoded by the codec; None
+    /// means absent) while the others wait for its value without holding
+    /// the GIL. An exception in the factory propagates to its caller and
+    /// another waiter takes over. lease: seconds the factory may take
+    /// before a waiter takes over. grace: serve the expired value that long
+    /// while one caller refreshes. negative_ttl: cache a None result that
+    /// long.
+    #[pyo3(signature = (key, factory, ttl = None, lease = None, grace = None, negative_ttl = None, tags = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn get_or_set<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        factory: &Bound<'py, PyAny>,
+        ttl: Option<&Bound<'py, PyAny>>,
+        lease: Option<&Bound<'py, PyAny>>,
+        grace: Option<&Bound<'py, PyAny>>,
+        negative_ttl: Option<&Bound<'py, PyAny>>,
+        tags: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if !factory.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "factory must be callable, not {}",
+                type_name(factory)
+            )));
+        }
+        let args = FillArgs::parse(py, key, ttl, lease, grace, negative_ttl, tags)?;
+        let tag_refs = args.tag_refs();
+        let opts = args.opts(&tag_refs);
+        // The core's get_or_set loop, spelled with begin_fill/wait_fill so
+        // that the factory runs in this thread with the GIL held and a
+        // waiter sleeps without the GIL yet still answers Ctrl-C (signals
+        // are checked between waits of at most 50 ms).
+        let cache = self.handle(py)?;
+        let mut waited = false;
+        loop {
+            match cache.begin_fill(&args.key, &opts).py_err(py)? {
+                Fill::Hit(v) | Fill::Stale(v) => {
+                    return self.codec.decode(PyBytes::new(py, &v), &args.key);
+                }
+                Fill::Absent => return Ok(py.None().into_bound(py)),
+                Fill::Lead(lease) => {
+                    // An exception (or a result the codec refuses) drops
+                    // the lease, which hands it to a waiter.
+                    let v = factory.call0()?;
+                    if v.is_none() {
+                        lease.fill(None).py_err(py)?;
+                        return Ok(v);
+                    }
+                    let enc = self.codec.encode(&v, &args.key)?;
+                    let raw = self.codec.is_raw();
+                    return with_bytes(&enc, "the factory's result", |b| {
+                        lease.fill(Some(b)).py_err(py)?;
+                        Ok(if raw {
+                            PyBytes::new(py, b).into_any()
+                        } else {
+                            v.clone()
+                        })
+                    })?;
+                }
+                Fill::Wait(ticket) => {
+                    if !waited {
+                        waited = true;
+                        cache.record_get_or_set_wait();
+                    }
+                    py.detach(|| cache.wait_fill(&ticket, std::time::Duration::from_millis(50)));
+                    py.check_signals()?;
+                }
+            }
+        }
+    }
+
+    /// One step of get_or_set for callers that compute the value
+    /// asynchronously (memshelf's asyncio API): returns (kind, payload):
+    /// (0, value) a live or stale value; (1, None) a cached absence;
+    /// (2, FillLease) this caller must compute and fill(); (3, None)
+    /// another caller is computing: ask again a little later.
+    #[pyo3(signature = (key, ttl = None, lease = None, grace = None, negative_ttl = None, tags = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn _begin_fill<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        ttl: Option<&Bound<'py, PyAny>>,
+        lease: Option<&Bound<'py, PyAny>>,
+        grace: Option<&Bound<'py, PyAny>>,
+        negative_ttl: Option<&Bound<'py, PyAny>>,
+        tags: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(u8, Bound<'py, PyAny>)> {
+        let args = FillArgs::parse(py, key, ttl, lease, grace, negative_ttl, tags)?;
+        let tag_refs = args.tag_refs();
+        let fill = self.with(py, |c| c.begin_fill(&args.key, &args.opts(&tag_refs)))?;
+        Ok(match fill {
+            Fill::Hit(v) | Fill::Stale(v) => (
+                FILL_HIT,
+                self.codec.decode(PyBytes::new(py, &v), &args.key)?,
+            ),
+            Fill::Absent => (FILL_ABSENT, py.None().into_bound(py)),
+            Fill::Lead(lease) => (
+                FILL_LEAD,
+                Bound::new(py, FillLease::new(lease, args.key, self.codec.clone()))?.into_any(),
+            ),
+            Fill::Wait(_) => (FILL_WAIT, py.None().into_bound(py)),
+        })
+    }
+
+    /// Counts one get_or_set call that waited (stats()["get_or_set_waits"]).
+    fn _record_get_or_set_wait(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |c| {
+            c.record_get_or_set_wait();
+            Ok(())
+        })
+    }
+
+    /// Remaining lifetime of `key` in seconds: math.inf if it never
+    /// expires, None if it has no live entry.
+    fn ttl(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+        let e = with_bytes(key, "key", |k| self.with(py, |c| c.ttl(k)))??;
+        Ok(e.map(|e| match e {
+            Expiry::Never => f64::INFINITY,
+            Expiry::In(d) => d.as_secs_f64(),
+        }))
+    }
+
+    /// Gives a live `key` a new TTL (seconds; None: the default; math.inf:
+    /// never); returns whether the key was present.
+    #[pyo3(signature = (key, ttl = None))]
+    fn touch(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let ttl = ttl_of(py, ttl)?;
+        with_bytes(key, "key", |k| self.with(py, |c| c.touch(k, ttl)))?
+    }
+
+    /// Every entry put with `tag` becomes a miss, in O(1).
+    fn invalidate_tag(&self, py: Python<'_>, tag: &Bound<'_, PyAny>) -> PyResult<()> {
+        with_bytes(tag, "tag", |t| self.with(py, |c| c.invalidate_tag(t)))?
+    }
+
+    /// Removes every key starting with `prefix`; returns how many.
+    fn delete_prefix(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let prefix = owned_bytes(prefix, "prefix")?;
+        let cache = self.handle(py)?;
+        py.detach(move || cache.delete_prefix(&prefix)).py_err(py)
+    }
+
+    /// Every entry becomes a miss, in O(1).
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |c| c.clear())
+    }
+
+    /// The live keys (with `prefix`, if given) as a list of bytes. Best
+    /// effort under concurrent writes.
+    #[pyo3(signature = (prefix = None))]
+    fn keys<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let prefix = prefix
+            .filter(|p| !p.is_none())
+            .map(|p| owned_bytes(p, "prefix"))
+            .transpose()?;
+        let cache = self.handle(py)?;
+        let keys: Vec<Vec<u8>> = py.detach(move || cache.keys(prefix.as_deref()).collect());
+        PyList::new(py, keys.iter().map(|k| PyBytes::new(py, k)))
+    }
+
+    /// Segment-wide statistics (every process) as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let cache = self.handle(py)?;
+        let s = py.detach(move || cache.stats());
+        let d = PyDict::new(py);
+        for (k, v) in s.fields() {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+
+    /// Detaches from the segment; further calls raise ClosedError. The
+    /// segment itself stays (see memshelf.unlink).
+    fn close(&self) {
+        let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        guard.take();
+    }
+
+    /// Whether close() was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    /// Returns the Cache itself (`with memshelf.Cache(...) as c:`).
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Closes the Cache at the end of a `with` block (the segment stays);
+    /// exceptions propagate.
+    fn __exit__(
+        &self,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) {
+        let _ = (exc_type, exc, tb);
+        self.close();
+    }
+
+    /// `cache[key]`: the value; KeyError when absent.
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.lookup(py, None, key)?
+            .ok_or_else(|| PyKeyError::new_err(key.clone().unbind()))
+    }
+
+    /// `cache[key] = value`: put without TTL (the segment's default) or tags.
+    fn __setitem__(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.put(py, key, value, None, None)
+    }
+
+    /// `del cache[key]`: delete; KeyError when absent.
+    fn __delitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.delete(py, key)? {
+            Ok(())
+        } else {
+            Err(PyKeyError::new_err(key.clone().unbind()))
+        }
+    }
+
+    /// `key in cache`: whether `key` has a live entry.
+    fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        with_bytes(key, "key", |k| self.with(py, |c| c.contains(k)))?
+    }
+
+    /// `len(cache)`: the number of live entries (a scan of the index).
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        let cache = self.handle(py)?;
+        Ok(py.detach(move || cache.keys(None).count()))
+    }
+
+    /// `iter(cache)`: the live keys as bytes (a snapshot, as keys()).
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
+        self.keys(py, None)?.into_any().try_iter()
+    }
+
+    fn __repr__(&self) -> String {
+        let codec = match &*self.codec {
+            Codec::Raw => String::new(),
+            Codec::Object { name, .. } => format!(", codec={name:?}"),
+        };
+        format!(
+            "memshelf.Cache({:?}{codec}{})",
+            self.name,
+            if self.closed() { ", closed" } else { "" }
+        )
+    }
+}

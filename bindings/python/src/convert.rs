@@ -1,0 +1,166 @@
+//! Conversions between Python objects and the engine's types (bytes, TTLs,
+//! durations, tags), and the one mapping of engine errors to exceptions.
+
+use std::time::Duration;
+
+use memshelf::{Error, Ttl};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyString};
+
+/// The `memshelf._errors` module (where the exception classes live).
+pub(crate) fn errors_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    MODULE
+        .get_or_try_init(py, || py.import("memshelf._errors").map(Bound::unbind))
+        .map(|m| m.bind(py))
+}
+
+/// An exception of class `class` (from `memshelf._errors`) with `msg`.
+pub(crate) fn exception(py: Python<'_>, class: &str, msg: String) -> PyErr {
+    match errors_module(py).and_then(|m| m.getattr(class)) {
+        Ok(cls) => PyErr::from_type(cls.cast_into().expect("exception class"), msg),
+        Err(err) => err,
+    }
+}
+
+/// Converts an engine error to the matching `memshelf` exception.
+pub(crate) fn error_to_py(py: Python<'_>, e: &Error) -> PyErr {
+    let class = match e {
+        Error::InvalidName { .. } => "InvalidName",
+        Error::KeyTooLong { .. } => "KeyTooLong",
+        Error::ValueTooLarge { .. } => "ValueTooLarge",
+        Error::InvalidTtl(_) => "InvalidTTL",
+        Error::InvalidArgument(_) => "InvalidArgument",
+        Error::IncompatibleSegment { .. } => "IncompatibleSegment",
+        Error::NotFound { .. } => "SegmentNotFound",
+        Error::NotAnInteger { .. } => "NotAnInteger",
+        Error::NoSpace { .. } => "NoSpace",
+        Error::Timeout(_) => "Timeout",
+        Error::Closed => "ClosedError",
+        _ => "IOFailure",
+    };
+    exception(py, class, e.to_string())
+}
+
+pub(crate) trait IntoPy<T> {
+    fn py_err(self, py: Python<'_>) -> PyResult<T>;
+}
+
+impl<T> IntoPy<T> for Result<T, Error> {
+    fn py_err(self, py: Python<'_>) -> PyResult<T> {
+        self.map_err(|e| error_to_py(py, &e))
+    }
+}
+
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Bytes of a key, tag or value: `str` (UTF-8), `bytes`, `bytearray`,
+/// `memoryview` (or any object with the buffer protocol).
+pub(crate) fn with_bytes<R>(
+    obj: &Bound<'_, PyAny>,
+    what: &str,
+    f: impl FnOnce(&[u8]) -> R,
+) -> PyResult<R> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(f(b.as_bytes()));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(f(s.to_str()?.as_bytes()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(f(&b.to_vec()));
+    }
+    if let Ok(buf) = pyo3::buffer::PyBuffer::<u8>::get(obj) {
+        return Ok(f(&buf.to_vec(obj.py())?));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be str, bytes, bytearray or memoryview, not {}",
+        type_name(obj)
+    )))
+}
+
+pub(crate) fn owned_bytes(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    with_bytes(obj, what, <[u8]>::to_vec)
+}
+
+/// `memshelf.NEVER`: a TTL that never expires, also over a segment's
+/// default TTL (the only instance of this class).
+#[pyclass(frozen, module = "memshelf._memshelf", name = "_Never")]
+pub(crate) struct Never;
+
+#[pymethods]
+impl Never {
+    fn __repr__(&self) -> &'static str {
+        "memshelf.NEVER"
+    }
+}
+
+/// A TTL in seconds: `None` or 0 the segment's default, `NEVER` never.
+pub(crate) fn ttl_of(py: Python<'_>, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<Ttl> {
+    match ttl {
+        None => Ok(Ttl::Default),
+        Some(t) if t.is_none() => Ok(Ttl::Default),
+        Some(t) if t.is_instance_of::<Never>() => Ok(Ttl::Never),
+        Some(t) => Ttl::from_secs_f64(seconds(t, "ttl")?).py_err(py),
+    }
+}
+
+pub(crate) fn seconds(t: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
+    if t.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a number of seconds, not bool"
+        )));
+    }
+    t.extract::<f64>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} must be a number of seconds, not {}",
+            type_name(t)
+        ))
+    })
+}
+
+pub(crate) fn duration_of(py: Python<'_>, t: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
+    let s = seconds(t, what)?;
+    match Ttl::from_secs_f64(s).py_err(py)? {
+        Ttl::After(d) => Ok(d),
+        _ => Err(error_to_py(
+            py,
+            &Error::InvalidTtl(format!("{what} must be > 0 seconds (got {s})")),
+        )),
+    }
+}
+
+/// An optional duration: `None` (or absent) stays `None`.
+pub(crate) fn opt_duration(
+    py: Python<'_>,
+    t: Option<&Bound<'_, PyAny>>,
+    what: &str,
+) -> PyResult<Option<Duration>> {
+    t.filter(|t| !t.is_none())
+        .map(|t| duration_of(py, t, what))
+        .transpose()
+}
+
+pub(crate) fn tags_of(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Vec<u8>>> {
+    let Some(tags) = tags else {
+        return Ok(Vec::new());
+    };
+    if tags.is_none() {
+        return Ok(Vec::new());
+    }
+    if tags.is_instance_of::<PyString>() || tags.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(
+            "tags must be a sequence of tags, not a single str/bytes",
+        ));
+    }
+    tags.try_iter()?
+        .map(|t| owned_bytes(&t?, "a tag"))
+        .collect()
+}
