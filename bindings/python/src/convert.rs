@@ -38,6 +38,7 @@ pub(crate) fn error_to_py(py: Python<'_>, e: &Error) -> PyErr {
         Error::NotAnInteger { .. } => "NotAnInteger",
         Error::NoSpace { .. } => "NoSpace",
         Error::Timeout(_) => "Timeout",
+        Error::PermissionDenied { .. } => "PermissionDenied",
         Error::Closed => "ClosedError",
         _ => "IOFailure",
     };

@@ -181,8 +181,27 @@ def test_open_options(name):
 def test_incompatible_segment(name, tmp_path):
     p = tmp_path / "junk"
     p.write_bytes(b"\x01" * 100_000)
+    p.chmod(0o600)  # as memshelf creates segments (a wider mode is refused first)
     with pytest.raises(memshelf.IncompatibleSegment):
         memshelf.Cache(name, path=str(p))
+
+
+def test_planted_segment_is_refused(name):
+    # A file under the segment's name that grants more than the default mode
+    # 0o600 (another user could have planted it): PermissionDenied, nothing
+    # attached, nothing written.
+    path = f"/dev/shm/memshelf.{name}"
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    os.fchmod(fd, 0o644)
+    os.close(fd)
+    try:
+        with pytest.raises(memshelf.PermissionDenied) as e:
+            memshelf.Cache(name, "1MiB")
+        assert isinstance(e.value, PermissionError)
+        assert "0644" in str(e.value)
+        assert os.path.getsize(path) == 0
+    finally:
+        os.unlink(path)
 
 
 def test_get_or_set(cache):

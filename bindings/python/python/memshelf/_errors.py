@@ -45,6 +45,12 @@ class IOFailure(Error, OSError):
     """An operating-system call failed."""
 
 
+class PermissionDenied(Error, PermissionError):
+    """The segment belongs to another user, or its mode grants more than the
+    opener's ``mode`` asks for (a planted segment); the message names owner
+    and mode."""
+
+
 class Timeout(Error, TimeoutError):
     """A bounded wait ran out (another process initialising the segment)."""
 
@@ -71,6 +77,7 @@ __all__ = [
     "NotAnInteger",
     "NoSpace",
     "IOFailure",
+    "PermissionDenied",
     "Timeout",
     "ClosedError",
     "CodecError",
