@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::index::{
     self, KIND_EMPTY, KIND_GHOST, KIND_ITEM, KIND_PENDING, LOCK_WAIT_LIMIT, Slot, tag_of,
 };
-use crate::item::{self, Check, EPOCH_MASK, Encoded, FLAG_NEGATIVE, Meta, Read};
+use crate::item::{self, Check, Encoded, FLAG_NEGATIVE, Meta, Read};
 use crate::layout::{LAYOUT_VERSION, NCOUNTERS, NSTRIPES};
 use crate::layout::{SLOTS, SLOTS_PER_BUCKET};
 use crate::options::{Expiry, MAX_KEY_LEN, MAX_TAG_LEN, MAX_TAGS, OpenOptions, PutOptions, Ttl};
@@ -180,7 +180,7 @@ impl Engine {
     }
 
     pub fn liveness(&self, m: &Meta, now: &mut Option<u64>) -> Liveness {
-        if m.epoch() != self.seg.clear_epoch().load(Ordering::Acquire) & EPOCH_MASK {
+        if m.epoch() != self.seg.clear_epoch().load(Ordering::Acquire) {
             return Liveness::Invalidated;
         }
         for (h, v) in &m.tags[..m.ntags()] {
@@ -336,7 +336,7 @@ impl Engine {
     /// Counts an entry (an item of clear epoch `epoch`) leaving the index;
     /// items of an older epoch were forgotten by `clear` already.
     pub fn entry_removed(&self, epoch: u64) {
-        if epoch & EPOCH_MASK == self.seg.clear_epoch().load(Ordering::Relaxed) & EPOCH_MASK {
+        if epoch == self.seg.clear_epoch().load(Ordering::Relaxed) {
             self.count(Counter::EntriesRemoved, 1);
         }
     }
@@ -376,7 +376,7 @@ impl Engine {
     #[inline]
     pub fn lookup(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<bool> {
         self.check_key(key)?;
-        let t0 = self.sample_start();
+        let t0 = self.sample_start(Op::Get);
         let hash = self.hash(key);
         if let Some(f) = self.find(key, hash, Some(buf)) {
             match self.liveness(&f.meta, &mut None) {
@@ -425,7 +425,7 @@ impl Engine {
         mode: Mode,
         guard: Option<&dyn Fn() -> bool>,
     ) -> Result<Outcome> {
-        let t0 = self.sample_start();
+        let t0 = self.sample_start(Op::Put);
         let r = self.write_unsampled(w, mode, guard);
         if let Some(t0) = t0 {
             self.sample_end(Op::Put, t0, None);
@@ -507,6 +507,7 @@ impl Engine {
             w.key,
             w.value.len(),
             w.flags,
+            hash,
             epoch,
             expire,
             stale_until,

@@ -3,9 +3,11 @@
 //! ```text
 //! w0  magic 0xC0DE (16) | record kind (8) | ntags (8) | size in 8-byte units (32)
 //! w1  value_len (32) | key_len (16) | flags (16)
-//! w2  clear epoch at write time (low 32 bits) | grace in ms past expiry (32)
-//! w3  expiry, ms since the epoch (0 = never)
-//! w4  checksum (see `checksum`)
+//! w2  hash of the key
+//! w3  clear epoch at write time
+//! w4  expiry, ms since the epoch (0 = never)
+//! w5  end of grace, ms since the epoch (0 = never; >= expiry)
+//! w6  checksum (see `checksum`)
 //! ... ntags x (tag hash, tag version), key padded to 8, value padded to 8
 //! ```
 //!
@@ -24,9 +26,7 @@ use crate::layout::{ITEM_HEADER, pad8};
 use crate::options::MAX_TAGS;
 use crate::segment::{LogGeom, REC_ITEM, REC_MAGIC, Segment};
 
-pub(crate) const HDR_WORDS: usize = 5;
-/// Clear epochs are kept modulo 2^32 in items.
-pub(crate) const EPOCH_MASK: u64 = 0xffff_ffff;
+pub(crate) const HDR_WORDS: usize = 7;
 pub(crate) const FLAG_NEGATIVE: u64 = 1;
 
 /// What a reader learns from an item's header.
@@ -52,18 +52,17 @@ impl Meta {
     pub fn flags(&self) -> u64 {
         self.words[1] >> 48
     }
-    /// The clear epoch the item was written under (modulo 2^32).
-    pub fn epoch(&self) -> u64 {
-        self.words[2] & EPOCH_MASK
+    pub fn hash(&self) -> u64 {
+        self.words[2]
     }
-    pub fn expire_ms(&self) -> u64 {
+    pub fn epoch(&self) -> u64 {
         self.words[3]
     }
+    pub fn expire_ms(&self) -> u64 {
+        self.words[4]
+    }
     pub fn stale_until_ms(&self) -> u64 {
-        match self.expire_ms() {
-            0 => 0,
-            e => e.saturating_add(self.words[2] >> 32),
-        }
+        self.words[5]
     }
     pub fn size(&self) -> u64 {
         self.units() * 8
@@ -94,7 +93,7 @@ pub(crate) fn checksum(
         words: [0; HDR_WORDS],
         tags: [(0, 0); MAX_TAGS],
     };
-    m.words[..HDR_WORDS - 1].copy_from_slice(&hdr[..HDR_WORDS - 1]);
+    m.words[..6].copy_from_slice(&hdr[..6]);
     m.tags[..tags.len()].copy_from_slice(tags);
     debug_assert_eq!(m.ntags(), tags.len());
     xxh3_64_with_seed(value, partial_checksum(seed, pos, &m, key))
@@ -113,6 +112,7 @@ impl Encoded {
         key: &[u8],
         value_len: usize,
         flags: u64,
+        hash: u64,
         epoch: u64,
         expire_ms: u64,
         stale_until_ms: u64,
@@ -121,20 +121,14 @@ impl Encoded {
         let size = item_size(key.len(), value_len, tags.len());
         let mut t = [(0, 0); MAX_TAGS];
         t[..tags.len()].copy_from_slice(tags);
-        // Grace is kept as ms past expiry (at most ~49 days).
-        let grace = if expire_ms == 0 {
-            0
-        } else {
-            stale_until_ms
-                .saturating_sub(expire_ms)
-                .min(u64::from(u32::MAX))
-        };
         Encoded {
             hdr: [
                 (REC_MAGIC << 48) | (REC_ITEM << 40) | ((tags.len() as u64) << 32) | (size / 8),
                 value_len as u64 | ((key.len() as u64) << 32) | (flags << 48),
-                (epoch & EPOCH_MASK) | (grace << 32),
+                hash,
+                epoch,
                 expire_ms,
+                stale_until_ms,
                 0,
             ],
             tags: t,
@@ -205,7 +199,7 @@ pub(crate) fn write(
     let o = off + ITEM_HEADER + 16 * enc.ntags as u64;
     store_bytes(seg, o, key);
     store_bytes(seg, o + pad8(key.len() as u64), value);
-    seg.word(off + (HDR_WORDS as u64 - 1) * 8)
+    seg.word(off + 48)
         .store(enc.hdr[HDR_WORDS - 1], Ordering::Release);
 }
 
@@ -420,10 +414,10 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     })
 }
 
-/// The checksum chain over the header words before the checksum, tags and
-/// key; the value is hashed last, seeded with this.
+/// The checksum chain over header words w0..w5, tags and key; the value
+/// is hashed last, seeded with this.
 fn partial_checksum(seed: u64, pos: u64, meta: &Meta, key: &[u8]) -> u64 {
-    let mut h = xxh3_64_with_seed(words_as_bytes(&meta.words[..HDR_WORDS - 1]), seed ^ pos);
+    let mut h = xxh3_64_with_seed(words_as_bytes(&meta.words[..6]), seed ^ pos);
     let tags = &meta.tags[..meta.ntags()];
     if !tags.is_empty() {
         // SAFETY: `(u64, u64)` pairs are plain integers; viewing the local
@@ -459,20 +453,4 @@ pub(crate) fn holds_key(seg: &Segment, log: &LogGeom, pos: u64, key: &[u8]) -> b
 /// not checksummed, so callers use it as a hint only.
 pub(crate) fn peek(seg: &Segment, log: &LogGeom, pos: u64) -> Option<Meta> {
     load_meta(seg, log, pos).map(|(_, m)| m)
-}
-
-/// The header of the record at `pos` and the hash (with `seed`) of the key
-/// bytes stored there; not checksummed: a hint to find the record's slot.
-pub(crate) fn peek_hashed(
-    seg: &Segment,
-    log: &LogGeom,
-    pos: u64,
-    seed: u64,
-) -> Option<(Meta, u64)> {
-    let (key_off, m) = load_meta(seg, log, pos)?;
-    let hash = with_scratch(|s| {
-        copy_out(seg, key_off, m.key_len(), s);
-        xxh3_64_with_seed(s, seed)
-    });
-    Some((m, hash))
 }

@@ -49,9 +49,6 @@ pub(crate) const HOT_SIZE: u64 = HOT_ENTRIES * 16;
 pub(crate) const BUCKET_SIZE: u64 = 128;
 /// Slots per bucket (word 0 is the bucket lock).
 pub(crate) const SLOTS_PER_BUCKET: usize = 15;
-/// Index slots per expected item: its own and one for a ghost (S3-FIFO's
-/// ghost queue is as long as the main queue).
-pub(crate) const SLOTS_PER_ITEM: u64 = 2;
 /// The slot indices of a bucket.
 pub(crate) const SLOTS: std::ops::Range<usize> = 1..SLOTS_PER_BUCKET + 1;
 pub(crate) const LEASE_SIZE: u64 = 64;
@@ -155,7 +152,7 @@ pub(crate) struct Geometry {
 }
 
 /// Bytes of the item header (see `item.rs`).
-pub(crate) const ITEM_HEADER: u64 = 40;
+pub(crate) const ITEM_HEADER: u64 = 56;
 
 pub(crate) fn pad8(n: u64) -> u64 {
     (n + 7) & !7
@@ -183,7 +180,6 @@ impl Geometry {
         default_ttl_ms: u64,
         ttl_jitter_ppm: u64,
         max_value_size: Option<u64>,
-        expected_item_size: u64,
     ) -> Result<Geometry> {
         let stats_off = HEADER_SIZE;
         let registry_off = stats_off + NSTRIPES * STRIPE_SIZE + HIST_SIZE + HOT_SIZE;
@@ -195,16 +191,16 @@ impl Geometry {
         // `lease.rs`): room for thousands of concurrent fills.
         let nleases = pow2_floor(capacity / 8192).clamp(64, 65536);
         let index_off = leases_off + nleases * LEASE_SIZE;
-        // The index is sized to the items, not to the bytes: two slots (the
-        // item's and a ghost's) per expected item, in 128-byte buckets of 15
-        // (any count: buckets are chosen by multiply-shift, not by mask).
-        // An index too small for the items evicts ghosts, then live keys,
-        // early; one sized to the bytes wastes memory and cache (the index
-        // took 13-27 % of a segment before, 7.9 M slots for 100 k keys in
-        // 256 MiB).
-        let nbuckets = (capacity / expected_item_size.max(1) * SLOTS_PER_ITEM)
-            .div_ceil(SLOTS_PER_BUCKET as u64)
-            .max(8);
+        // One index slot per 32-64 bytes of capacity (the bucket count is
+        // rounded up to a power of two): an item and its ghost each need a
+        // slot, and with ~100-200 byte items a smaller index fills and
+        // evicts ghosts, then live keys, early (measured on the P3 trace:
+        // 7 points of hit ratio). An index sized to expected items (two
+        // slots per item, any bucket count) lost 1-2 points on P3, scan and
+        // gli, even with more slots than this one: see benches/README.md.
+        let nbuckets = (capacity / 64 / SLOTS_PER_BUCKET as u64)
+            .max(8)
+            .next_power_of_two();
         let small_off = index_off + nbuckets * BUCKET_SIZE;
         if small_off + 4096 > capacity {
             return Err(Error::InvalidArgument(format!(
@@ -384,9 +380,8 @@ impl Geometry {
 }
 
 /// Smallest capacity whose logs hold `entries` items of `key_len`-byte keys
-/// and `value_len`-byte values (no tags), with the index sized for them
-/// (open it with `expected_entry_size(key_len + value_len)`). Used to
-/// translate a capacity in entries (as cache simulators count) into bytes.
+/// and `value_len`-byte values (no tags). Used to translate a capacity in
+/// entries (as cache simulators count) into bytes.
 pub fn capacity_for_entries(entries: u64, key_len: u64, value_len: u64) -> u64 {
     let item = ITEM_HEADER + pad8(key_len) + pad8(value_len);
     let want = (entries.max(1) * item + 63) & !63;
@@ -395,7 +390,7 @@ pub fn capacity_for_entries(entries: u64, key_len: u64, value_len: u64) -> u64 {
     // keep the largest answer seen (never too small).
     let mut cap = want + (16 << 10);
     for _ in 0..16 {
-        let next = match Geometry::compute(cap, 0, 0, 0, None, item) {
+        let next = match Geometry::compute(cap, 0, 0, 0, None) {
             Ok(g) if g.small_len + g.main_len >= want => return cap,
             Ok(g) => cap.max(g.small_off + want),
             Err(_) => cap * 2,

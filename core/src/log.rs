@@ -169,7 +169,8 @@ impl Engine {
     /// Applies S3-FIFO to the item at the tail position `pos` (which this
     /// caller has just claimed).
     fn evict_at(&self, log: &LogGeom, pos: u64, depth: u32, reinserts: &mut u32) -> Option<()> {
-        let (meta, hash) = item::peek_hashed(&self.seg, log, pos, self.seg.g.hash_seed)?;
+        let meta = item::peek(&self.seg, log, pos)?;
+        let hash = meta.hash();
         let tag = tag_of(hash);
         let (index, word, slot) = SLOTS.clone().find_map(|i| {
             let w = self.seg.bucket_word(hash, i);
@@ -329,9 +330,10 @@ impl Engine {
             return true;
         }
         let t = t % log.wrap;
-        let Some((meta, hash)) = item::peek_hashed(&self.seg, log, t, self.seg.g.hash_seed) else {
+        let Some(meta) = item::peek(&self.seg, log, t) else {
             return true;
         };
+        let hash = meta.hash();
         let tag = tag_of(hash);
         let pointed = SLOTS.clone().any(|i| {
             let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Acquire));
@@ -364,6 +366,7 @@ impl Engine {
             &key,
             value.len(),
             meta.flags(),
+            meta.hash(),
             meta.epoch(),
             meta.expire_ms(),
             meta.stale_until_ms(),

@@ -16,9 +16,6 @@ pub const MAX_TAG_LEN: usize = 4096;
 pub const DEFAULT_MAX_VALUE_SIZE: usize = 1 << 20;
 /// Default capacity when none is given: 64 MiB.
 pub const DEFAULT_CAPACITY: u64 = 64 << 20;
-/// Default expected size of an entry's key plus value, in bytes: the index
-/// gets two slots (the entry's and a ghost's) per entry of this size.
-pub const DEFAULT_EXPECTED_ENTRY_SIZE: u64 = 128;
 /// Smallest capacity accepted.
 pub const MIN_CAPACITY: u64 = 16 << 10;
 /// Largest capacity accepted (1 TiB).
@@ -195,7 +192,6 @@ pub struct OpenOptions {
     pub(crate) ttl: Option<Duration>,
     pub(crate) ttl_jitter: f64,
     pub(crate) max_value_size: Option<usize>,
-    pub(crate) expected_entry_size: u64,
     pub(crate) path: Option<PathBuf>,
 }
 
@@ -215,7 +211,6 @@ impl OpenOptions {
             ttl: None,
             ttl_jitter: 0.0,
             max_value_size: None,
-            expected_entry_size: DEFAULT_EXPECTED_ENTRY_SIZE,
             path: None,
         }
     }
@@ -250,27 +245,6 @@ impl OpenOptions {
         self.max_value_size = Some(bytes);
         self
     }
-    /// The typical size of an entry's key plus value (default 128 bytes),
-    /// used only when creating: the index is sized to hold two slots per
-    /// entry of this size. Too small wastes index memory; too large makes
-    /// the index the limit (entries are then evicted before the logs are
-    /// full). Per entry, the index and the item header cost 57 bytes at the
-    /// default.
-    ///
-    /// ```
-    /// # let name = format!("doc-ees-{}", std::process::id());
-    /// let cache = memshelf::OpenOptions::new()
-    ///     .capacity(16 << 20)
-    ///     .expected_entry_size(2000) // ~2 KB JSON documents
-    ///     .open(&name)?;
-    /// assert!(cache.stats().index_slots < 20_000);
-    /// # memshelf::unlink(&name)?;
-    /// # Ok::<(), memshelf::Error>(())
-    /// ```
-    pub fn expected_entry_size(&mut self, bytes: u64) -> &mut Self {
-        self.expected_entry_size = bytes;
-        self
-    }
     /// Map this file (on tmpfs or disk) instead of `/dev/shm/memshelf.<name>`.
     pub fn path(&mut self, path: impl Into<PathBuf>) -> &mut Self {
         self.path = Some(path.into());
@@ -282,12 +256,6 @@ impl OpenOptions {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        if !(1..=MAX_CAPACITY).contains(&self.expected_entry_size) {
-            return Err(Error::InvalidArgument(format!(
-                "expected_entry_size {} is outside 1..={MAX_CAPACITY}",
-                self.expected_entry_size
-            )));
-        }
         if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&self.capacity) {
             return Err(Error::InvalidArgument(format!(
                 "capacity {} bytes is outside {MIN_CAPACITY}..={MAX_CAPACITY}",

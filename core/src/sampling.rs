@@ -1,6 +1,7 @@
 //! Sampled latency histograms and hot-key sampling (SPEC 5).
 //!
-//! One `get` or `put` in `SAMPLE_EVERY` (per thread) is timed and its
+//! One `get` and one `put` in `SAMPLE_EVERY` on average (per thread, at a
+//! random interval of 32-95 so no periodic workload hides) is timed and its
 //! duration added to a log2 histogram (bucket `b` counts durations in
 //! `[2^(b-1), 2^b)` ns) in one of 8 histogram stripes (the thread's), so no cache line
 //! is shared by every process on every operation; the other operations pay
@@ -22,8 +23,9 @@ use crate::item::{self, Check, Read};
 use crate::layout::{HIST_BUCKETS, HIST_OPS, HIST_STRIPES, HOT_ENTRIES, SLOTS};
 use crate::sys;
 
-/// One operation in this many (per thread) is sampled.
+/// One operation in this many (per thread and kind, on average) is sampled.
 pub(crate) const SAMPLE_EVERY: u32 = 64;
+const _: () = assert!(SAMPLE_EVERY == 32 + 64 / 2);
 
 /// The sampled operations.
 #[derive(Clone, Copy)]
@@ -33,7 +35,16 @@ pub(crate) enum Op {
 }
 
 thread_local! {
-    static COUNTDOWN: Cell<u32> = const { Cell::new(1) };
+    /// Operations left until the next sample, per operation kind (one
+    /// countdown for both would alias: a loop alternating put and get
+    /// would sample only one of them).
+    static COUNTDOWN: [Cell<u32>; 2] = const { [Cell::new(1), Cell::new(1)] };
+}
+
+/// The next sampling interval: uniform in 32..96 (mean 64), so no
+/// periodic workload hides from the sampler.
+fn next_interval() -> u32 {
+    32 + (sys::random_u64() % 64) as u32
 }
 
 /// A log2 histogram of sampled durations: `buckets[b]` counts samples in
@@ -77,17 +88,18 @@ impl Histogram {
 impl Engine {
     /// Whether this operation is sampled (one in `SAMPLE_EVERY` per thread).
     #[inline(always)]
-    pub(crate) fn sample_start(&self) -> Option<Instant> {
+    pub(crate) fn sample_start(&self, op: Op) -> Option<Instant> {
         if !self.sampling.load(Ordering::Relaxed) {
             return None;
         }
         COUNTDOWN.with(|c| {
+            let c = &c[op as usize];
             let n = c.get();
             if n > 1 {
                 c.set(n - 1);
                 None
             } else {
-                c.set(SAMPLE_EVERY);
+                c.set(next_interval());
                 Some(Instant::now())
             }
         })

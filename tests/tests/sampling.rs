@@ -38,6 +38,23 @@ fn latency_histograms_count_sampled_gets_and_puts() {
     assert_eq!(c.stats().get_latency.count(), g);
 }
 
+/// A loop alternating put and get samples both (one shared countdown of 64
+/// sampled only the puts).
+#[test]
+fn an_alternating_workload_samples_both_kinds() {
+    let seg = Seg::new("hist-alt");
+    let c = Cache::open(seg.name(), 4 << 20).unwrap();
+    for i in 0..6400 {
+        let k = format!("k{i}");
+        c.put(&k, "v").unwrap();
+        c.get(&k).unwrap();
+    }
+    let s = c.stats();
+    let (g, p) = (s.get_latency.count(), s.put_latency.count());
+    assert!((60..=150).contains(&g), "sampled gets: {g}");
+    assert!((60..=150).contains(&p), "sampled puts: {p}");
+}
+
 #[test]
 fn hot_keys_finds_the_skew() {
     let seg = Seg::new("hot");

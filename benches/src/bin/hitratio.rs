@@ -11,7 +11,7 @@
 //! of the trace's largest id, so every item has the same size. The
 //! segment's capacity in bytes is `memshelf::capacity_for_entries(entries,
 //! key length, 64)`: its two logs hold `entries` such items, the count the
-//! simulators get; the index is sized for them (`expected_entry_size`). `--stats` adds the engine's counters (where its entries
+//! simulators get. `--stats` adds the engine's counters (where its entries
 //! went) to each row. Traces default to `../shared/traces` beside the
 //! workspace, or `$MEMSHELF_TRACES`, or `--traces DIR`.
 
@@ -31,7 +31,6 @@ fn memshelf_ratio(trace: &[u64], entries: u64) -> (f64, Stats) {
     let _ = memshelf::unlink(&name);
     let cache = OpenOptions::new()
         .capacity(capacity_for_entries(entries, key_len, VALUE.len() as u64))
-        .expected_entry_size(key_len + VALUE.len() as u64)
         .max_value_size(VALUE.len())
         .open(&name)
         .expect("open segment");
