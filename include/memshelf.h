@@ -49,6 +49,11 @@
 #define MEMSHELF_MAX_TAGS 8
 
 /**
+ * Bytes of `memshelf_load_report.problem`, its NUL included.
+ */
+#define MEMSHELF_PROBLEM_LEN 256
+
+/**
  * What a memshelf call returned. `MEMSHELF_OK` (0) is success,
  * `MEMSHELF_MISS` (1) is a normal "nothing there" answer; every other code
  * is an error, and `memshelf_last_error()` then holds a detailed message.
@@ -386,6 +391,36 @@ typedef struct memshelf_stats {
      * main log had room. Appended: not written for a `struct_size` of 176.
      */
     uint64_t moved_to_main;
+    /**
+     * Sampled gets (one in 64 per thread) in the latency histogram.
+     * Appended: not written for a `struct_size` of 184 or less.
+     */
+    uint64_t get_samples;
+    /**
+     * Median sampled get latency in ns (the upper bound of its log2
+     * bucket); 0 without samples.
+     */
+    uint64_t get_p50_ns;
+    /**
+     * 99th percentile of the sampled get latency in ns; 0 without samples.
+     */
+    uint64_t get_p99_ns;
+    /**
+     * Sampled writes (put, add, incr, fills).
+     */
+    uint64_t put_samples;
+    /**
+     * Median sampled write latency in ns; 0 without samples.
+     */
+    uint64_t put_p50_ns;
+    /**
+     * 99th percentile of the sampled write latency in ns; 0 without samples.
+     */
+    uint64_t put_p99_ns;
+    /**
+     * The hottest key's share of the sampled hits (0 to 1): hot-key skew.
+     */
+    double hot_key_share;
 } memshelf_stats;
 
 /**
@@ -484,6 +519,85 @@ typedef struct memshelf_message {
      */
     uint64_t ts_ms;
 } memshelf_message;
+
+/**
+ * What `memshelf_dump` wrote. Set `struct_size` to
+ * `sizeof(memshelf_dump_report)` before the call (fields are only ever
+ * appended).
+ */
+typedef struct memshelf_dump_report {
+    /**
+     * `sizeof(memshelf_dump_report)` as the caller compiled it.
+     */
+    size_t struct_size;
+    /**
+     * Entries written.
+     */
+    uint64_t entries;
+    /**
+     * Bytes of the file.
+     */
+    uint64_t bytes;
+    /**
+     * Listed keys gone (deleted, expired, evicted) by the time they were read.
+     */
+    uint64_t vanished;
+} memshelf_dump_report;
+
+/**
+ * What `memshelf_load` did. Set `struct_size` to
+ * `sizeof(memshelf_load_report)` before the call (fields are only ever
+ * appended).
+ */
+typedef struct memshelf_load_report {
+    /**
+     * `sizeof(memshelf_load_report)` as the caller compiled it.
+     */
+    size_t struct_size;
+    /**
+     * Valid records read (the valid prefix).
+     */
+    uint64_t records;
+    /**
+     * Entries inserted.
+     */
+    uint64_t loaded;
+    /**
+     * Records skipped because their TTL passed since the dump.
+     */
+    uint64_t expired;
+    /**
+     * Records skipped because the key has a live entry (never overwritten).
+     */
+    uint64_t kept_newer;
+    /**
+     * Records this segment refused (a value above its max_value_size...).
+     */
+    uint64_t rejected;
+    /**
+     * Records the dump announces; `UINT64_MAX` when its writer did not
+     * finish.
+     */
+    uint64_t expected;
+    /**
+     * Records after the first truncated or corrupt one (0 when `expected`
+     * is unknown).
+     */
+    uint64_t skipped;
+    /**
+     * 1 when the dump was read to its announced end with nothing amiss.
+     */
+    uint32_t complete;
+    /**
+     * Always 0 (explicit padding).
+     */
+    uint32_t _reserved0;
+    /**
+     * Why the valid prefix ends early ("truncated at byte N, in record
+     * 1"...), NUL-terminated (cut to fit); empty when `complete`.
+     */
+    char problem[MEMSHELF_PROBLEM_LEN];
+} memshelf_load_report;
 
 #ifdef __cplusplus
 extern "C" {
@@ -989,6 +1103,80 @@ memshelf_status memshelf_message_build(const struct memshelf_message *msg,
                                        char *buf,
                                        size_t buf_len,
                                        size_t *json_len);
+
+/**
+ * The hottest keys, as `memshelf_hot_keys` reports them: the keys packed
+ * into the caller's buffer, `offsets[i]` / `lens[i]` where key `i` is,
+ * `counts[i]` its sampled hits, hottest first.
+ *
+ * Looks up at most `max_keys` keys with the most sampled hits (one get in
+ * 64 per thread is sampled) that are still present, hottest first, and
+ * packs them one after another into `buf`; `*nkeys` is how many. A count is
+ * a Misra-Gries estimate: compare keys with it, do not add them up.
+ *
+ * When `buf` is too small, returns `MEMSHELF_ERR_BUFFER_TOO_SMALL` with
+ * `*needed` set to the bytes the keys took at that moment (retry with at
+ * least that much; `MEMSHELF_MAX_KEY_LEN * max_keys` always suffices), and
+ * `offsets` / `lens` / `counts` / `*nkeys` are unspecified. On success
+ * `*needed` (if not NULL) is the bytes used.
+ *
+ * Ownership: every buffer is the caller's. Thread-safe. Errors:
+ * `MEMSHELF_ERR_NULL_ARGUMENT`, `MEMSHELF_ERR_BUFFER_TOO_SMALL`.
+ *
+ * # Safety
+ * `cache` NULL or an open handle; `buf` writable for `buf_len` bytes;
+ * `offsets`, `lens` and `counts` writable for `max_keys` entries; `nkeys`
+ * writable; `needed` NULL or writable.
+ */
+memshelf_status memshelf_hot_keys(const struct memshelf_cache *cache,
+                                  size_t max_keys,
+                                  uint8_t *buf,
+                                  size_t buf_len,
+                                  size_t *offsets,
+                                  size_t *lens,
+                                  uint64_t *counts,
+                                  size_t *nkeys,
+                                  size_t *needed);
+
+/**
+ * Writes every live entry (key, value, remaining TTL) of the segment to the
+ * file `path` (written beside it, then renamed over it: a reader never sees
+ * a partial dump). Dumping reads every entry, so it counts as hits.
+ *
+ * `report`: NULL, or a `memshelf_dump_report` with `struct_size` set,
+ * filled on success.
+ *
+ * Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT`,
+ * `MEMSHELF_ERR_INVALID_ARGUMENT` (path, struct_size), `MEMSHELF_ERR_IO`.
+ *
+ * # Safety
+ * `cache` NULL or an open handle; `path` NULL or NUL-terminated; `report`
+ * NULL or writable for its `struct_size` bytes.
+ */
+memshelf_status memshelf_dump(const struct memshelf_cache *cache,
+                              const char *path,
+                              struct memshelf_dump_report *report);
+
+/**
+ * Inserts the entries of the dump at `path`: an entry whose key has a live
+ * entry is never overwritten, entries whose TTL passed are skipped, and a
+ * truncated or corrupt dump loads its valid prefix and succeeds, saying in
+ * `report` what it skipped (`complete` 0, `problem`).
+ *
+ * `report`: NULL, or a `memshelf_load_report` with `struct_size` set,
+ * filled on success.
+ *
+ * Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT`,
+ * `MEMSHELF_ERR_INVALID_ARGUMENT` (path, struct_size), `MEMSHELF_ERR_IO`
+ * (no such file, not a dump of a version this library reads).
+ *
+ * # Safety
+ * `cache` NULL or an open handle; `path` NULL or NUL-terminated; `report`
+ * NULL or writable for its `struct_size` bytes.
+ */
+memshelf_status memshelf_load(const struct memshelf_cache *cache,
+                              const char *path,
+                              struct memshelf_load_report *report);
 
 #ifdef __cplusplus
 }  // extern "C"

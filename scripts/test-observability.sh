@@ -10,7 +10,7 @@
 #     listed as PENDING);
 #  3. the CLI: `memshelf ls` lists the test's segments, `memshelf top` runs
 #     in tmux and its counters move between two capture-pane reads,
-#     `stats --watch`, `ttl`, `incr`, `dump`/`load`, and output piped into
+#     `stats --watch`, `ttl`, `incr`, `dump`/`load`, `hot`, and output piped into
 #     `head` ends quietly.
 # Needs (scripts/setup.sh installs them): prometheus (promtool), redis-server,
 # tmux, python3 with PyYAML (.venv).
@@ -55,7 +55,7 @@ cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     tmux -S "$tmux_sock" kill-server 2>/dev/null || true
-    for s in "$seg_a" "$seg_b" "$tag-copy" "$tag-pipe"; do "$ms" unlink "$s" 2>/dev/null || true; done
+    for s in "$seg_a" "$seg_b" "$tag-copy" "$tag-pipe" "$tag-hot"; do "$ms" unlink "$s" 2>/dev/null || true; done
     if [[ $rc -ne 0 ]]; then
         for f in "$work"/*.log; do
             [[ -f $f ]] && { echo "--- $f (last lines)"; tail -n 20 "$f"; }
@@ -168,6 +168,12 @@ screen >"$work/top-2.txt"
 grep -q "$seg_a" "$work/top-2.txt" || fail "top does not name the segment"
 grep -q 'hit ratio' "$work/top-2.txt" || fail "top shows no hit ratio"
 grep -q 'p99' "$work/top-2.txt" || fail "top shows no latency line"
+# Every CLI process samples its first get and put: the workload's show.
+unit='[0-9.]+ (ns|µs|ms|s)'
+grep -Eq "get  p50 +$unit +p99 +$unit +\([1-9][0-9]* samples\)" "$work/top-2.txt" || fail "top's get latency has no numbers: $(cat "$work/top-2.txt")"
+grep -Eq "put  p50 +$unit +p99 +$unit +\([1-9][0-9]* samples\)" "$work/top-2.txt" || fail "top's put latency has no numbers: $(cat "$work/top-2.txt")"
+grep -Eq 'hot keys \(top key [0-9.]+ % of sampled hits\)' "$work/top-2.txt" || fail "top shows no hot-key share"
+grep -Eq '^│ +[0-9.]+ % +[0-9]+  k[0-9]+ ' "$work/top-2.txt" || fail "top lists no hot key: $(cat "$work/top-2.txt")"
 grep -q 'connected .*serves this segment yes' "$work/top-2.txt" || fail "top shows no agent health: $(cat "$work/top-2.txt")"
 tmux -S "$tmux_sock" send-keys -t top q
 for _ in $(seq 1 50); do
@@ -218,6 +224,23 @@ head -c 100 "$work/b.dump" >"$work/cut.dump"
 "$ms" load "$tag-copy" "$work/cut.dump" >"$work/cut.out" || fail "load of a truncated dump failed"
 grep -q 'skipped' "$work/cut.out" || fail "truncated load does not say what it skipped: $(cat "$work/cut.out")"
 
+say "memshelf hot lists the hottest keys with counts and shares"
+"$ms" put "$tag-hot" hot 1 --capacity 1MiB
+"$ms" put "$tag-hot" warm 1
+"$ms" put "$tag-hot" cold 1
+# Each process samples its first get (one in 64 per thread).
+for _ in $(seq 1 20); do "$ms" get "$tag-hot" hot >/dev/null; done
+for _ in $(seq 1 5); do "$ms" get "$tag-hot" warm >/dev/null; done
+"$ms" get "$tag-hot" cold >/dev/null
+"$ms" hot "$tag-hot" >"$work/hot.out"
+head -n 1 "$work/hot.out" | grep -Eq '^ +COUNT +SHARE +KEY$' || fail "hot header: $(cat "$work/hot.out")"
+sed -n 2p "$work/hot.out" | grep -Eq '^ +[0-9]+ +[0-9.]+%  hot$' || fail "hot: the hottest key is not first: $(cat "$work/hot.out")"
+sed -n 3p "$work/hot.out" | grep -Eq '^ +[0-9]+ +[0-9.]+%  warm$' || fail "hot: warm is not second: $(cat "$work/hot.out")"
+test "$("$ms" hot "$tag-hot" -n 1 | wc -l)" = 2 || fail "hot -n 1: $("$ms" hot "$tag-hot" -n 1)"
+"$ms" unlink "$tag-hot"
+"$ms" put "$tag-hot" x 1 --capacity 1MiB
+"$ms" hot "$tag-hot" | grep -q 'no sampled hits yet' || fail "hot of a segment without hits"
+
 say "output piped into head ends quietly"
 long=$(head -c 4000 /dev/zero | tr '\0' k)
 for i in $(seq 1 60); do "$ms" put "$tag-pipe" "$long$i" v --capacity 4MiB; done
@@ -229,5 +252,8 @@ test "$lines" = 1 || fail "keys | head -1 printed $lines lines"
 [[ ! -s "$work/watch.err" ]] || fail "stats --watch | head: $(cat "$work/watch.err")"
 "$ms" ls 2>"$work/ls.err" | head -n 1 >/dev/null || fail "ls | head"
 [[ ! -s "$work/ls.err" ]] || fail "ls | head: $(cat "$work/ls.err")"
+for i in $(seq 1 30); do "$ms" put "$tag-hot" "h$i" v; "$ms" get "$tag-hot" "h$i" >/dev/null; done
+"$ms" hot "$tag-hot" -n 30 2>"$work/hot.err" | head -n 1 >/dev/null || fail "hot | head"
+[[ ! -s "$work/hot.err" ]] || fail "hot | head: $(cat "$work/hot.err")"
 
 say "passed"

@@ -120,6 +120,57 @@ export interface Stats {
   lease_takeovers: number;
   max_value_size: number;
   layout_version: number;
+  /** Sampled gets (one in 64 per thread) in the latency histogram. */
+  get_samples: number;
+  /** Sampled get latency quantiles in ns (log2 bucket upper bounds; 0 without samples). */
+  get_p50_ns: number;
+  get_p99_ns: number;
+  /** Sampled writes (put, add, incr, fills). */
+  put_samples: number;
+  put_p50_ns: number;
+  put_p99_ns: number;
+  /** The hottest key's share of the sampled hits (0-1): hot-key skew. */
+  hot_key_share: number;
+}
+
+/** One of `hotKeys()`: a key with its sampled hit count. */
+export interface HotKey {
+  /** The key decoded as UTF-8 (invalid bytes as U+FFFD). */
+  key: string;
+  /** The key's bytes. */
+  keyBuffer: NodeBuffer;
+  /** Sampled hits (a Misra-Gries count: a lower bound, relative to the others). */
+  count: number;
+}
+
+/** What `dump()` wrote. */
+export interface DumpReport {
+  entries: number;
+  bytes: number;
+  /** Listed keys gone (deleted, expired, evicted) by the time they were read. */
+  vanished: number;
+}
+
+/** What `load()` did. */
+export interface LoadReport {
+  /** Valid records read (the valid prefix). */
+  records: number;
+  /** Entries inserted. */
+  loaded: number;
+  /** Records skipped because their TTL passed since the dump. */
+  expired: number;
+  /** Records skipped because the key has a live entry (never overwritten). */
+  kept_newer: number;
+  /** Records this segment refused (a value above its max_value_size...). */
+  rejected: number;
+  /** Records the dump announces; null when its writer did not finish. */
+  expected: number | null;
+  /** Records after the first truncated or corrupt one. */
+  skipped: number;
+  /** Whether the dump was read to its announced end with nothing amiss. */
+  complete: boolean;
+  /** Why the valid prefix ends early ("truncated at byte N"...), if it does. */
+  problem: string | null;
 }
 
 /**
@@ -205,8 +256,17 @@ export class Cache<C extends Codec = 'raw'> {
   keys(prefix?: string | Uint8Array): string[];
   /** Live keys (with `prefix`) as Buffers (for binary keys). */
   keyBuffers(prefix?: string | Uint8Array): NodeBuffer[];
-  /** Segment-wide statistics. */
+  /** Segment-wide statistics, sampled latency and hot-key share. */
   stats(): Stats;
+  /** The `n` (default 10) keys with the most sampled hits still present, hottest first. */
+  hotKeys(n?: number): HotKey[];
+  /** Writes every live entry to the file `path` (replaced atomically). */
+  dump(path: string): DumpReport;
+  /**
+   * Inserts the entries of a dump, never over a live entry; expired ones
+   * are skipped; a truncated dump loads its valid prefix (see `problem`).
+   */
+  load(path: string): LoadReport;
   /** Detaches; later calls throw an `Error` with code `Closed`. Idempotent. */
   close(): void;
   /**

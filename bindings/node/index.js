@@ -127,6 +127,12 @@ function ownedBytes(what, v) {
   throw typeError(what, 'a string, Buffer or Uint8Array', v);
 }
 
+// A file path (a non-empty string).
+function pathArg(path) {
+  if (typeof path !== 'string' || path === '') throw typeError('path', 'a non-empty string', path);
+  return path;
+}
+
 function optionalBytes(what, v) {
   return v === undefined || v === null ? undefined : ownedBytes(what, v);
 }
@@ -462,6 +468,19 @@ class Cache {
 
   stats() {
     return native.stats(this.#h);
+  }
+
+  hotKeys(n = 10) {
+    if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw typeError('n', 'a non-negative integer', n);
+    return native.hotKeys(this.#h, n);
+  }
+
+  dump(path) {
+    return native.dump(this.#h, pathArg(path));
+  }
+
+  load(path) {
+    return native.load(this.#h, pathArg(path));
   }
 
   get closed() {

@@ -44,6 +44,12 @@ export declare function deletePrefix(h: number, prefix: Buffer): number
 /** Segment name, real capacity and value limit: `[name, capacity, max]`. */
 export declare function describe(h: number): [string, number, number]
 
+/**
+ * Writes every live entry to the file `path` (replaced atomically); what
+ * the engine reports.
+ */
+export declare function dump(h: number, path: string): object
+
 /** Options of `getOrSet`, in seconds, already type-checked. */
 export interface FillArgs {
   ttl?: number
@@ -75,6 +81,12 @@ export declare function getSlab(h: number, key: unknown, off: number): number
 
 /** `getString`, `has`: the same into the value buffer. */
 export declare function getValue(h: number, key: unknown): number
+
+/**
+ * The `n` keys with the most sampled hits still present, hottest first:
+ * `{ key, keyBuffer, count }` (key: UTF-8, invalid bytes as U+FFFD).
+ */
+export declare function hotKeys(h: number, n: number): Array<object>
 
 /** Atomic add; returns the new value (a `bigint` beyond 2^53). */
 export declare function incr(h: number, klen: number, delta: number | bigint, ttl?: number | undefined | null): number | bigint
@@ -108,6 +120,12 @@ export declare function keyTooLong(len: number): Error
 
 /** The layout version this addon speaks. */
 export declare function layoutVersion(): number
+
+/**
+ * Inserts the entries of the dump at `path` (never over a live entry; a
+ * truncated dump loads its valid prefix); what the engine reports.
+ */
+export declare function load(h: number, path: string): object
 
 /** Fields of `invalidationMessage(...)`, already type-checked. */
 export interface MessageArgs {

@@ -1,6 +1,7 @@
 //! `memshelf`: inspect and edit segments, and publish invalidations.
 
 mod dump;
+mod hot;
 mod ls;
 mod output;
 mod stats;
@@ -61,6 +62,15 @@ enum Cmd {
         /// Show the health of the agent at HOST:PORT (its /metrics).
         #[arg(long)]
         agent: Option<String>,
+    },
+    /// List the keys with the most sampled hits: count, estimated share of
+    /// the hits, key.
+    Hot {
+        /// Segment name.
+        name: String,
+        /// How many keys.
+        #[arg(short = 'n', long = "count", default_value_t = 10)]
+        n: usize,
     },
     /// Print a value (raw bytes) or exit 1 when absent.
     Get {
@@ -283,6 +293,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?;
             w(writeln!(out, "{n}"))?;
         }
+        Cmd::Hot { name, n } => hot::run(&attach(&name)?, n, &mut out)?,
         Cmd::Dump { name, file } => dump::dump(&attach(&name)?, &file, &mut out)?,
         Cmd::Load {
             name,

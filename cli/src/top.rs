@@ -1,6 +1,6 @@
 //! `memshelf top NAME`: a live view of one segment (ratatui + crossterm):
-//! rates per second, hit ratio, memory, latency and hot keys (once the
-//! engine samples them), and the health of an agent serving the segment.
+//! rates per second, hit ratio, memory, sampled latency (p50/p99 of get and
+//! put) and hot keys, and the health of an agent serving the segment.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -19,7 +19,11 @@ use crate::output;
 struct Sample {
     at: Instant,
     stats: Stats,
+    hot: Vec<(Vec<u8>, u64)>,
 }
+
+/// Hot keys shown.
+const HOT_SHOWN: usize = 5;
 
 /// The agent's health, read from its `/metrics`.
 #[derive(Default)]
@@ -71,6 +75,7 @@ fn sample(cache: &Cache) -> Sample {
     Sample {
         at: Instant::now(),
         stats: cache.stats(),
+        hot: cache.hot_keys(HOT_SHOWN),
     }
 }
 
@@ -127,7 +132,7 @@ fn draw(f: &mut Frame, state: &State) {
         Constraint::Length(9),
         Constraint::Length(5),
         Constraint::Length(4),
-        Constraint::Length(3),
+        Constraint::Length(HOT_SHOWN as u16 + 2),
         Constraint::Length(4),
         Constraint::Length(1),
     ])
@@ -218,21 +223,43 @@ fn draw(f: &mut Frame, state: &State) {
         mem_area,
     );
 
+    let lat = |name: &str, h: &memshelf::Histogram| {
+        let q = |q: f64| h.quantile(q).map_or_else(|| "n/a".to_string(), duration);
+        Line::from(format!(
+            " {name}  p50 {:>9}   p99 {:>9}   ({} samples)",
+            q(0.5),
+            q(0.99),
+            h.count()
+        ))
+    };
     f.render_widget(
-        Paragraph::new(vec![
-            Line::from(" get  p50 n/a   p99 n/a"),
-            Line::from(
-                " put  p50 n/a   p99 n/a   (n/a: this engine does not sample latency yet)".dim(),
-            ),
-        ])
-        .block(Block::bordered().title(" latency ")),
+        Paragraph::new(vec![lat("get", &s.get_latency), lat("put", &s.put_latency)])
+            .block(Block::bordered().title(" latency (sampled, bucket upper bounds) ")),
         latency,
     );
+    let hot_lines: Vec<Line> = if state.cur.hot.is_empty() {
+        vec![Line::from(" no sampled hits yet".dim())]
+    } else {
+        let shares = crate::hot::shares(&state.cur.hot, s);
+        state
+            .cur
+            .hot
+            .iter()
+            .zip(shares)
+            .map(|((k, c), share)| {
+                Line::from(format!(
+                    " {:>6.1} %  {c:>10}  {}",
+                    share * 100.0,
+                    k.escape_ascii()
+                ))
+            })
+            .collect()
+    };
     f.render_widget(
-        Paragraph::new(Line::from(
-            " n/a (this engine does not sample hot keys yet)".dim(),
-        ))
-        .block(Block::bordered().title(" hot keys ")),
+        Paragraph::new(hot_lines).block(Block::bordered().title(format!(
+            " hot keys (top key {:.1} % of sampled hits) ",
+            s.hot_key_share * 100.0
+        ))),
         hot,
     );
 
@@ -279,6 +306,20 @@ fn draw(f: &mut Frame, state: &State) {
         .dim(),
         footer,
     );
+}
+
+/// `512 ns`, `1.0 µs`, `2.1 ms`, `1.50 s`.
+fn duration(d: Duration) -> String {
+    let ns = d.as_nanos() as f64;
+    if ns < 1e3 {
+        format!("{ns:.0} ns")
+    } else if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.1} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
 }
 
 fn scrape_agent_for(name: &str) -> impl Fn(&str) -> Result<AgentHealth, String> + '_ {
@@ -345,6 +386,14 @@ fn parse_agent(metrics: &str, segment: &str) -> AgentHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(Duration::from_nanos(512)), "512 ns");
+        assert_eq!(duration(Duration::from_nanos(1024)), "1.0 µs");
+        assert_eq!(duration(Duration::from_nanos(2 << 20)), "2.1 ms");
+        assert_eq!(duration(Duration::from_millis(1500)), "1.50 s");
+    }
 
     #[test]
     fn parses_agent_metrics() {

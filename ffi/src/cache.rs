@@ -119,6 +119,22 @@ pub struct memshelf_stats {
     /// Items moved from the small to the main log without a hit, because the
     /// main log had room. Appended: not written for a `struct_size` of 176.
     pub moved_to_main: u64,
+    /// Sampled gets (one in 64 per thread) in the latency histogram.
+    /// Appended: not written for a `struct_size` of 184 or less.
+    pub get_samples: u64,
+    /// Median sampled get latency in ns (the upper bound of its log2
+    /// bucket); 0 without samples.
+    pub get_p50_ns: u64,
+    /// 99th percentile of the sampled get latency in ns; 0 without samples.
+    pub get_p99_ns: u64,
+    /// Sampled writes (put, add, incr, fills).
+    pub put_samples: u64,
+    /// Median sampled write latency in ns; 0 without samples.
+    pub put_p50_ns: u64,
+    /// 99th percentile of the sampled write latency in ns; 0 without samples.
+    pub put_p99_ns: u64,
+    /// The hottest key's share of the sampled hits (0 to 1): hot-key skew.
+    pub hot_key_share: f64,
 }
 
 /// `sizeof(memshelf_stats)` of the first header: the smallest
@@ -127,7 +143,7 @@ const STATS_V1_SIZE: usize = std::mem::offset_of!(memshelf_stats, moved_to_main)
 // No implicit padding: every byte of the struct is a field, so it can be
 // copied byte-wise, in part, to an older caller.
 const _: () = assert!(STATS_V1_SIZE == 176);
-const _: () = assert!(size_of::<memshelf_stats>() == 184);
+const _: () = assert!(size_of::<memshelf_stats>() == 240);
 
 /// Checks a caller's `struct_size` against the size this library knows and
 /// copies the struct. A larger `struct_size` (a newer caller) is accepted
@@ -767,6 +783,7 @@ pub unsafe extern "C" fn memshelf_get_stats(
             )));
         }
         let s = c.stats();
+        let ns = |h: &engine::Histogram, q: f64| h.quantile(q).map_or(0, |d| d.as_nanos() as u64);
         let value = memshelf_stats {
             struct_size: given,
             capacity_bytes: s.capacity_bytes,
@@ -792,6 +809,13 @@ pub unsafe extern "C" fn memshelf_get_stats(
             layout_version: s.layout_version,
             _reserved0: 0,
             moved_to_main: s.moved_to_main,
+            get_samples: s.get_latency.count(),
+            get_p50_ns: ns(&s.get_latency, 0.5),
+            get_p99_ns: ns(&s.get_latency, 0.99),
+            put_samples: s.put_latency.count(),
+            put_p50_ns: ns(&s.put_latency, 0.5),
+            put_p99_ns: ns(&s.put_latency, 0.99),
+            hot_key_share: s.hot_key_share,
         };
         let fits = given.min(known);
         // SAFETY: `out` is writable for `given` bytes by the caller's

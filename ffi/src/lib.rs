@@ -21,6 +21,7 @@ mod cache;
 mod fill;
 mod keys;
 mod message;
+mod observe;
 mod status;
 
 use std::ffi::{c_char, c_void};
@@ -38,6 +39,10 @@ pub use fill::{
 pub use keys::{memshelf_keys, memshelf_keys_free, memshelf_keys_next, memshelf_keys_open};
 pub use message::{
     memshelf_message, memshelf_message_build, memshelf_message_init, memshelf_message_op,
+};
+pub use observe::{
+    MEMSHELF_PROBLEM_LEN, memshelf_dump, memshelf_dump_report, memshelf_hot_keys, memshelf_load,
+    memshelf_load_report,
 };
 pub use status::memshelf_status;
 

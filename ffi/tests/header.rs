@@ -30,7 +30,8 @@ fn committed_header_is_current() {
 
 /// Every statistic of the engine (`Stats::fields()`, what Python, Node and
 /// the CLI expose) is a field of the C `memshelf_stats`, and the C struct
-/// has nothing else (beyond `struct_size` and explicit padding).
+/// has nothing else (beyond `struct_size`, explicit padding and the fields
+/// derived from the sampled latency and hot-key share).
 #[test]
 fn c_stats_struct_has_every_engine_statistic() {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -49,16 +50,37 @@ fn c_stats_struct_has_every_engine_statistic() {
         .map(|l| l.trim_end_matches(';').rsplit(' ').next().unwrap())
         .filter(|f| *f != "struct_size" && !f.starts_with("_reserved"))
         .collect();
+    // Besides the counters of `fields()`: what the C struct derives from
+    // `Stats::get_latency` / `put_latency` (histograms) and `hot_key_share`
+    // (a float), each exactly once.
+    const DERIVED: [&str; 7] = [
+        "get_samples",
+        "get_p50_ns",
+        "get_p99_ns",
+        "put_samples",
+        "put_p50_ns",
+        "put_p99_ns",
+        "hot_key_share",
+    ];
     let engine: Vec<&str> = engine::Stats::default()
         .fields()
         .iter()
         .map(|(name, _)| *name)
+        .chain(DERIVED)
         .collect();
+    let mut unique = c_fields.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        c_fields.len(),
+        "a field twice in memshelf_stats"
+    );
     let missing: Vec<&&str> = engine.iter().filter(|f| !c_fields.contains(f)).collect();
     let extra: Vec<&&str> = c_fields.iter().filter(|f| !engine.contains(f)).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "memshelf_stats differs from Stats::fields(): missing {missing:?}, not in the engine {extra:?} \
+        "memshelf_stats differs from Stats::fields() and the derived latency/hot-key fields: missing {missing:?}, not in the engine {extra:?} \
          (add new fields at the END of memshelf_stats, then scripts/gen-header.sh)"
     );
 }

@@ -6,6 +6,15 @@
 
 #include "check.h"
 
+/* Stops the test when a precondition (not a check of the library) fails. */
+#define REQUIRE(cond)                                                                    \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond);   \
+            exit(2);                                                                     \
+        }                                                                                \
+    } while (0)
+
 static memshelf_cache *open_new(const char *what, char *name, size_t name_len) {
     memshelf_options o;
     memshelf_cache *c = NULL;
@@ -554,7 +563,12 @@ static void test_stats(void) {
     CHECK(s.promotions < 1000 && s.reinsertions < 1000 && s.ghosts < s.index_slots &&
           s.ghost_hits < 1000);
     CHECK(s.moved_to_main < 1000 && s._reserved0 == 0);
-    CHECK(sizeof s == 184 && offsetof(memshelf_stats, moved_to_main) == 176);
+    CHECK(sizeof s == 240 && offsetof(memshelf_stats, moved_to_main) == 176);
+    CHECK(offsetof(memshelf_stats, get_samples) == 184);
+    /* Sampled latency and hot-key share (fields appended after moved_to_main). */
+    CHECK(s.get_samples < 1000 && s.put_samples < 1000);
+    CHECK(s.get_p50_ns <= s.get_p99_ns && s.put_p50_ns <= s.put_p99_ns);
+    CHECK(s.hot_key_share >= 0.0 && s.hot_key_share <= 1.0);
 
     /* A program built against the first header (struct_size 176, without
      * moved_to_main) gets the fields it knows and nothing is written past. */
@@ -564,6 +578,14 @@ static void test_stats(void) {
     CHECK(s.struct_size == 176 && s.capacity_bytes == (8u << 20));
     CHECK(s.layout_version == memshelf_layout_version() && s._reserved0 == 0);
     CHECK(s.moved_to_main == UINT64_MAX);
+
+    /* A program built against the second header (struct_size 184, up to
+     * moved_to_main) gets moved_to_main and nothing of the latency fields. */
+    memset(&s, 0xff, sizeof s);
+    s.struct_size = offsetof(memshelf_stats, get_samples);
+    CHECK_OK(memshelf_get_stats(c, &s));
+    CHECK(s.struct_size == 184 && s.moved_to_main < 1000);
+    CHECK(s.get_samples == UINT64_MAX && s.put_p99_ns == UINT64_MAX);
 
     memset(&big, 0xff, sizeof big);
     big.s.struct_size = sizeof big;
@@ -577,6 +599,133 @@ static void test_stats(void) {
     CHECK_STATUS(memshelf_get_stats(NULL, &s), MEMSHELF_ERR_NULL_ARGUMENT);
     memshelf_close(c);
     CHECK_OK(memshelf_unlink(name));
+}
+
+/* Sampled latency and hot keys. */
+static void test_hot_keys_and_latency(void) {
+    char name[64];
+    memshelf_cache *c = open_new("hot", name, sizeof name);
+    memshelf_stats s;
+    uint8_t buf[64], small[2];
+    size_t offs[4], lens[4], n = 99, needed = 0;
+    uint64_t counts[4];
+
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    CHECK_OK(memshelf_get_stats(c, &s));
+    CHECK(s.get_samples == 0 && s.get_p50_ns == 0 && s.get_p99_ns == 0);
+    CHECK(s.hot_key_share == 0.0);
+    CHECK_OK(memshelf_hot_keys(c, 4, buf, sizeof buf, offs, lens, counts, &n, &needed));
+    CHECK(n == 0 && needed == 0);
+
+    CHECK_OK(memshelf_put(c, K("hot"), K("1"), 0, NULL, 0));
+    CHECK_OK(memshelf_put(c, K("cold"), K("2"), 0, NULL, 0));
+    for (int i = 0; i < 10000; i++) {
+        size_t len;
+        CHECK_OK(memshelf_get(c, K("hot"), buf, sizeof buf, &len));
+    }
+    for (int i = 0; i < 1000; i++) {
+        char k[16];
+        int kl = snprintf(k, sizeof k, "k%d", i);
+        CHECK_OK(memshelf_put(c, (const uint8_t *)k, (size_t)kl, K("v"), 0, NULL, 0));
+    }
+    CHECK_OK(memshelf_hot_keys(c, 4, buf, sizeof buf, offs, lens, counts, &n, &needed));
+    CHECK(n >= 1 && n <= 4);
+    CHECK(lens[0] == 3 && memcmp(buf + offs[0], "hot", 3) == 0 && counts[0] > 0);
+    for (size_t i = 1; i < n; i++) CHECK(counts[i] <= counts[i - 1]);
+    CHECK_OK(memshelf_hot_keys(c, 1, buf, sizeof buf, offs, lens, counts, &n, &needed));
+    CHECK(n == 1 && needed == 3);
+    /* Too small: the size needed. */
+    CHECK_STATUS(memshelf_hot_keys(c, 1, small, sizeof small, offs, lens, counts, &n, &needed),
+                 MEMSHELF_ERR_BUFFER_TOO_SMALL);
+    CHECK(needed == 3 && strstr(memshelf_last_error(), "3 bytes") != NULL);
+    CHECK_STATUS(memshelf_hot_keys(c, 1, buf, sizeof buf, NULL, lens, counts, &n, &needed),
+                 MEMSHELF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(memshelf_hot_keys(c, 1, buf, sizeof buf, offs, lens, counts, NULL, &needed),
+                 MEMSHELF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(memshelf_hot_keys(NULL, 1, buf, sizeof buf, offs, lens, counts, &n, NULL),
+                 MEMSHELF_ERR_NULL_ARGUMENT);
+    CHECK_OK(memshelf_hot_keys(c, 0, NULL, 0, NULL, NULL, NULL, &n, NULL));
+    CHECK(n == 0);
+
+    CHECK_OK(memshelf_get_stats(c, &s));
+    CHECK(s.get_samples >= 10000 / 64 && s.put_samples >= 1000 / 64);
+    CHECK(s.get_p50_ns > 0 && s.get_p50_ns <= s.get_p99_ns);
+    CHECK(s.put_p50_ns > 0 && s.put_p50_ns <= s.put_p99_ns);
+    /* Upper bounds of log2 buckets: powers of two. */
+    CHECK((s.get_p50_ns & (s.get_p50_ns - 1)) == 0 && (s.put_p99_ns & (s.put_p99_ns - 1)) == 0);
+    CHECK(s.hot_key_share > 0.9 && s.hot_key_share <= 1.0);
+    memshelf_close(c);
+    CHECK_OK(memshelf_unlink(name));
+}
+
+/* Dump and load across segments of other capacities. */
+static void test_dump_load(void) {
+    char name[64], other[64], path[128], cut[160];
+    memshelf_cache *c = open_new("dump", name, sizeof name);
+    memshelf_options o;
+    memshelf_cache *d = NULL;
+    memshelf_dump_report dr;
+    memshelf_load_report lr;
+    uint8_t buf[2048], big[1000];
+    size_t len;
+    uint64_t ms;
+
+    memset(big, 'x', sizeof big);
+    CHECK_OK(memshelf_put(c, K("a"), K("1"), 300000, NULL, 0));
+    CHECK_OK(memshelf_put(c, K("b"), big, sizeof big, 0, NULL, 0));
+    snprintf(path, sizeof path, "/tmp/%s.dump", name);
+    memset(&dr, 0xff, sizeof dr);
+    dr.struct_size = sizeof dr;
+    CHECK_OK(memshelf_dump(c, path, &dr));
+    CHECK(dr.struct_size == sizeof dr && dr.entries == 2 && dr.vanished == 0 && dr.bytes > 1000);
+    CHECK_OK(memshelf_dump(c, path, NULL));
+
+    test_name(other, sizeof other, "dump-other");
+    REQUIRE_OK(memshelf_options_init(&o));
+    o.capacity = 16u << 20;
+    REQUIRE_OK(memshelf_open(other, &o, &d));
+    CHECK_OK(memshelf_put(d, K("a"), K("newer"), 0, NULL, 0));
+    memset(&lr, 0xff, sizeof lr);
+    lr.struct_size = sizeof lr;
+    CHECK_OK(memshelf_load(d, path, &lr));
+    CHECK(lr.records == 2 && lr.loaded == 1 && lr.kept_newer == 1 && lr.expired == 0);
+    CHECK(lr.rejected == 0 && lr.expected == 2 && lr.skipped == 0 && lr.complete == 1);
+    CHECK(lr.problem[0] == '\0' && lr._reserved0 == 0);
+    CHECK_OK(memshelf_get(d, K("a"), buf, sizeof buf, &len));
+    CHECK(len == 5 && memcmp(buf, "newer", 5) == 0);
+    CHECK_OK(memshelf_get(d, K("b"), buf, sizeof buf, &len));
+    CHECK(len == sizeof big && memcmp(buf, big, sizeof big) == 0);
+    CHECK_OK(memshelf_clear(d));
+    CHECK_OK(memshelf_load(d, path, NULL));
+    CHECK_OK(memshelf_ttl(d, K("a"), &ms));
+    CHECK(ms > 290000 && ms <= 300000);
+
+    /* A truncated dump: its valid prefix loads, the report says what was skipped. */
+    snprintf(cut, sizeof cut, "%s.cut", path);
+    FILE *in = fopen(path, "rb"), *out = fopen(cut, "wb");
+    REQUIRE(in != NULL && out != NULL);
+    size_t total = fread(buf, 1, sizeof buf, in);
+    REQUIRE(total > 10 && total < sizeof buf);
+    REQUIRE(fwrite(buf, 1, total - 10, out) == total - 10);
+    fclose(in);
+    fclose(out);
+    CHECK_OK(memshelf_clear(d));
+    CHECK_OK(memshelf_load(d, cut, &lr));
+    CHECK(lr.complete == 0 && lr.expected == 2 && lr.records == 1 && lr.skipped == 1);
+    CHECK(lr.loaded == 1 && strstr(lr.problem, "truncated") != NULL);
+
+    CHECK_STATUS(memshelf_load(d, "/nonexistent/memshelf.dump", &lr), MEMSHELF_ERR_IO);
+    CHECK_STATUS(memshelf_load(d, NULL, &lr), MEMSHELF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(memshelf_dump(NULL, path, NULL), MEMSHELF_ERR_NULL_ARGUMENT);
+    lr.struct_size = 4;
+    CHECK_STATUS(memshelf_load(d, path, &lr), MEMSHELF_ERR_INVALID_ARGUMENT);
+    remove(path);
+    remove(cut);
+    memshelf_close(c);
+    memshelf_close(d);
+    CHECK_OK(memshelf_unlink(name));
+    CHECK_OK(memshelf_unlink(other));
 }
 
 /* get_or_set factories. */
@@ -889,6 +1038,8 @@ int main(void) {
     test_tags_prefix_clear();
     test_keys();
     test_stats();
+    test_hot_keys_and_latency();
+    test_dump_load();
     test_get_or_set();
     test_messages();
     test_unlink_and_path();

@@ -177,6 +177,61 @@ pub fn stats<'e>(env: &'e Env, h: u32) -> Result<Object<'e>> {
     for (k, v) in s.fields() {
         o.set(k, v as f64)?;
     }
+    // Sampled latency: sample counts and the bucket upper bounds the engine
+    // reports, in ns (0 before any sample).
+    for (op, h) in [("get", &s.get_latency), ("put", &s.put_latency)] {
+        let ns = |q: f64| h.quantile(q).map_or(0.0, |d| d.as_nanos() as f64);
+        o.set(format!("{op}_samples"), h.count() as f64)?;
+        o.set(format!("{op}_p50_ns"), ns(0.5))?;
+        o.set(format!("{op}_p99_ns"), ns(0.99))?;
+    }
+    o.set("hot_key_share", s.hot_key_share)?;
+    Ok(o)
+}
+
+/// The `n` keys with the most sampled hits still present, hottest first:
+/// `{ key, keyBuffer, count }` (key: UTF-8, invalid bytes as U+FFFD).
+#[napi]
+pub fn hot_keys<'e>(env: &'e Env, h: u32, n: u32) -> Result<Vec<Object<'e>>> {
+    let hot = with_cache(env, h, |c| Ok(c.hot_keys(n as usize)))?;
+    hot.into_iter()
+        .map(|(k, count)| {
+            let mut o = Object::new(env)?;
+            o.set("key", String::from_utf8_lossy(&k).into_owned())?;
+            o.set("keyBuffer", Buffer::from(k))?;
+            o.set("count", count as f64)?;
+            Ok(o)
+        })
+        .collect()
+}
+
+/// Writes every live entry to the file `path` (replaced atomically); what
+/// the engine reports.
+#[napi]
+pub fn dump<'e>(env: &'e Env, h: u32, path: String) -> Result<Object<'e>> {
+    let r = cache_of(env, h)?.dump(&path).or_throw(env)?;
+    let mut o = Object::new(env)?;
+    o.set("entries", r.entries as f64)?;
+    o.set("bytes", r.bytes as f64)?;
+    o.set("vanished", r.vanished as f64)?;
+    Ok(o)
+}
+
+/// Inserts the entries of the dump at `path` (never over a live entry; a
+/// truncated dump loads its valid prefix); what the engine reports.
+#[napi]
+pub fn load<'e>(env: &'e Env, h: u32, path: String) -> Result<Object<'e>> {
+    let r = cache_of(env, h)?.load(&path).or_throw(env)?;
+    let mut o = Object::new(env)?;
+    o.set("records", r.records as f64)?;
+    o.set("loaded", r.loaded as f64)?;
+    o.set("expired", r.expired as f64)?;
+    o.set("kept_newer", r.kept_newer as f64)?;
+    o.set("rejected", r.rejected as f64)?;
+    o.set("expected", r.expected.map(|n| n as f64))?;
+    o.set("skipped", r.skipped as f64)?;
+    o.set("complete", r.complete())?;
+    o.set("problem", r.problem.clone())?;
     Ok(o)
 }
 

@@ -2,10 +2,11 @@
 // memshelf/keyv; scripts/test-node.sh compiles it with `tsc --strict`
 // (tsconfig.json, with @types/node) and runs the compiled file.
 import { Cache, unlink, invalidationMessage, LAYOUT_VERSION, MAX_KEY_LEN } from 'memshelf';
-import type { Stats, OpenOptions, PutOptions, GetOrSetOptions, MemshelfError, Key, Value, NodeBuffer } from 'memshelf';
+import type { Stats, HotKey, DumpReport, LoadReport, OpenOptions, PutOptions, GetOrSetOptions, MemshelfError, Key, Value, NodeBuffer } from 'memshelf';
 import memshelf from 'memshelf';
 import KeyvMemshelf, { KeyvMemshelf as NamedStore } from 'memshelf/keyv';
 import { Keyv } from 'keyv';
+import { rmSync } from 'node:fs';
 
 const name = `ts-user-${process.pid}`;
 const opts: OpenOptions = { capacity: '8MiB', create: true, mode: 0o600, ttl: 0, ttlJitter: 0, maxValueSize: '1MiB' };
@@ -36,6 +37,17 @@ const deleted: boolean = cache.delete('other');
 const stats: Stats = cache.stats();
 const movedToMain: number = stats.moved_to_main;
 const waits: number = stats.get_or_set_waits;
+const latency: [number, number, number, number] = [stats.get_p50_ns, stats.get_p99_ns, stats.put_p50_ns, stats.put_p99_ns];
+const skew: number = stats.hot_key_share + stats.get_samples + stats.put_samples;
+const hot: HotKey[] = cache.hotKeys(3);
+const hotBytes: NodeBuffer[] = hot.map((h) => h.keyBuffer);
+const hotCounts: number[] = cache.hotKeys().map((h) => h.count);
+const dumpFile = `/tmp/${name}.dump`;
+const dumped: DumpReport = cache.dump(dumpFile);
+const loaded: LoadReport = cache.load(dumpFile);
+const loadProblem: string | null = loaded.problem;
+const loadExpected: number | null = loaded.expected;
+if (!loaded.complete || loaded.records !== dumped.entries) throw new Error(`load: ${loadProblem} ${loadExpected}`);
 const props: [string, number, number, 'raw', boolean] = [cache.name, cache.capacity, cache.maxValueSize, cache.codec, cache.closed];
 const gosOpts: GetOrSetOptions = { ttl: 5, lease: 2, grace: 1, negativeTtl: 3, tags: ['g'] };
 
@@ -78,7 +90,9 @@ async function main(): Promise<void> {
   const versions: [number, number] = [LAYOUT_VERSION, MAX_KEY_LEN];
   console.log(JSON.stringify({ text, s, into, has, added, many: many.length, n: String(n), big: String(big), left, touched,
     removed, keys, keyBufs: keyBufs.length, deleted, movedToMain, waits, props, back, codec, jsonMany, filled: String(filled),
-    sync: sync?.length, none, user, fromKeyv, raw: typeof raw, ns, url, msg, versions }));
+    sync: sync?.length, none, user, fromKeyv, raw: typeof raw, ns, url, msg, versions,
+    latency, skew, hot: hotBytes.length, hotCounts, dumped }));
+  rmSync(dumpFile, { force: true });
   cache.close();
   sameCache.close();
   json.close();

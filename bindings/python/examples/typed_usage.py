@@ -64,8 +64,19 @@ def main() -> None:
         raw.invalidate_tag("team:7")
         assert raw.get("user:1") is None
         assert raw.delete_prefix("a") == 1
-        stats: dict[str, int] = raw.stats()
+        stats: memshelf.Stats = raw.stats()
         assert stats["capacity_bytes"] == raw.capacity and raw.max_value_size > 0
+        p99: int | None = stats["get_p99_ns"]
+        assert p99 is None or p99 > 0
+        share: float = stats["hot_key_share"]
+        assert 0.0 <= share <= 1.0
+        hot: list[tuple[bytes, int]] = raw.hot_keys(3)
+        assert all(isinstance(k, bytes) for k, _ in hot)
+        dump_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{name}.dump")
+        dumped: memshelf.DumpReport = raw.dump(dump_path)
+        loaded: memshelf.LoadReport = raw.load(dump_path)
+        assert loaded["complete"] and loaded["records"] == dumped["entries"]
+        os.remove(dump_path)
         assert raw.codec == "raw" and raw.name == name and not raw.closed
         raw.clear()
     assert raw.closed

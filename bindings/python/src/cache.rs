@@ -2,6 +2,7 @@
 //! `memshelf.Cache` subclasses it in Python to add asyncio and memoize).
 
 use std::cell::RefCell;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use memshelf::{Error, Expiry, Fill, OpenOptions, PutOptions, Ttl};
@@ -526,6 +527,63 @@ impl Cache {
         for (k, v) in s.fields() {
             d.set_item(k, v)?;
         }
+        // Sampled latency: the bucket upper bounds the engine reports, in
+        // ns (None before any sample).
+        let ns = |h: &memshelf::Histogram, q: f64| h.quantile(q).map(|d| d.as_nanos() as u64);
+        d.set_item("get_samples", s.get_latency.count())?;
+        d.set_item("put_samples", s.put_latency.count())?;
+        d.set_item("get_p50_ns", ns(&s.get_latency, 0.5))?;
+        d.set_item("get_p99_ns", ns(&s.get_latency, 0.99))?;
+        d.set_item("put_p50_ns", ns(&s.put_latency, 0.5))?;
+        d.set_item("put_p99_ns", ns(&s.put_latency, 0.99))?;
+        d.set_item("get_latency_buckets", s.get_latency.buckets.to_vec())?;
+        d.set_item("put_latency_buckets", s.put_latency.buckets.to_vec())?;
+        d.set_item("hot_key_share", s.hot_key_share)?;
+        Ok(d)
+    }
+
+    /// The `n` keys with the most sampled hits that are still present, as
+    /// (key, sampled hit count), hottest first.
+    #[pyo3(signature = (n = 10))]
+    fn hot_keys<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyList>> {
+        let cache = self.handle(py)?;
+        let hot = py.detach(move || cache.hot_keys(n));
+        PyList::new(
+            py,
+            hot.iter()
+                .map(|(k, c)| (PyBytes::new(py, k), *c).into_pyobject(py))
+                .collect::<PyResult<Vec<_>>>()?,
+        )
+    }
+
+    /// Writes every live entry to the file `path` (replaced atomically);
+    /// returns what the engine reports as a dict.
+    fn dump<'py>(&self, py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
+        let cache = self.handle(py)?;
+        let r = py.detach(move || cache.dump(&path)).py_err(py)?;
+        let d = PyDict::new(py);
+        d.set_item("entries", r.entries)?;
+        d.set_item("bytes", r.bytes)?;
+        d.set_item("vanished", r.vanished)?;
+        Ok(d)
+    }
+
+    /// Inserts the entries of the dump at `path` (never overwriting a live
+    /// entry); returns what the engine reports as a dict. A truncated or
+    /// corrupt dump loads its valid prefix and says so in "problem".
+    fn load<'py>(&self, py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
+        let cache = self.handle(py)?;
+        let r = py.detach(move || cache.load(&path)).py_err(py)?;
+        let d = PyDict::new(py);
+        d.set_item("records", r.records)?;
+        d.set_item("loaded", r.loaded)?;
+        d.set_item("expired", r.expired)?;
+        d.set_item("kept_newer", r.kept_newer)?;
+        d.set_item("rejected", r.rejected)?;
+        d.set_item("expected", r.expected)?;
+        d.set_item("skipped", r.skipped)?;
+        d.set_item("complete", r.complete())?;
+        d.set_item("problem", r.problem)?;
         Ok(d)
     }
 

@@ -23,12 +23,16 @@ from ._memshelf import (  # noqa: F401
     unlink,
 )
 from ._cache import Cache, Memoized
+from ._reports import DumpReport, LoadReport, Stats
 from . import codecs
 
 __all__ = [
     "Cache",
     "FillLease",
     "Memoized",
+    "Stats",
+    "DumpReport",
+    "LoadReport",
     "codecs",
     "unlink",
     "parse_size",

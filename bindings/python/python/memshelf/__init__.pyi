@@ -1,5 +1,6 @@
 """Type stubs of memshelf."""
 
+from os import PathLike
 from types import TracebackType
 from typing import (
     Any,
@@ -21,6 +22,7 @@ from typing import (
 )
 
 from . import codecs as codecs
+from ._reports import DumpReport as DumpReport, LoadReport as LoadReport, Stats as Stats
 from ._errors import (
     ClosedError as ClosedError,
     CodecError as CodecError,
@@ -55,6 +57,9 @@ __all__ = [
     "Cache",
     "FillLease",
     "Memoized",
+    "Stats",
+    "DumpReport",
+    "LoadReport",
     "codecs",
     "unlink",
     "parse_size",
@@ -224,8 +229,14 @@ class Cache:
         """Every entry becomes a miss."""
     def keys(self, prefix: Optional[_BytesLike] = None) -> list[bytes]:
         """The live keys (best effort under concurrent writes)."""
-    def stats(self) -> dict[str, int]:
-        """Segment-wide statistics."""
+    def stats(self) -> Stats:
+        """Segment-wide statistics, sampled latency and hot-key share."""
+    def hot_keys(self, n: int = 10) -> list[tuple[bytes, int]]:
+        """The n keys with the most sampled hits still present: (key, count)."""
+    def dump(self, path: Union[str, PathLike[str]]) -> DumpReport:
+        """Write every live entry to path (replaced atomically)."""
+    def load(self, path: Union[str, PathLike[str]]) -> LoadReport:
+        """Insert a dump's entries (never over a live one; a truncated dump loads its valid prefix)."""
     def close(self) -> None:
         """Detach; further calls raise ClosedError."""
     def __enter__(self) -> Self: ...
