@@ -292,10 +292,7 @@ impl Engine {
                     });
                 }
                 Read::OtherKey => {}
-                // A copy of the key in transit, or an item being moved whose
-                // bytes may already be overwritten (it may be this key's:
-                // clearing it makes the move fail, never lose a newer value).
-                _ if s.is_moving() || item::holds_key(&self.seg, log, s.pos(), key) => {
+                _ if item::holds_key(&self.seg, log, s.pos(), key) => {
                     ks.others[ks.n_others] = (i, s);
                     ks.n_others += 1;
                 }

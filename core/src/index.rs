@@ -37,10 +37,7 @@ const LEASE_GEN_BITS: u32 = 24;
 pub(crate) const LEASE_GEN_MASK: u64 = (1 << LEASE_GEN_BITS) - 1;
 
 const POS_MASK: u64 = (1 << 48) - 1;
-/// An ITEM slot an evictor is moving (promotion or reinsertion): bit 47 of
-/// the position field, which positions (below 2^50 bytes, so 2^47 units)
-/// never use. See `Engine::evict_at`.
-const MOVING: u64 = 1 << 47;
+
 const TAG_BITS: u32 = 11;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,15 +95,7 @@ impl Slot {
         }
     }
     pub fn pos(self) -> u64 {
-        (self.0 & POS_MASK & !MOVING) * 8
-    }
-    /// Whether an evictor is moving this item (`Engine::evict_at`).
-    pub fn is_moving(self) -> bool {
-        self.kind() == KIND_ITEM && self.0 & MOVING != 0
-    }
-    /// This slot, marked as being moved.
-    pub fn moving(self) -> Slot {
-        Slot(self.0 | MOVING)
+        (self.0 & POS_MASK) * 8
     }
     pub fn with_freq(self, f: u64) -> Slot {
         Slot((self.0 & !(3 << 60)) | (f.min(3) << 60))
@@ -161,10 +150,13 @@ pub(crate) fn lock_bucket<'a>(
     let backoff = crossbeam_utils::Backoff::new();
     let start = Instant::now();
     loop {
-        let cur = word.load(Ordering::Relaxed);
+        // Acquire/AcqRel (found by the loom model, `model/`): a waiter must
+        // see the registration (generation bump) of the holder whose token
+        // it reads, or it could judge a live holder dead.
+        let cur = word.load(Ordering::Acquire);
         if cur == 0 {
             if word
-                .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
                 return Ok(BucketGuard { word, token: me });
@@ -178,7 +170,7 @@ pub(crate) fn lock_bucket<'a>(
         // Held for a while: ask the kernel whether the holder still lives.
         if !seg.alive(cur) {
             if word
-                .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(cur, me, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
                 *steals += 1;

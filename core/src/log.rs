@@ -178,12 +178,10 @@ impl Engine {
             (s.kind() == KIND_ITEM && s.tag() == tag && s.log() == log.id && s.pos() == pos)
                 .then_some((i, w, s))
         })?;
-        // The slot as this pass last set it (`slot`, then marked moving).
-        let base = std::cell::Cell::new(slot);
         // Replaces the slot while it still points at this item (a hit may
         // bump its frequency bits meanwhile: that is not a reason to fail).
         let remove = |with: Slot, counter: Option<Counter>| {
-            let mut cur = base.get();
+            let mut cur = slot;
             loop {
                 match word.compare_exchange(cur.0, with.0, Ordering::AcqRel, Ordering::Relaxed) {
                     Ok(_) => {
@@ -195,42 +193,20 @@ impl Engine {
                         }
                         return;
                     }
-                    Err(now) if Slot(now).ident() == base.get().ident() => cur = Slot(now),
+                    Err(now) if Slot(now).ident() == slot.ident() => cur = Slot(now),
                     Err(_) => return,
                 }
             }
         };
-        // Marks the slot moving before the copy: from then on a writer or a
-        // delete of the key (or of any key with its tag, since once the old
-        // bytes are overwritten nobody can tell whose it is) clears or
-        // replaces it under the bucket lock, so the move's final CAS fails
-        // and an old value cannot come back after a newer write or a delete.
-        // (The copy itself may overwrite the old bytes: in a full main log
-        // a reinsertion lands exactly where its source was.)
-        let mark_moving = || {
-            let mut cur = slot;
-            loop {
-                match word.compare_exchange(
-                    cur.0,
-                    cur.moving().0,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        base.set(cur.moving());
-                        return true;
-                    }
-                    Err(now) if Slot(now).ident() == slot.ident() => cur = Slot(now),
-                    Err(_) => return false,
-                }
-            }
-        };
         // Moves the key to its copy: under the bucket lock, only if the slot
-        // is still the one this pass marked (no writer or delete touched
-        // it) and no other valid slot holds the key (a writer that ran
-        // before the mark may not have recognised this slot as the key's
-        // and put a newer value in another one).
+        // still points at the source (no writer or delete replaced it), the
+        // source is still intact, and no other valid slot holds the key.
+        // Meanwhile the old bytes may have been overwritten (the tail is
+        // past them), so a writer or a delete of the key may not have
+        // recognised this slot as the key's: moving then would bring an old
+        // value back beside a newer one or after the delete.
         let publish_move = |key: &[u8], with: Slot, counter: Counter| {
+            let npos = with.pos();
             let mut steals = 0;
             // A bucket lock held by a live but stopped process: evict
             // rather than wait (an evictor must never stall on it).
@@ -248,7 +224,20 @@ impl Engine {
                 return;
             };
             let ks = self.key_slots(key, hash);
-            if ks.valid.as_ref().is_some_and(|f| f.slot_index != index) {
+            // The source must still be intact, unless our own copy landed
+            // exactly on it: in a full main log a reinsertion is written
+            // where its source was (it used to be dropped there, losing a
+            // hot key). Then the bytes at the source hold the same key at
+            // the same offset, so writers and deletes, which identify a
+            // key's slots by those bytes under this lock, still see this
+            // slot as the key's and replace or clear it.
+            let own_copy = log.id == LogId::Main && pos % log.len == npos % log.len;
+            let intact = own_copy
+                || matches!(
+                    item::read(&self.seg, log, pos, Some(key), None, None, Check::Evictor),
+                    Read::Valid(_)
+                );
+            if !intact || ks.valid.as_ref().is_some_and(|f| f.slot_index != index) {
                 remove(Slot(0), None);
             } else {
                 remove(with, Some(counter));
@@ -274,9 +263,6 @@ impl Engine {
                 } else {
                     Counter::MovedToMain
                 };
-                if !mark_moving() {
-                    return None; // a writer or delete replaced it meanwhile
-                }
                 match self.copy_item(log, pos, LogId::Main, depth + 1) {
                     Some((npos, key)) => {
                         publish_move(&key, Slot::item(tag, LogId::Main, npos, 0), counter)
@@ -294,9 +280,6 @@ impl Engine {
                 if slot.freq() >= 1 && *reinserts < REINSERT_BUDGET && depth < MAX_DEPTH =>
             {
                 *reinserts += 1;
-                if !mark_moving() {
-                    return None;
-                }
                 // The copy's own allocation makes room first (a nested tail
                 // pass): writing it before the tail has passed the bytes it
                 // overwrites would destroy unprocessed records.

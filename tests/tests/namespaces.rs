@@ -213,6 +213,9 @@ fn sigkill_storm_across_pid_namespaces() {
         assert_eq!(r["corrupt"], 0);
         assert_eq!(r["errors"], 0);
     }
+    // Reports of killed workers too.
+    assert_eq!(counter(&control, "corrupt"), 0, "a corrupt read");
+    assert_eq!(counter(&control, "errors"), 0, "an operation failed");
     // Every bucket's lock is free or reclaimable: a put into every bucket.
     let c2 = c.clone();
     with_deadline(
