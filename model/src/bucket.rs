@@ -3,9 +3,11 @@
 //!
 //! Replicates:
 //!
-//! * `index.rs` `lock_bucket`: `load(Relaxed)`; free: `compare_exchange(0,
-//!   me, Acquire, Relaxed)`; held by a token the kernel says is dead:
-//!   `compare_exchange(cur, me, Acquire, Relaxed)` (a takeover); a live
+//! * `index.rs` `lock_bucket`: `load(Acquire)`; free: `compare_exchange(0,
+//!   me, AcqRel, Relaxed)`; held by a token the kernel says is dead:
+//!   `compare_exchange(cur, me, AcqRel, Relaxed)` (a takeover). The engine
+//!   (dffec20) uses `Relaxed`/`Acquire` there, which this model shows to
+//!   be too weak (`Variant::LockAcquireOnly`); a live
 //!   holder is waited for (never robbed); `BucketGuard::drop`:
 //!   `compare_exchange(me, 0, Release, Relaxed)`. The engine's backoff
 //!   before asking the kernel only delays the question, so the model asks
@@ -43,13 +45,18 @@
 //! (a loom-checked cell written in each: a second live holder is a data
 //! race).
 
-use crate::{Arc, AtomicBool, AtomicU32, AtomicU64, Ordering, UnsafeCell, checksum, fence, spin, thread};
+use crate::{
+    Arc, AtomicBool, AtomicU32, AtomicU64, Ordering, UnsafeCell, checksum, fence, spin, thread,
+};
 
 pub(crate) const NSLOTS: usize = 2;
 pub(crate) const NPOS: usize = 8;
 pub(crate) const NREG: usize = 3;
 pub(crate) const NPROC: usize = 4;
 pub(crate) const NRECS: usize = 2;
+/// How often a waiter waits (yields) for a live holder before it gives up
+/// (the engine's time limits, see `lock_bucket`).
+pub(crate) const WAITS: u32 = 2;
 
 pub(crate) const KIND_EMPTY: u64 = 0;
 pub(crate) const KIND_ITEM: u64 = 1;
@@ -66,8 +73,18 @@ const LAP: u64 = 100;
 /// What a scenario may break.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
-    /// The engine's protocol.
+    /// The engine's protocol, with the one change this model asks of
+    /// `index.rs` `lock_bucket`: the lock word is read with `Acquire` and
+    /// taken with `AcqRel` (see `LockAcquireOnly`).
     Correct,
+    /// `lock_bucket` exactly as in the engine today (`load(Relaxed)`,
+    /// `compare_exchange(.., Acquire, Relaxed)`): nothing orders the
+    /// holder's registration (its generation bump) before a waiter's
+    /// reading of its token, so the waiter may read the slot's previous
+    /// generation, judge a live holder dead and take its lock (found by
+    /// `registry_reuse`; harmless on x86-TSO, where stores are seen in
+    /// order, but not promised by the language's memory model).
+    LockAcquireOnly,
     /// The evictor publishes its move with a bare CAS: no lock, no
     /// `key_slots`, no re-check of the source (the early engine).
     MoveWithoutLock,
@@ -314,15 +331,24 @@ impl Seg {
     // ---- the bucket lock (index.rs) ---------------------------------
 
     /// `index::lock_bucket`. `limit`: how many times to wait for a live
-    /// holder before giving up (`None`: wait as long as it lives).
+    /// holder before giving up (the engine's `LOCK_WAIT_LIMIT`, 2 s, after
+    /// which a writer gets `Timeout` and changes nothing; the evictor's
+    /// 1 ms). Bounded waits also keep loom's exploration finite: an
+    /// unbounded spin lets it schedule the spinner again and again.
     pub fn lock_bucket(&self, me: u64, limit: Option<u32>) -> Option<Guard<'_>> {
+        let limit = Some(limit.unwrap_or(WAITS));
         let mut waits = 0u32;
+        let (load, take) = if self.v == Variant::LockAcquireOnly {
+            (Ordering::Relaxed, Ordering::Acquire)
+        } else {
+            (Ordering::Acquire, Ordering::AcqRel)
+        };
         loop {
-            let cur = self.lock.load(Ordering::Relaxed);
+            let cur = self.lock.load(load);
             if cur == 0 {
                 if self
                     .lock
-                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(0, me, take, Ordering::Relaxed)
                     .is_ok()
                 {
                     return Some(Guard { seg: self, me });
@@ -333,7 +359,7 @@ impl Seg {
             if rob || !self.alive(cur) {
                 if self
                     .lock
-                    .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(cur, me, take, Ordering::Relaxed)
                     .is_ok()
                 {
                     assert!(
@@ -508,7 +534,8 @@ impl Seg {
         };
         for i in 0..NSLOTS {
             let s = Slot(self.slot(i).load(Ordering::Acquire));
-            if s.kind() == KIND_PENDING && ks.pending.is_none() && self.pending_of(s, key).is_some() {
+            if s.kind() == KIND_PENDING && ks.pending.is_none() && self.pending_of(s, key).is_some()
+            {
                 ks.pending = Some((i, s));
                 continue;
             }
@@ -592,9 +619,12 @@ impl Seg {
             self.clear_others(&ks, Some(i));
             if let Some((pi, ps)) = ks.pending {
                 if pi != i {
-                    let _ = self
-                        .slot(pi)
-                        .compare_exchange(ps.0, 0, Ordering::AcqRel, Ordering::Relaxed);
+                    let _ = self.slot(pi).compare_exchange(
+                        ps.0,
+                        0,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
                 }
                 self.wake(ps.rec() as usize);
             }
@@ -603,17 +633,25 @@ impl Seg {
         }
     }
 
-    /// `Cache::put`: write the item, lock, publish, unlock.
-    pub fn put(&self, me: u64, key: u64, pos: u64, ver: u64) {
+    /// `Cache::put`: write the item, lock, publish, unlock. `false`: the
+    /// lock's holder lived on past the wait limit (`Timeout`, nothing
+    /// changed).
+    pub fn put(&self, me: u64, key: u64, pos: u64, ver: u64) -> bool {
         self.write_item(pos, key, ver);
-        let _g = self.lock_bucket(me, None).expect("waits for live holders");
-        self.publish(key, pos, ver, None);
+        let Some(_g) = self.lock_bucket(me, None) else {
+            return false;
+        };
+        self.publish(key, pos, ver, None)
     }
 
-    /// `Engine::delete`.
-    pub fn delete(&self, me: u64, key: u64) {
-        let _g = self.lock_bucket(me, None).expect("waits for live holders");
+    /// `Engine::delete`; `false`: `Timeout` (nothing changed, and the
+    /// caller is told: a delete never silently fails).
+    pub fn delete(&self, me: u64, key: u64) -> bool {
+        let Some(_g) = self.lock_bucket(me, None) else {
+            return false;
+        };
         self.delete_locked(key);
+        true
     }
 
     /// The locked part of `Engine::delete`; returns whether it voided a
@@ -626,9 +664,9 @@ impl Seg {
             if let Some((pi, ps)) = ks.pending
                 && !self.delete_ignores_pending
             {
-                let _ = self
-                    .slot(pi)
-                    .compare_exchange(ps.0, 0, Ordering::AcqRel, Ordering::Relaxed);
+                let _ =
+                    self.slot(pi)
+                        .compare_exchange(ps.0, 0, Ordering::AcqRel, Ordering::Relaxed);
                 self.wake(ps.rec() as usize);
                 voided = true;
             }
@@ -669,10 +707,12 @@ impl Seg {
         let remove = |with: Slot| {
             let mut cur = slot;
             loop {
-                match self
-                    .slot(index)
-                    .compare_exchange(cur.0, with.0, Ordering::AcqRel, Ordering::Relaxed)
-                {
+                match self.slot(index).compare_exchange(
+                    cur.0,
+                    with.0,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => return,
                     Err(now) if Slot(now).ident() == slot.ident() => cur = Slot(now),
                     Err(_) => return,
@@ -724,7 +764,11 @@ impl Seg {
     /// I1 and "the last locked write wins", after all threads joined.
     pub fn check_final(&self, key: u64) {
         let valid = self.valid_versions(key);
-        assert!(valid.len() <= 1, "I1 broken: key {key} validates in {valid:?} ({:?})", self.v);
+        assert!(
+            valid.len() <= 1,
+            "I1 broken: key {key} validates in {valid:?} ({:?})",
+            self.v
+        );
         let last = self.events().iter().rev().find_map(|e| match e {
             Event::Put(v) => Some(Some(*v)),
             Event::Delete => Some(None),
@@ -758,8 +802,9 @@ pub fn move_vs_put(v: Variant) {
     let w = {
         let (seg, done) = (seg.clone(), put_done.clone());
         thread::spawn(move || {
-            seg.put(tw, K, 3, 2);
-            done.store(true, Ordering::Release);
+            if seg.put(tw, K, 3, 2) {
+                done.store(true, Ordering::Release);
+            }
         })
     };
     let r = {
@@ -769,7 +814,11 @@ pub fn move_vs_put(v: Variant) {
     let after = put_done.load(Ordering::Acquire);
     let got = seg.find(K).map(|f| f.2);
     if after {
-        assert_eq!(got, Some(2), "a read after the put returned {got:?} ({v:?})");
+        assert_eq!(
+            got,
+            Some(2),
+            "a read after the put returned {got:?} ({v:?})"
+        );
     } else {
         assert!(matches!(got, None | Some(1) | Some(2)));
     }
@@ -795,8 +844,9 @@ pub fn move_vs_delete(v: Variant) {
     let d = {
         let (seg, done) = (seg.clone(), deleted.clone());
         thread::spawn(move || {
-            seg.delete(td, K);
-            done.store(true, Ordering::Release);
+            if seg.delete(td, K) {
+                done.store(true, Ordering::Release);
+            }
         })
     };
     let r = {
@@ -806,7 +856,10 @@ pub fn move_vs_delete(v: Variant) {
     let after = deleted.load(Ordering::Acquire);
     let got = seg.find(K).map(|f| f.2);
     if after {
-        assert_eq!(got, None, "a read after the delete returned {got:?} ({v:?})");
+        assert_eq!(
+            got, None,
+            "a read after the delete returned {got:?} ({v:?})"
+        );
     } else {
         assert!(matches!(got, None | Some(1)));
     }
@@ -827,7 +880,9 @@ pub fn dead_holder(v: Variant) {
         let seg = seg.clone();
         thread::spawn(move || {
             seg.write_item(0, K, 1);
-            let g = seg.lock_bucket(td, None).expect("free");
+            let Some(g) = seg.lock_bucket(td, None) else {
+                return seg.die(0);
+            };
             seg.publish(K, 0, 1, None);
             std::mem::forget(g); // killed holding it
             seg.die(0);
@@ -835,11 +890,15 @@ pub fn dead_holder(v: Variant) {
     };
     let w1 = {
         let seg = seg.clone();
-        thread::spawn(move || seg.put(t1, K, 1, 2))
+        thread::spawn(move || {
+            seg.put(t1, K, 1, 2);
+        })
     };
     let w2 = {
         let seg = seg.clone();
-        thread::spawn(move || seg.put(t2, K, 2, 3))
+        thread::spawn(move || {
+            seg.put(t2, K, 2, 3);
+        })
     };
     // A reader meanwhile: any version, intact.
     let got = seg.find(K);
@@ -864,7 +923,9 @@ pub fn registry_reuse(v: Variant) {
     let d = {
         let seg = seg.clone();
         thread::spawn(move || {
-            let g = seg.lock_bucket(td, None).expect("free");
+            let Some(g) = seg.lock_bucket(td, None) else {
+                return seg.die(0);
+            };
             seg.log(Event::Other);
             spin(); // stopped or descheduled: still alive
             seg.log(Event::Other);
@@ -881,7 +942,9 @@ pub fn registry_reuse(v: Variant) {
     };
     let w = {
         let seg = seg.clone();
-        thread::spawn(move || seg.put(tw, K, 1, 2))
+        thread::spawn(move || {
+            seg.put(tw, K, 1, 2);
+        })
     };
     d.join().unwrap();
     n.join().unwrap();

@@ -92,7 +92,12 @@ pub(crate) fn spin() {
 /// differs for any difference in its inputs (on the few values the models
 /// use). `seeded = false` drops the position, for the broken variant.
 pub(crate) fn checksum(seeded: bool, pos: u64, words: &[u64]) -> u64 {
-    let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ if seeded { pos.wrapping_mul(0xff51_afd7_ed55_8ccd) } else { 0 };
+    let mut h = 0x9e37_79b9_7f4a_7c15u64
+        ^ if seeded {
+            pos.wrapping_mul(0xff51_afd7_ed55_8ccd)
+        } else {
+            0
+        };
     for &w in words {
         h ^= w.wrapping_add(0x632b_e59b_d9b4_e019);
         h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);

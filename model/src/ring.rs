@@ -156,12 +156,7 @@ impl Ring {
         if key >= NKEYS {
             return;
         }
-        let _ = self.slots[key].compare_exchange(
-            pos + 1,
-            0,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        let _ = self.slots[key].compare_exchange(pos + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
     }
 
     /// `item::write`: checksum first, release fence, words, checksum last.
@@ -202,7 +197,13 @@ impl Ring {
     /// `item::read(.., Check::Reader)` of the item at `pos` for `key`.
     /// `expect`: the words its owner wrote there (`None`: the oracle is
     /// skipped, e.g. for a late writer). Returns the version read.
-    fn read(&self, pos: u64, key: u64, expect: Option<[u64; 3]>, seqlock_oracle: bool) -> Option<u64> {
+    fn read(
+        &self,
+        pos: u64,
+        key: u64,
+        expect: Option<[u64; 3]>,
+        seqlock_oracle: bool,
+    ) -> Option<u64> {
         if !self.readable(pos) {
             return None;
         }
@@ -270,7 +271,10 @@ fn read_key(r: &Ring, owners: &[Owner], key: u64) -> Option<u64> {
     }
     let pos = s - 1;
     let e = expect_at(r.seeded(), owners, key, pos);
-    assert!(e.is_some(), "slot of key {key} points at {pos}, where no item of it was written");
+    assert!(
+        e.is_some(),
+        "slot of key {key} points at {pos}, where no item of it was written"
+    );
     r.read(pos, key, e, true)
 }
 
@@ -284,9 +288,21 @@ pub fn lap_overwrite(v: Variant) {
     r.preset(3, 2, 1);
     r.head.store(6, Ordering::Relaxed);
     let owners = [
-        Owner { pos: 0, key: 1, version: 1 },
-        Owner { pos: 3, key: 2, version: 1 },
-        Owner { pos: 6, key: 3, version: 1 },
+        Owner {
+            pos: 0,
+            key: 1,
+            version: 1,
+        },
+        Owner {
+            pos: 3,
+            key: 2,
+            version: 1,
+        },
+        Owner {
+            pos: 6,
+            key: 3,
+            version: 1,
+        },
     ];
     let w = {
         let r = r.clone();
@@ -310,12 +326,36 @@ pub fn concurrent_tail_passes(v: Variant) {
     r.preset(3, 2, 1);
     r.head.store(6, Ordering::Relaxed);
     let owners = [
-        Owner { pos: 0, key: 1, version: 1 },
-        Owner { pos: 3, key: 2, version: 1 },
-        Owner { pos: 6, key: 3, version: 1 },
-        Owner { pos: 9, key: 3, version: 1 },
-        Owner { pos: 6, key: 2, version: 2 },
-        Owner { pos: 9, key: 2, version: 2 },
+        Owner {
+            pos: 0,
+            key: 1,
+            version: 1,
+        },
+        Owner {
+            pos: 3,
+            key: 2,
+            version: 1,
+        },
+        Owner {
+            pos: 6,
+            key: 3,
+            version: 1,
+        },
+        Owner {
+            pos: 9,
+            key: 3,
+            version: 1,
+        },
+        Owner {
+            pos: 6,
+            key: 2,
+            version: 2,
+        },
+        Owner {
+            pos: 9,
+            key: 2,
+            version: 2,
+        },
     ];
     let w1 = {
         let r = r.clone();
@@ -345,7 +385,11 @@ pub fn late_writer(v: Variant) {
     let r = Arc::new(Ring::new(v));
     r.head.store(9, Ordering::Relaxed);
     r.tail.store(3, Ordering::Relaxed);
-    let owners = [Owner { pos: 6, key: 1, version: 2 }];
+    let owners = [Owner {
+        pos: 6,
+        key: 1,
+        version: 2,
+    }];
     let n = {
         let r = r.clone();
         thread::spawn(move || {
