@@ -29,6 +29,13 @@ cargo test --workspace
 step "cargo package -p memshelf (the crate as published builds; offline)"
 cargo package -p memshelf --allow-dirty --offline --quiet
 
+step "loom model checks (model/: bucket lock and publish, item write/read, leases)"
+# Exhaustive within the preemption bound; its own target dir (--cfg loom
+# rebuilds every dependency). ~1 min on 2 cores at the default bound 2.
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+    LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}" \
+    cargo test -p memshelf-model --release
+
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
