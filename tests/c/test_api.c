@@ -649,7 +649,8 @@ static void test_hot_keys_and_latency(void) {
     CHECK(n == 0);
 
     CHECK_OK(memshelf_get_stats(c, &s));
-    CHECK(s.get_samples >= 10000 / 64 && s.put_samples >= 1000 / 64);
+    /* At least one sample per 96 operations of each kind (intervals 32-95). */
+    CHECK(s.get_samples >= 10000 / 96 && s.put_samples >= 1000 / 96);
     CHECK(s.get_p50_ns > 0 && s.get_p50_ns <= s.get_p99_ns);
     CHECK(s.put_p50_ns > 0 && s.put_p50_ns <= s.put_p99_ns);
     /* Upper bounds of log2 buckets: powers of two. */

@@ -49,16 +49,15 @@ test('stats(): sampled get/put latency, 0 before any sample', () => {
     assert.equal(s[`${op}_p99_ns`], 0);
   }
   assert.equal(s.hot_key_share, 0);
-  // Puts, then gets (the engine samples one operation in 64 per thread,
-  // counting gets and puts together: a loop alternating one put and one get
-  // would sample only one kind).
+  // Puts, then gets (the engine samples about one get and one put in 64 per
+  // thread, at random intervals of 32-95 of each kind).
   for (let i = 0; i < 1000; i++) c.put(`k${i}`, 'v');
   for (let i = 0; i < 1000; i++) c.get(`k${i}`);
   s = c.stats();
   for (const op of ['get', 'put']) {
     const p50 = s[`${op}_p50_ns`];
     const p99 = s[`${op}_p99_ns`];
-    assert.ok(s[`${op}_samples`] >= Math.floor(1000 / 64), `${op}_samples ${s[`${op}_samples`]}`);
+    assert.ok(s[`${op}_samples`] >= Math.floor(1000 / 96) /* one sample per 32-95 ops */, `${op}_samples ${s[`${op}_samples`]}`);
     assert.ok(p50 > 0 && p50 <= p99, `${op} p50 ${p50} p99 ${p99}`);
     // Log2 bucket upper bounds: powers of two.
     assert.equal(Math.log2(p50) % 1, 0);

@@ -36,9 +36,8 @@ def test_latency_in_stats(name):
         assert s[f"{op}_p50_ns"] is None and s[f"{op}_p99_ns"] is None
         assert s[f"{op}_latency_buckets"] == [0] * 32 and s[f"{op}_samples"] == 0
     assert s["hot_key_share"] == 0.0
-    # Puts, then gets (the engine samples one operation in 64 per thread,
-    # counting gets and puts together: a loop alternating one put and one
-    # get would sample only one kind).
+    # Puts, then gets (the engine samples about one get and one put in 64
+    # per thread, at random intervals of 32-95 of each kind).
     for i in range(1000):
         c.put(f"k{i}", b"v")
     for i in range(1000):
@@ -50,7 +49,7 @@ def test_latency_in_stats(name):
         # Bucket upper bounds: powers of two.
         assert p50 & (p50 - 1) == 0 and p99 & (p99 - 1) == 0
         buckets = s[f"{op}_latency_buckets"]
-        assert len(buckets) == 32 and sum(buckets) == s[f"{op}_samples"] >= 1000 // 64
+        assert len(buckets) == 32 and sum(buckets) == s[f"{op}_samples"] >= 1000 // 96  # one sample per 32-95 ops
     # The existing keys stay.
     assert s["hits"] >= 1000 and s["inserts"] >= 1000
     c.close()
