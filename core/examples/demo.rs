@@ -105,7 +105,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ok &= c.wait()?.success();
     }
     let s = cache.stats();
-    println!("\nfinal statistics (all processes): {s:#?}");
+    println!("\nfinal statistics (all processes):");
+    for (name, value) in s.fields() {
+        println!("  {name:<18} {value}");
+    }
+    let q = |h: &memshelf::Histogram, p| h.quantile(p).map_or("n/a".into(), |d| format!("{d:?}"));
+    println!(
+        "  get latency        p50 <= {}, p99 <= {} ({} sampled)",
+        q(&s.get_latency, 0.5),
+        q(&s.get_latency, 0.99),
+        s.get_latency.count()
+    );
+    println!(
+        "  put latency        p50 <= {}, p99 <= {} ({} sampled)",
+        q(&s.put_latency, 0.5),
+        q(&s.put_latency, 0.99),
+        s.put_latency.count()
+    );
+    println!("  hot-key share      {:.3}", s.hot_key_share);
     memshelf::unlink(&name)?;
     if !ok {
         return Err("a worker failed".into());
