@@ -77,6 +77,31 @@ def test_aget_aput(name):
 
 
 def test_loop_lag_stays_low_while_another_process_holds_the_lease(name):
+    # Up to three measurements, each with its own held lease: a loop that
+    # really blocks on the wait (the defect) lags in every one, while a
+    # single scheduling hiccup of this shared 2-core machine (seen once:
+    # one tick of 5.7 ms among 326 under 0.7 ms) does not fail the test.
+    # test_lag_measure_sees_a_blocked_loop shows the measure detects a
+    # blocked loop.
+    failures = []
+    for attempt in range(3):
+        seg = f"{name}-{attempt}"
+        try:
+            _loop_lag_once(seg)
+            return
+        except AssertionError as e:
+            if "event-loop lag" not in str(e):
+                raise
+            failures.append(str(e))
+        finally:
+            try:
+                memshelf.unlink(seg)
+            except memshelf.SegmentNotFound:
+                pass
+    raise AssertionError("; ".join(failures))
+
+
+def _loop_lag_once(name):
     ctl = name + "-ctl"
     memshelf.Cache(name, capacity="4MiB")
     control = memshelf.Cache(ctl, capacity="1MiB")
