@@ -338,6 +338,24 @@ impl Engine {
         }
     }
 
+    /// Voids the key's fill in progress (under the bucket lock): clears its
+    /// PENDING slot unless this write reused it (`kept`), and wakes its
+    /// waiters. The leader's `fill` then finds no PENDING slot and does not
+    /// store.
+    fn void_pending(&self, hash: u64, ks: &KeySlots, kept: Option<usize>) {
+        if let Some((pi, ps)) = ks.pending {
+            if kept != Some(pi) {
+                let _ = self.seg.bucket_word(hash, pi).compare_exchange(
+                    ps.0,
+                    0,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+            }
+            self.wake(self.seg.lease_off(ps.rec()));
+        }
+    }
+
     /// Accounts for slot `old` just replaced by a new key's slot: a live
     /// item of another key was evicted, a fill in progress was voided.
     pub fn forget_slot(&self, hash: u64, old: Slot) {
@@ -604,17 +622,7 @@ impl Engine {
                 None => {}
             }
             // The key's fill in progress is void now: this write is newer.
-            if let Some((pi, ps)) = ks.pending {
-                if pi != i {
-                    let _ = self.seg.bucket_word(hash, pi).compare_exchange(
-                        ps.0,
-                        0,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
-                }
-                self.wake(self.seg.lease_off(ps.rec()));
-            }
+            self.void_pending(hash, &ks, Some(i));
             return outcome;
         }
     }
@@ -674,15 +682,7 @@ impl Engine {
                 self.clear_others(hash, &ks, 0);
                 // A fill in progress is void: its value may predate this
                 // delete.
-                if let Some((pi, ps)) = ks.pending {
-                    let _ = self.seg.bucket_word(hash, pi).compare_exchange(
-                        ps.0,
-                        0,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
-                    self.wake(self.seg.lease_off(ps.rec()));
-                }
+                self.void_pending(hash, &ks, None);
                 let Some(f) = ks.valid else { break false };
                 let w = self.seg.bucket_word(hash, f.slot_index);
                 if w.compare_exchange(f.slot.0, 0, Ordering::AcqRel, Ordering::Relaxed)
