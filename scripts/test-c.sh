@@ -66,7 +66,7 @@ for t in test_api test_threads; do
         -L"$libdir" -lmemshelf -Wl,-rpath,"$libdir"
     "$CC" "${CFLAGS[@]}" "tests/c/$t.c" -o "$out/$t-static" -pthread \
         "$libdir/libmemshelf.a" "${STATIC_LIBS[@]}"
-    if ldd "$out/$t-static" | grep -q libmemshelf; then
+    if grep -q libmemshelf <<<"$(ldd "$out/$t-static")"; then
         echo "$t-static is linked against the shared library" >&2
         exit 1
     fi
@@ -107,7 +107,7 @@ step "install-c.sh + pkg-config: an installed program runs without LD_LIBRARY_PA
 prefix="$out/prefix"
 rm -rf "$prefix"
 MEMSHELF_PROFILE=debug bash scripts/install-c.sh "$prefix"
-readelf -d "$prefix/lib/libmemshelf.so.1" | grep -q 'SONAME.*libmemshelf.so.1'
+grep -q 'SONAME.*libmemshelf.so.1' <<<"$(readelf -d "$prefix/lib/libmemshelf.so.1")"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 pkg-config --exists memshelf memshelf-static
 pkg-config --exact-version="$(pkg-config --modversion memshelf-static)" memshelf
@@ -117,7 +117,7 @@ read -r -a pc_libs <<< "$(pkg-config --libs memshelf)"
 "$CC" -std=c99 -Wall -Wextra -Werror "${pc_cflags[@]}" -Itests/c tests/c/test_api.c \
     -o "$out/test_api-installed" "${pc_libs[@]}"
 readelf -d "$out/test_api-installed" | grep -Eq "(RUNPATH|RPATH).*\[$prefix/lib\]"
-ldd "$out/test_api-installed" | grep -q "$prefix/lib/libmemshelf.so.1"
+grep -q "$prefix/lib/libmemshelf.so.1" <<<"$(ldd "$out/test_api-installed")"
 env -u LD_LIBRARY_PATH "$out/test_api-installed"
 "$CXX" -std=c++17 -Wall -Wextra -Werror "${pc_cflags[@]}" -Itests/c tests/c/test_cpp.cpp \
     -o "$out/test_cpp-installed" "${pc_libs[@]}"
@@ -142,7 +142,7 @@ read -r -a pc_static <<< "$(PKG_CONFIG_PATH="$static_prefix/lib/pkgconfig" pkg-c
 "$CC" -std=c99 -Wall -Wextra -Werror "${pc_static_cflags[@]}" -Itests/c tests/c/test_api.c \
     -o "$out/test_api-installed-static" "${pc_static[@]}"
 rm -rf "$static_prefix"   # nothing of memshelf left on disk but the program
-if ldd "$out/test_api-installed-static" | grep -q libmemshelf; then
+if grep -q libmemshelf <<<"$(ldd "$out/test_api-installed-static")"; then
     echo "test_api-installed-static needs libmemshelf.so" >&2
     exit 1
 fi
@@ -155,11 +155,11 @@ cmake -S tests/cmake -B "$cmake_build" -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_INSTALL_PREFIX="$out/cmake-install" -DCMAKE_C_COMPILER="$CC" \
     -DCMAKE_CXX_COMPILER="$CXX" >/dev/null
 cmake --build "$cmake_build" -j 2 >/dev/null
-if ldd "$cmake_build/api_static" | grep -q libmemshelf; then
+if grep -q libmemshelf <<<"$(ldd "$cmake_build/api_static")"; then
     echo "memshelf::static linked libmemshelf.so" >&2
     exit 1
 fi
-ldd "$cmake_build/api_shared" | grep -q "$prefix/lib/libmemshelf.so.1"
+grep -q "$prefix/lib/libmemshelf.so.1" <<<"$(ldd "$cmake_build/api_shared")"
 "$cmake_build/api_shared"
 "$cmake_build/api_static"
 "$cmake_build/wrapper_cpp"
