@@ -11,7 +11,7 @@ use crate::index::{
     self, KIND_EMPTY, KIND_GHOST, KIND_ITEM, KIND_PENDING, LOCK_WAIT_LIMIT, Slot, tag_of,
 };
 use crate::item::{self, Check, Encoded, FLAG_NEGATIVE, Meta, Read};
-use crate::layout::{LAYOUT_VERSION, NCOUNTERS, NSTRIPES};
+use crate::layout::{LAYOUT_VERSION, NCOUNTERS, NSTRIPES, pad8};
 use crate::layout::{SLOTS, SLOTS_PER_BUCKET};
 use crate::options::{Expiry, MAX_KEY_LEN, MAX_TAG_LEN, MAX_TAGS, OpenOptions, PutOptions, Ttl};
 use crate::sampling::Op;
@@ -102,7 +102,15 @@ pub(crate) struct Write<'a> {
     pub expire_ms: u64,
     pub stale_until_ms: u64,
     pub tags: &'a [(u64, u64)],
+    /// The tags' names (`item::encode_names`), stored for `dump`.
+    pub names: &'a [u8],
     pub epoch: Option<u64>,
+}
+
+/// What [`Engine::export`] read besides the value.
+pub(crate) struct Exported<'n> {
+    pub expiry: Expiry,
+    pub tags: Vec<&'n [u8]>,
 }
 
 pub(crate) struct Engine {
@@ -177,6 +185,56 @@ impl Engine {
         let span = (ms as u128 * ppm as u128 / 1_000_000) as u64;
         let jittered = ms - span + sys::random_u64() % (2 * span + 1);
         Ok(jittered.max(1))
+    }
+
+    /// The tag-names block of a found item (empty without tags), for a
+    /// rewrite that keeps its tags. `false`: the item was lapped meanwhile.
+    pub fn names_of(&self, f: &Found, out: &mut Vec<u8>) -> bool {
+        item::read_names(
+            &self.seg,
+            self.seg.log(f.slot.log()),
+            f.slot.pos(),
+            &f.meta,
+            Check::Reader,
+            out,
+        )
+    }
+
+    /// A live entry for `dump`: its value (into `value`), remaining
+    /// lifetime and tag names, read without counting a hit or marking it
+    /// used. `None`: no live entry (deleted, expired, invalidated, negative).
+    pub fn export<'n>(
+        &self,
+        key: &[u8],
+        value: &mut Vec<u8>,
+        names: &'n mut Vec<u8>,
+    ) -> Option<Exported<'n>> {
+        let hash = self.hash(key);
+        // A lapped item while reading its names: look again (a few times;
+        // the key moved or was rewritten meanwhile).
+        let (meta, now) = (0..4).find_map(|_| {
+            let f = self.find(key, hash, Some(value))?;
+            let mut now = None;
+            let live = self.liveness(&f.meta, &mut now) == Liveness::Live
+                && f.meta.flags() & FLAG_NEGATIVE == 0;
+            live.then(|| self.names_of(&f, names).then_some((f.meta, now)))
+                .flatten()
+        })?;
+        let expiry = match meta.expire_ms() {
+            0 => Expiry::Never,
+            exp => Expiry::In(Duration::from_millis(
+                exp.saturating_sub(now.unwrap_or_else(sys::now_ms)),
+            )),
+        };
+        // Keep the names whose hash is the checksummed tag hash at the
+        // same position (the names themselves are not checksummed).
+        let tags = item::decode_names(names, meta.ntags())
+            .into_iter()
+            .zip(&meta.tags[..meta.ntags()])
+            .filter(|(n, (h, _))| self.tag_hash(n) == *h)
+            .map(|(n, _)| n)
+            .collect();
+        Some(Exported { expiry, tags })
     }
 
     pub fn liveness(&self, m: &Meta, now: &mut Option<u64>) -> Liveness {
@@ -462,7 +520,12 @@ impl Engine {
                 max,
             });
         }
-        let size = item::item_size(w.key.len(), w.value.len(), w.tags.len());
+        let names = if w.tags.is_empty() {
+            0
+        } else {
+            pad8(w.names.len() as u64)
+        };
+        let size = item::item_size(w.key.len(), w.value.len(), w.tags.len()) + names;
         if size > self.seg.g.max_item() {
             let other = size - item::item_size(0, w.value.len(), 0) + item::item_size(0, 0, 0);
             return Err(Error::ValueTooLarge {
@@ -506,7 +569,9 @@ impl Engine {
         let (mut expire, mut stale_until) = (w.expire_ms, w.stale_until_ms);
         let cap = self.seg.ttl_cap_ms();
         if cap != 0 {
-            let limit = sys::now_ms() + cap;
+            // (saturating: the cap is a live header word, so a corrupt
+            // one must not overflow)
+            let limit = sys::now_ms().saturating_add(cap);
             expire = if expire == 0 {
                 limit
             } else {
@@ -527,9 +592,10 @@ impl Engine {
             expire,
             stale_until,
             w.tags,
+            w.names.len(),
         );
         let pos = self.alloc(&log, size, 0);
-        item::write(&self.seg, &log, pos, &mut enc, w.key, w.value);
+        item::write(&self.seg, &log, pos, &mut enc, w.key, w.value, w.names);
 
         let mut steals = 0;
         let outcome = {
@@ -926,6 +992,7 @@ impl Cache {
     ) -> Result<Outcome> {
         self.e.check_key(key)?;
         let tags = self.e.tag_pairs(opts.tags)?;
+        let names = item::encode_names(opts.tags);
         let ttl = self.e.ttl_ms(opts.ttl)?;
         let expire = if ttl == 0 { 0 } else { sys::now_ms() + ttl };
         self.e.write(
@@ -936,6 +1003,7 @@ impl Cache {
                 expire_ms: expire,
                 stale_until_ms: expire,
                 tags: &tags,
+                names: &names,
                 epoch: None,
             },
             mode,
@@ -973,6 +1041,7 @@ impl Cache {
         let ttl = ttl.validate()?;
         let hash = self.e.hash(key);
         let mut buf = Vec::new();
+        let mut names = Vec::new();
         loop {
             let found = self.e.find(key, hash, Some(&mut buf));
             let expect = found.as_ref().map(|f| f.slot.ident());
@@ -981,10 +1050,15 @@ impl Cache {
                     && f.meta.flags() & FLAG_NEGATIVE == 0
             });
             let (current, keep) = match live {
-                Some(f) => (
-                    parse_i64(&buf)?,
-                    Some((f.meta.expire_ms(), f.meta.tags, f.meta.ntags())),
-                ),
+                Some(f) => {
+                    if !self.e.names_of(f, &mut names) {
+                        continue; // lapped: look again
+                    }
+                    (
+                        parse_i64(&buf)?,
+                        Some((f.meta.expire_ms(), f.meta.tags, f.meta.ntags())),
+                    )
+                }
                 None => (0, None),
             };
             let new = current
@@ -1011,6 +1085,7 @@ impl Cache {
                 expire_ms: expire,
                 stale_until_ms: expire,
                 tags: &tags[..ntags],
+                names: if ntags > 0 { &names } else { &[] },
                 epoch: None,
             };
             match self.e.write(&w, Mode::Expect(expect), None)? {
@@ -1050,6 +1125,7 @@ impl Cache {
         let t = self.e.ttl_ms(ttl.into())?;
         let hash = self.e.hash(key);
         let mut buf = Vec::new();
+        let mut names = Vec::new();
         loop {
             let Some(f) = self.e.find(key, hash, Some(&mut buf)) else {
                 return Ok(false);
@@ -1058,6 +1134,9 @@ impl Cache {
                 || f.meta.flags() & FLAG_NEGATIVE != 0
             {
                 return Ok(false);
+            }
+            if !self.e.names_of(&f, &mut names) {
+                continue; // lapped: look again
             }
             let expire = if t == 0 { 0 } else { sys::now_ms() + t };
             let grace = f.meta.stale_until_ms().saturating_sub(f.meta.expire_ms());
@@ -1068,6 +1147,7 @@ impl Cache {
                 expire_ms: expire,
                 stale_until_ms: if expire == 0 { 0 } else { expire + grace },
                 tags: &f.meta.tags[..f.meta.ntags()],
+                names: &names,
                 epoch: Some(f.meta.epoch()),
             };
             match self.e.write(&w, Mode::Expect(Some(f.slot.ident())), None)? {

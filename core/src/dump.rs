@@ -132,9 +132,9 @@ fn header(dumped_at_ms: u64, records: u64) -> [u8; HEADER_LEN] {
 /// Body: kind (1 byte, 1 = entry), number of tags (1), key length (2),
 /// value length (4), remaining TTL in ms counted from `dumped_at_ms` (8;
 /// `u64::MAX` = never expires), the key, the value, then each tag as length
-/// (2) and bytes. Tags are written as the format allows, but the engine keeps
-/// only the hashes of an entry's tags, so today's dumps carry none (a loaded
-/// entry is not invalidated by its old tags).
+/// (2) and bytes. Tags travel by name (their hashes are seeded per segment),
+/// so a loaded entry is invalidated by the same `invalidate_tag` calls as
+/// the original.
 ///
 /// # Loading
 ///
@@ -146,9 +146,9 @@ fn header(dumped_at_ms: u64, records: u64) -> [u8; HEADER_LEN] {
 ///
 /// A remaining TTL is measured when the entry is read, after `dumped_at_ms`,
 /// so a loaded entry never outlives its original deadline (it may expire up
-/// to the dump's duration early). Dumping reads every entry with `get`, so
-/// it counts as hits in [`Cache::stats`] and marks each entry as used for
-/// the eviction policy.
+/// to the dump's duration early). Dumping reads each entry without
+/// counting a hit or marking it used: statistics and eviction order are as
+/// if no dump had run.
 pub fn dump_to<W: Write + Seek>(cache: &Cache, w: &mut W) -> Result<DumpReport> {
     let io = |e| Error::io("dump", e);
     let start = w.stream_position().map_err(io)?;
@@ -159,16 +159,13 @@ pub fn dump_to<W: Write + Seek>(cache: &Cache, w: &mut W) -> Result<DumpReport> 
         ..DumpReport::default()
     };
     let mut body = Vec::new();
+    let (mut value, mut names) = (Vec::new(), Vec::new());
     for key in cache.keys(None) {
-        let Some(ttl) = cache.ttl(&key)? else {
+        let Some(x) = cache.e.export(&key, &mut value, &mut names) else {
             report.vanished += 1;
             continue;
         };
-        let Some(value) = cache.get(&key)? else {
-            report.vanished += 1;
-            continue;
-        };
-        let remaining = match ttl {
+        let remaining = match x.expiry {
             Expiry::Never => NEVER,
             Expiry::In(d) => (d.as_millis() as u64).clamp(1, NEVER - 1),
         };
@@ -181,12 +178,16 @@ pub fn dump_to<W: Write + Seek>(cache: &Cache, w: &mut W) -> Result<DumpReport> 
         };
         body.clear();
         body.push(KIND_ENTRY);
-        body.push(0); // tags: the engine keeps only their hashes
+        body.push(x.tags.len() as u8); // <= MAX_TAGS
         body.extend_from_slice(&key_len.to_le_bytes());
         body.extend_from_slice(&value_len.to_le_bytes());
         body.extend_from_slice(&remaining.to_le_bytes());
         body.extend_from_slice(&key);
         body.extend_from_slice(&value);
+        for t in &x.tags {
+            body.extend_from_slice(&(t.len() as u16).to_le_bytes());
+            body.extend_from_slice(t);
+        }
         let len = body.len() as u32;
         let sum = xxh3_64_with_seed(&body, record_seed(report.entries, len));
         w.write_all(&len.to_le_bytes()).map_err(io)?;

@@ -8,8 +8,15 @@
 //! w4  expiry, ms since the epoch (0 = never)
 //! w5  end of grace, ms since the epoch (0 = never; >= expiry)
 //! w6  checksum (see `checksum`)
-//! ... ntags x (tag hash, tag version), key padded to 8, value padded to 8
+//! ... ntags x (tag hash, tag version), key padded to 8, value padded to 8,
+//!     then (ntags > 0 only) the tag names padded to 8: per tag a u16 LE
+//!     length and the bytes
 //! ```
+//!
+//! The names serve only `dump` (a dump carries tags by name, since tag
+//! hashes are seeded per segment); reads and tag checks use the hashes.
+//! They are outside the checksum: whoever reads them keeps only names whose
+//! tag hash matches the (checksummed) hash of the same position.
 //!
 //! An item is written once, completely, before any index slot points to it,
 //! and never modified afterwards: it only dies (overwritten when its log
@@ -23,7 +30,7 @@ use std::sync::atomic::{Ordering, fence};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::layout::{ITEM_HEADER, pad8};
-use crate::options::MAX_TAGS;
+use crate::options::{MAX_TAG_LEN, MAX_TAGS};
 use crate::segment::{LogGeom, REC_ITEM, REC_MAGIC, Segment};
 
 pub(crate) const HDR_WORDS: usize = 7;
@@ -69,9 +76,41 @@ impl Meta {
     }
 }
 
-/// Size in bytes of an item with these parts.
+/// Size in bytes of an item with these parts, without its tag names.
 pub(crate) fn item_size(key_len: usize, value_len: usize, ntags: usize) -> u64 {
     ITEM_HEADER + ntags as u64 * 16 + pad8(key_len as u64) + pad8(value_len as u64)
+}
+
+/// Largest tag-names block: every tag at its longest.
+pub(crate) const MAX_NAMES: u64 = (MAX_TAGS * (2 + MAX_TAG_LEN)) as u64 + 7;
+
+/// The tag-names block of an item (see the module comment).
+pub(crate) fn encode_names(tags: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tags.iter().map(|t| 2 + t.len()).sum());
+    for t in tags {
+        out.extend_from_slice(&(t.len() as u16).to_le_bytes());
+        out.extend_from_slice(t);
+    }
+    out
+}
+
+/// The names of a tag-names block, at most `n` of them; a malformed rest is
+/// dropped (callers check each name against its tag hash).
+pub(crate) fn decode_names(block: &[u8], n: usize) -> Vec<&[u8]> {
+    let mut out = Vec::with_capacity(n);
+    let mut rest = block;
+    while out.len() < n {
+        let Some((len, tail)) = rest.split_first_chunk::<2>() else {
+            break;
+        };
+        let len = usize::from(u16::from_le_bytes(*len));
+        if len == 0 || len > tail.len() {
+            break;
+        }
+        out.push(&tail[..len]);
+        rest = &tail[len..];
+    }
+    out
 }
 
 fn words_as_bytes(w: &[u64]) -> &[u8] {
@@ -117,8 +156,14 @@ impl Encoded {
         expire_ms: u64,
         stale_until_ms: u64,
         tags: &[(u64, u64)],
+        names_len: usize,
     ) -> Encoded {
-        let size = item_size(key.len(), value_len, tags.len());
+        let names = if tags.is_empty() {
+            0
+        } else {
+            pad8(names_len as u64)
+        };
+        let size = item_size(key.len(), value_len, tags.len()) + names;
         let mut t = [(0, 0); MAX_TAGS];
         t[..tags.len()].copy_from_slice(tags);
         Encoded {
@@ -171,6 +216,7 @@ pub(crate) fn write(
     enc: &mut Encoded,
     key: &[u8],
     value: &[u8],
+    names: &[u8],
 ) {
     let Some(off) = seg.log_off(log, pos, enc.size()) else {
         return; // cannot happen: allocation never straddles the log's end
@@ -199,6 +245,13 @@ pub(crate) fn write(
     let o = off + ITEM_HEADER + 16 * enc.ntags as u64;
     store_bytes(seg, o, key);
     store_bytes(seg, o + pad8(key.len() as u64), value);
+    if enc.ntags > 0 && !names.is_empty() {
+        store_bytes(
+            seg,
+            o + pad8(key.len() as u64) + pad8(value.len() as u64),
+            names,
+        );
+    }
     seg.word(off + 48)
         .store(enc.hdr[HDR_WORDS - 1], Ordering::Release);
 }
@@ -229,8 +282,14 @@ fn load_meta(seg: &Segment, log: &LogGeom, pos: u64) -> Option<(u64, Meta)> {
     if w0 >> 48 != REC_MAGIC || (w0 >> 40) & 0xff != REC_ITEM || m.ntags() > MAX_TAGS {
         return None;
     }
-    let size = item_size(m.key_len(), m.value_len(), m.ntags());
-    if size != m.size() || seg.log_off(log, pos, size).is_none() {
+    let base = item_size(m.key_len(), m.value_len(), m.ntags());
+    let size = m.size();
+    let names_ok = if m.ntags() == 0 {
+        size == base
+    } else {
+        size >= base && size - base <= MAX_NAMES
+    };
+    if !names_ok || seg.log_off(log, pos, size).is_none() {
         return None;
     }
     let n = m.ntags();
@@ -400,6 +459,33 @@ pub(crate) fn read(
         return Read::Invalid;
     }
     Read::Valid(meta)
+}
+
+/// Copies the tag-names block of the item at `pos` into `out` (empty for
+/// an item without tags). `meta` comes from a `read` of the same item just
+/// before. For a reader, `false` when the log lapped the item meanwhile
+/// (the bytes may be another item's). The names are not checksummed: see
+/// the module comment.
+pub(crate) fn read_names(
+    seg: &Segment,
+    log: &LogGeom,
+    pos: u64,
+    meta: &Meta,
+    check: Check,
+    out: &mut Vec<u8>,
+) -> bool {
+    out.clear();
+    let base = item_size(meta.key_len(), meta.value_len(), meta.ntags());
+    let len = meta.size().saturating_sub(base);
+    if meta.ntags() == 0 || len == 0 {
+        return true;
+    }
+    let Some(off) = seg.log_off(log, pos, meta.size()) else {
+        return false;
+    };
+    copy_out(seg, off + base, len as usize, out);
+    fence(Ordering::Acquire);
+    check != Check::Reader || readable(seg, log, pos)
 }
 
 thread_local! {

@@ -101,6 +101,7 @@ pub struct FillLease {
     pending: Slot,
     epoch: u64,
     tags: Vec<(u64, u64)>,
+    names: Vec<u8>,
     ttl: Ttl,
     grace_ms: u64,
     negative_ms: u64,
@@ -300,6 +301,7 @@ impl Cache {
             .unwrap_or(0);
         opts.ttl.validate()?;
         let tags = e.tag_pairs(opts.tags)?;
+        let names = crate::item::encode_names(opts.tags);
         let hash = e.hash(key);
         let mut buf = Vec::new();
         let mut stale = None;
@@ -359,6 +361,7 @@ impl Cache {
                 pending,
                 epoch,
                 tags: tags.clone(),
+                names: names.clone(),
                 ttl: opts.ttl,
                 grace_ms,
                 negative_ms,
@@ -470,6 +473,7 @@ impl FillLease {
             expire_ms: expire,
             stale_until_ms: if expire == 0 { 0 } else { expire + grace },
             tags: &self.tags,
+            names: &self.names,
             epoch: Some(self.epoch),
         };
         // Under the bucket lock: our PENDING slot is still there (no put or

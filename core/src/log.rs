@@ -345,6 +345,8 @@ impl Engine {
         ) else {
             return None;
         };
+        let mut names = Vec::new();
+        item::read_names(&self.seg, from, pos, &meta, Check::Evictor, &mut names);
         let mut enc = Encoded::new(
             &key,
             value.len(),
@@ -354,13 +356,14 @@ impl Engine {
             meta.expire_ms(),
             meta.stale_until_ms(),
             &meta.tags[..meta.ntags()],
+            names.len(),
         );
         let dst = *self.seg.log(to);
         if enc.size() > dst.len {
             return None;
         }
         let npos = self.alloc(&dst, enc.size(), depth);
-        item::write(&self.seg, &dst, npos, &mut enc, &key, &value);
+        item::write(&self.seg, &dst, npos, &mut enc, &key, &value, &names);
         Some((npos, key))
     }
 }

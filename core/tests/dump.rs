@@ -308,3 +308,117 @@ fn not_a_dump_is_an_error() {
     let e = load_from(&dst.cache, &mut Cursor::new(other)).unwrap_err();
     assert!(e.to_string().contains("version 9"), "{e}");
 }
+
+#[test]
+fn tags_travel_by_name_and_invalidate_the_loaded_entries() {
+    // Tag hashes are seeded per segment, so only names can carry a tag to
+    // another segment. Entries rewritten by touch and incr, and entries the
+    // evictor moved (small log -> main), keep their names too.
+    let src = Seg::new("tsrc", 4 << 20);
+    let long_tag = vec![b't'; memshelf::MAX_TAG_LEN];
+    let tags: [&[u8]; 3] = [b"product:7", b"user:42", &long_tag];
+    for i in 0..300u32 {
+        let t: &[&[u8]] = match i % 3 {
+            0 => &tags[..1],
+            1 => &tags[1..],
+            _ => &[],
+        };
+        src.cache
+            .put_with(
+                format!("k{i}"),
+                format!("v{i}"),
+                &PutOptions::ttl(Duration::from_secs(600)).with_tags(t),
+            )
+            .unwrap();
+    }
+    src.cache.touch("k0", Duration::from_secs(900)).unwrap();
+    src.cache
+        .put_with("n", "5", &PutOptions::default().with_tags(&tags[..1]))
+        .unwrap();
+    src.cache.incr("n", 2).unwrap();
+    // Reading keys promotes them; churn through the small log moves them.
+    for round in 0..3 {
+        for i in 0..300u32 {
+            let _ = src.cache.get(format!("k{i}")).unwrap();
+        }
+        for j in 0..3000u32 {
+            src.cache
+                .put(format!("churn:{round}:{j}"), vec![0u8; 300])
+                .unwrap();
+        }
+    }
+    let kept: Vec<u32> = (0..300)
+        .filter(|i| src.cache.contains(format!("k{i}")).unwrap())
+        .collect();
+    assert!(
+        kept.len() > 250,
+        "only {} of 300 tagged keys kept",
+        kept.len()
+    );
+    let s = src.cache.stats();
+    assert!(s.moved_to_main > 0, "the evictor moved nothing: {s:?}");
+
+    let path = std::env::temp_dir().join(format!("{}.dump", src.name));
+    src.cache.dump(&path).unwrap();
+    let dst = Seg::new("tdst", 16 << 20);
+    assert!(dst.cache.load(&path).unwrap().complete());
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(dst.cache.get("n").unwrap().as_deref(), Some(&b"7"[..]));
+    for i in &kept {
+        assert!(dst.cache.contains(format!("k{i}")).unwrap(), "k{i} loaded");
+    }
+    dst.cache.invalidate_tag("product:7").unwrap();
+    assert_eq!(dst.cache.get("n").unwrap(), None, "incr kept the tag");
+    for i in &kept {
+        let there = dst.cache.contains(format!("k{i}")).unwrap();
+        assert_eq!(there, i % 3 != 0, "k{i} after invalidating product:7");
+    }
+    dst.cache.invalidate_tag(&long_tag).unwrap();
+    for i in &kept {
+        let there = dst.cache.contains(format!("k{i}")).unwrap();
+        assert_eq!(there, i % 3 == 2, "k{i} after invalidating the long tag");
+    }
+}
+
+#[test]
+fn dumping_counts_no_hits_and_changes_no_eviction_order() {
+    // Two segments with the same history, one of them dumped: the same
+    // statistics and the same survivors after churn (a dump that read with
+    // `get` counted hits and marked every entry used: more survived).
+    let run = |dump: bool| {
+        let seg = Seg::new("quiet", 4 << 20);
+        let c = &seg.cache;
+        for round in 0..4u32 {
+            for i in 0..2000u32 {
+                c.put(format!("r{round}:k{i}"), vec![1u8; 200]).unwrap();
+            }
+        }
+        for i in (0..2000u32).step_by(7) {
+            let _ = c.get(format!("r3:k{i}")).unwrap();
+        }
+        let before = c.stats();
+        if dump {
+            assert!(dump_bytes(c).len() > 1000);
+        }
+        let after = c.stats();
+        assert_eq!((after.hits, after.misses), (before.hits, before.misses));
+        // Churn the main log: each new key is read once, so it is
+        // promoted when it leaves the small log, and main must evict.
+        for j in 0..10_000u32 {
+            c.put(format!("new:{j}"), vec![0u8; 200]).unwrap();
+            let _ = c.get(format!("new:{j}")).unwrap();
+        }
+        let survivors: Vec<u32> = (0..2000u32)
+            .filter(|i| c.contains(format!("r3:k{i}")).unwrap())
+            .collect();
+        (survivors, c.stats().evictions)
+    };
+    let (quiet, ev_quiet) = run(false);
+    let (dumped, ev_dumped) = run(true);
+    assert!(ev_quiet > 0, "the churn evicted nothing");
+    assert_eq!(
+        (dumped.len(), ev_dumped),
+        (quiet.len(), ev_quiet),
+        "a dump changed what survives"
+    );
+}
