@@ -1139,9 +1139,10 @@ memshelf_status memshelf_hot_keys(const struct memshelf_cache *cache,
                                   size_t *needed);
 
 /**
- * Writes every live entry (key, value, remaining TTL) of the segment to the
+ * Writes every live entry (key, value, remaining TTL, tags) of the segment to the
  * file `path` (written beside it, then renamed over it: a reader never sees
- * a partial dump). Dumping reads every entry, so it counts as hits.
+ * a partial dump). Tags travel by name. Dumping counts no hits and marks
+ * no entry used.
  *
  * `report`: NULL, or a `memshelf_dump_report` with `struct_size` set,
  * filled on success.

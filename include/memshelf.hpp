@@ -270,6 +270,61 @@ public:
         return out;
     }
 
+    /// Looks up every key of `keys` (a range of strings) in one call: one
+    /// optional per key, in order (memshelf_get_many: the batch overlaps the
+    /// memory misses of successive lookups).
+    template <class Keys, class = detail::if_string_range<Keys>>
+    std::vector<std::optional<std::string>> get_many(const Keys &keys) const {
+        return get_many_bytes(detail::byte_list(keys));
+    }
+    std::vector<std::optional<std::string>>
+    get_many(std::initializer_list<std::string_view> keys) const {
+        return get_many_bytes(detail::byte_list(keys));
+    }
+
+    /// Up to `n` of the keys with the most sampled hits, hottest first, with
+    /// their (Misra-Gries) counts.
+    std::vector<std::pair<std::string, uint64_t>> hot_keys(size_t n = 10) const {
+        std::vector<size_t> offsets(n), lens(n);
+        std::vector<uint64_t> counts(n);
+        std::string buf(n == 0 ? 1 : 256 * n, '\0');
+        size_t found = 0, needed = 0;
+        for (;;) {
+            memshelf_status st = memshelf_hot_keys(
+                h(), n, reinterpret_cast<uint8_t *>(buf.data()), buf.size(), offsets.data(),
+                lens.data(), counts.data(), &found, &needed);
+            if (st == MEMSHELF_ERR_BUFFER_TOO_SMALL) {
+                buf.resize(needed);
+                continue;
+            }
+            detail::check(st);
+            break;
+        }
+        std::vector<std::pair<std::string, uint64_t>> out;
+        out.reserve(found);
+        for (size_t i = 0; i < found; i++) {
+            out.emplace_back(buf.substr(offsets[i], lens[i]), counts[i]);
+        }
+        return out;
+    }
+
+    /// Writes every live entry (key, value, remaining TTL, tags) to `path`
+    /// (atomically: beside it, then renamed).
+    memshelf_dump_report dump(const std::string &path) const {
+        memshelf_dump_report r{};
+        r.struct_size = sizeof r;
+        detail::check(memshelf_dump(h(), path.c_str(), &r));
+        return r;
+    }
+    /// Inserts a dump's entries, never over a live entry; a truncated or
+    /// corrupt dump loads its valid prefix (report.complete == 0 says so).
+    memshelf_load_report load(const std::string &path) const {
+        memshelf_load_report r{};
+        r.struct_size = sizeof r;
+        detail::check(memshelf_load(h(), path.c_str(), &r));
+        return r;
+    }
+
     /// The value of `key`; on a miss exactly one caller across all processes
     /// runs `factory` (returning std::optional<std::string>; nullopt = no
     /// value). An exception from the factory is rethrown here.
@@ -333,6 +388,33 @@ private:
                                    value.size(), detail::ms(ttl), t.data(), t.size(),
                                    &inserted));
         return inserted;
+    }
+    std::vector<std::optional<std::string>>
+    get_many_bytes(const std::vector<memshelf_bytes> &k) const {
+        std::vector<size_t> offsets(k.size()), lens(k.size());
+        std::string buf(k.size() * 128 + 1, '\0');
+        size_t needed = 0;
+        for (;;) {
+            memshelf_status st = memshelf_get_many(
+                h(), k.data(), k.size(), reinterpret_cast<uint8_t *>(buf.data()), buf.size(),
+                offsets.data(), lens.data(), &needed);
+            if (st == MEMSHELF_ERR_BUFFER_TOO_SMALL) {
+                buf.resize(needed + 1);
+                continue;
+            }
+            detail::check(st);
+            break;
+        }
+        std::vector<std::optional<std::string>> out;
+        out.reserve(k.size());
+        for (size_t i = 0; i < k.size(); i++) {
+            if (lens[i] == MEMSHELF_ABSENT) {
+                out.emplace_back(std::nullopt);
+            } else {
+                out.emplace_back(buf.substr(offsets[i], lens[i]));
+            }
+        }
+        return out;
     }
     const memshelf_cache *h() const {
         if (handle_ == nullptr) {

@@ -170,9 +170,10 @@ unsafe fn write_report<T: Copy>(out: *mut T, value: &T, what: &str) -> Result<()
     Ok(())
 }
 
-/// Writes every live entry (key, value, remaining TTL) of the segment to the
+/// Writes every live entry (key, value, remaining TTL, tags) of the segment to the
 /// file `path` (written beside it, then renamed over it: a reader never sees
-/// a partial dump). Dumping reads every entry, so it counts as hits.
+/// a partial dump). Tags travel by name. Dumping counts no hits and marks
+/// no entry used.
 ///
 /// `report`: NULL, or a `memshelf_dump_report` with `struct_size` set,
 /// filled on success.

@@ -1,6 +1,7 @@
 // The C++ RAII wrapper (include/memshelf.hpp): every method, errors as
 // exceptions, move semantics, close.
 #include <chrono>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -133,6 +134,51 @@ int main() {
         CHECK(c.add("bulk:2", "y", memshelf::ttl_default, put_tags));
         c.invalidate_tag("bulk");
         CHECK(!c.get("bulk:1") && !c.get("bulk:2"));
+
+        // Batch reads: hits and misses in order, values larger than the
+        // first buffer guess, binary keys.
+        c.put("gm:1", "one");
+        c.put("gm:big", std::string(3000, 'q'));
+        auto many = c.get_many({"gm:1", "gm:missing", "gm:big"});
+        CHECK(many.size() == 3 && many[0].value_or("") == "one" && !many[1] &&
+              many[2].value_or("") == std::string(3000, 'q'));
+        std::vector<std::string> gm_keys{std::string("bin\0key", 7), "gm:1"};
+        auto many2 = c.get_many(gm_keys);
+        CHECK(many2.size() == 2 && many2[0].value_or("") == std::string("v\0v", 3) &&
+              many2[1].value_or("") == "one");
+        CHECK(c.get_many(std::vector<std::string>{}).empty());
+
+        // Hot keys: a key read far more than the others comes first.
+        for (int i = 0; i < 3000; i++) {
+            (void)c.get("gm:1");
+        }
+        auto hot = c.hot_keys(3);
+        CHECK(!hot.empty() && hot.size() <= 3 && hot[0].first == "gm:1" && hot[0].second > 0);
+        CHECK(c.hot_keys(0).empty());
+
+        // Dump and load into another segment: values, TTLs and tags.
+        c.put("d:tagged", "dv", 600s, {"dump-tag"});
+        std::string dump_path = std::string("/tmp/") + name + ".dump";
+        memshelf_dump_report dr = c.dump(dump_path);
+        CHECK(dr.entries > 5);
+        {
+            char other[64];
+            test_name(other, sizeof other, "cpp-load");
+            memshelf::options lo;
+            lo.capacity = 16u << 20;
+            memshelf::cache loaded = memshelf::cache::open(other, lo);
+            memshelf_load_report lr = loaded.load(dump_path);
+            CHECK(lr.complete && lr.loaded == dr.entries && lr.skipped == 0);
+            CHECK(loaded.get("gm:big").value_or("") == std::string(3000, 'q'));
+            auto dl = loaded.ttl("d:tagged");
+            CHECK(dl && *dl > 500s && *dl <= 600s);
+            loaded.invalidate_tag("dump-tag");
+            CHECK(!loaded.get("d:tagged") && loaded.get("gm:1"));
+            loaded.close();
+            memshelf::cache::unlink(other);
+        }
+        CHECK_THROWS(c.load("/nonexistent/memshelf.dump"), MEMSHELF_ERR_IO);
+        std::remove(dump_path.c_str());
 
         memshelf_stats s = c.stats();
         CHECK(s.capacity_bytes == (8u << 20) && s.hits > 0 && s.misses > 0);
