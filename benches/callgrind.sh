@@ -10,10 +10,10 @@ cargo build --release -q -p memshelf-benches --bin opcount
 bin=target/release/opcount
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-printf '%-9s %12s\n' op 'instr/op'
-for op in get-hit get-miss put; do
+printf '%-17s %12s\n' op 'instr/op'
+for op in get-hit get-hit-unsampled get-miss put; do
   valgrind --tool=callgrind --callgrind-out-file="$out/$op" \
     --toggle-collect='*measured*' "$bin" "$op" "$keys" "$cap" >/dev/null 2>"$out/$op.log"
   total=$(callgrind_annotate "$out/$op" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  printf '%-9s %12.0f\n' "$op" "$(echo "$total / 100000" | bc -l)"
+  printf '%-17s %12.0f\n' "$op" "$(echo "$total / 100000" | bc -l)"
 done

@@ -103,7 +103,7 @@ fn main() {
             let key = format!("lat:{i}");
             cache.put(&key, b"value").unwrap();
             cache_b.put(&key, b"value").unwrap();
-            let payload = Message::delete(&[key.as_bytes()]).to_json();
+            let payload = Message::delete(&[key.as_bytes()]).to_json().unwrap();
             let t0 = Instant::now();
             let _: i64 = redis::cmd("PUBLISH")
                 .arg("memshelf")
@@ -149,7 +149,7 @@ fn main() {
                 let k = format!("tp:{i}");
                 p.cmd("PUBLISH")
                     .arg("memshelf")
-                    .arg(Message::delete(&[k.as_bytes()]).to_json());
+                    .arg(Message::delete(&[k.as_bytes()]).to_json().unwrap());
             }
             let _: Vec<i64> = p.query_async(&mut conn).await.unwrap();
         }
@@ -179,7 +179,11 @@ fn main() {
         cache.put(format!("ap:{i}"), b"v").unwrap();
     }
     let payloads: Vec<String> = (0..m)
-        .map(|i| Message::delete(&[format!("ap:{i}").as_bytes()]).to_json())
+        .map(|i| {
+            Message::delete(&[format!("ap:{i}").as_bytes()])
+                .to_json()
+                .unwrap()
+        })
         .collect();
     let metrics = Arc::new(Metrics::default());
     let cfg = Config::new(&[&name], Broker::parse("redis://127.0.0.1:1").unwrap());

@@ -15,7 +15,7 @@ use crate::feed::Connected;
 use crate::feed::stream::{StateFile, StreamPos};
 use crate::log::RateLimit;
 use crate::metrics::{GapReason, Metrics, Outcome};
-use crate::parse::{Invalidation, Rejected, parse};
+use memshelf::message::{Message, Rejected};
 
 /// Origins remembered for `seq` tracking before the table is reset.
 const MAX_ORIGINS: usize = 10_000;
@@ -303,7 +303,7 @@ impl Applier {
                 self.heal();
             }
         }
-        match parse(data, self.max_message) {
+        match Message::parse(data, self.max_message) {
             Ok(inv) => {
                 let o = self.apply(inv);
                 self.metrics.message(o);
@@ -334,7 +334,7 @@ impl Applier {
         })
     }
 
-    fn apply(&mut self, inv: Invalidation) -> Outcome {
+    fn apply(&mut self, inv: Message) -> Outcome {
         if let Some(o) = &inv.origin {
             if self.own(o) {
                 return Outcome::SkippedOrigin;

@@ -16,7 +16,6 @@ pub mod feed;
 pub mod http;
 pub mod log;
 pub mod metrics;
-pub mod parse;
 
 pub use agent::{Agent, start};
 pub use broker::Broker;

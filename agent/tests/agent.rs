@@ -28,7 +28,9 @@ async fn pubsub_applies_every_op_and_spares_unrelated_entries() {
     redis
         .publish(
             CH,
-            Message::delete(&[b"user:1".as_slice(), b"user:2"]).to_json(),
+            Message::delete(&[b"user:1".as_slice(), b"user:2"])
+                .to_json()
+                .unwrap(),
         )
         .await;
     wait_for("del applied", || !seg.has("user:1") && !seg.has("user:2")).await;
@@ -36,20 +38,23 @@ async fn pubsub_applies_every_op_and_spares_unrelated_entries() {
 
     // del of a binary key (keys_b64)
     redis
-        .publish(CH, Message::delete(&[b"\xffbin".as_slice()]).to_json())
+        .publish(
+            CH,
+            Message::delete(&[b"\xffbin".as_slice()]).to_json().unwrap(),
+        )
         .await;
     wait_for("binary del applied", || !seg.has(b"\xffbin")).await;
 
     // del_prefix
     redis
-        .publish(CH, Message::delete_prefix(b"user:").to_json())
+        .publish(CH, Message::delete_prefix(b"user:").to_json().unwrap())
         .await;
     wait_for("del_prefix applied", || !seg.has("user:3")).await;
     assert!(seg.has("post:1") && seg.has("keep"));
 
     // tag
     redis
-        .publish(CH, Message::tag(b"product:7").to_json())
+        .publish(CH, Message::tag(b"product:7").to_json().unwrap())
         .await;
     wait_for("tag applied", || !seg.has("tagged")).await;
     assert!(seg.has("post:1") && seg.has("keep"));
@@ -60,7 +65,8 @@ async fn pubsub_applies_every_op_and_spares_unrelated_entries() {
             CH,
             Message::delete(&[b"keep".as_slice()])
                 .cache("not-served")
-                .to_json(),
+                .to_json()
+                .unwrap(),
         )
         .await;
     wait_for("other cache counted", || {
@@ -70,13 +76,18 @@ async fn pubsub_applies_every_op_and_spares_unrelated_entries() {
     assert!(seg.has("keep"));
 
     // A heartbeat changes nothing.
-    redis.publish(CH, Message::heartbeat().to_json()).await;
+    redis
+        .publish(CH, Message::heartbeat().to_json().unwrap())
+        .await;
     wait_for("heartbeat counted", || m.messages(Outcome::Heartbeat) == 1).await;
     assert!(seg.has("keep"));
 
     // clear of this segment by name
     redis
-        .publish(CH, Message::clear().cache(seg.name.clone()).to_json())
+        .publish(
+            CH,
+            Message::clear().cache(seg.name.clone()).to_json().unwrap(),
+        )
         .await;
     wait_for("clear applied", || !seg.has("keep") && !seg.has("post:1")).await;
     assert_eq!(m.messages(Outcome::Applied), 5);
@@ -97,7 +108,7 @@ async fn two_agents_on_two_segments_both_apply_one_publish() {
         s.put("other");
     }
     redis
-        .publish(CH, Message::delete(&[b"k".as_slice()]).to_json())
+        .publish(CH, Message::delete(&[b"k".as_slice()]).to_json().unwrap())
         .await;
     wait_for("both applied", || !a.has("k") && !b.has("k")).await;
     assert!(a.has("other") && b.has("other"));
@@ -119,7 +130,8 @@ async fn own_origin_is_skipped_and_others_apply() {
             CH,
             Message::delete(&[b"k".as_slice()])
                 .origin("host-a:boot1", 1)
-                .to_json(),
+                .to_json()
+                .unwrap(),
         )
         .await;
     wait_for("own message skipped", || {
@@ -132,7 +144,8 @@ async fn own_origin_is_skipped_and_others_apply() {
             CH,
             Message::delete(&[b"k".as_slice()])
                 .origin("host-ab:boot1", 1)
-                .to_json(),
+                .to_json()
+                .unwrap(),
         )
         .await;
     wait_for("foreign message applied", || !seg.has("k")).await;
@@ -172,7 +185,10 @@ async fn pubsub_outage_reconnects_and_clears_and_readyz_follows() {
     // And it still applies.
     seg.put("after");
     redis
-        .publish(CH, Message::delete(&[b"after".as_slice()]).to_json())
+        .publish(
+            CH,
+            Message::delete(&[b"after".as_slice()]).to_json().unwrap(),
+        )
         .await;
     wait_for("applies after reconnect", || !seg.has("after")).await;
     agent.shutdown().await;
@@ -190,7 +206,7 @@ async fn pubsub_outage_with_gap_policy_log_keeps_entries_and_reports_incoherent(
     // The startup gap is only logged: not ready until a clear arrives.
     assert!(seg.has("before-start"));
     assert_eq!(http_get(&agent, "/readyz").await.0, 503);
-    redis.publish(CH, Message::clear().to_json()).await;
+    redis.publish(CH, Message::clear().to_json().unwrap()).await;
     wait_for("coherent after a clear", || m.ready().is_ok()).await;
     seg.put("before");
     redis.restart();
@@ -216,7 +232,8 @@ async fn seq_jump_is_a_gap_that_clears() {
             CH,
             Message::delete(&[b"a".as_slice()])
                 .origin("w:1", 1)
-                .to_json(),
+                .to_json()
+                .unwrap(),
         )
         .await;
     redis
@@ -224,7 +241,8 @@ async fn seq_jump_is_a_gap_that_clears() {
             CH,
             Message::delete(&[b"b".as_slice()])
                 .origin("w:1", 2)
-                .to_json(),
+                .to_json()
+                .unwrap(),
         )
         .await;
     wait_for("contiguous applied", || !seg.has("a") && !seg.has("b")).await;
@@ -232,16 +250,22 @@ async fn seq_jump_is_a_gap_that_clears() {
     assert_eq!(m.gaps(GapReason::Seq), 0);
     // Another origin's numbering is independent.
     redis
-        .publish(CH, Message::heartbeat().origin("w:2", 40).to_json())
+        .publish(
+            CH,
+            Message::heartbeat().origin("w:2", 40).to_json().unwrap(),
+        )
         .await;
     redis
-        .publish(CH, Message::heartbeat().origin("w:2", 41).to_json())
+        .publish(
+            CH,
+            Message::heartbeat().origin("w:2", 41).to_json().unwrap(),
+        )
         .await;
     wait_for("heartbeats", || m.messages(Outcome::Heartbeat) == 2).await;
     assert!(seg.has("unrelated"));
     // 3 and 4 were lost.
     redis
-        .publish(CH, Message::heartbeat().origin("w:1", 5).to_json())
+        .publish(CH, Message::heartbeat().origin("w:1", 5).to_json().unwrap())
         .await;
     wait_for("seq gap counted", || m.gaps(GapReason::Seq) == 1).await;
     assert_eq!(m.flushes(GapReason::Seq), 1);
@@ -262,7 +286,9 @@ async fn silence_past_the_limit_clears_and_heartbeats_restore_readiness() {
     assert_eq!(m.flushes(GapReason::Silence), 1);
     assert!(!seg.has("k"));
     assert_eq!(http_get(&agent, "/readyz").await.0, 503);
-    redis.publish(CH, Message::heartbeat().to_json()).await;
+    redis
+        .publish(CH, Message::heartbeat().to_json().unwrap())
+        .await;
     wait_for("ready after a heartbeat", || m.ready().is_ok()).await;
     agent.shutdown().await;
 }
@@ -287,7 +313,7 @@ async fn malformed_payloads_are_counted_and_skipped() {
         redis.publish(CH, bad).await;
     }
     redis
-        .publish(CH, Message::delete(&[b"k".as_slice()]).to_json())
+        .publish(CH, Message::delete(&[b"k".as_slice()]).to_json().unwrap())
         .await;
     wait_for("valid message after the bad ones", || !seg.has("k")).await;
     assert_eq!(m.messages(Outcome::Malformed), 6);
@@ -311,7 +337,10 @@ async fn malformed_payloads_are_counted_and_skipped() {
     assert_eq!(m.messages(Outcome::UnknownVersion), 1);
     seg.put("again");
     redis
-        .publish(CH, Message::delete(&[b"again".as_slice()]).to_json())
+        .publish(
+            CH,
+            Message::delete(&[b"again".as_slice()]).to_json().unwrap(),
+        )
         .await;
     wait_for("still applying", || !seg.has("again")).await;
     agent.shutdown().await;
@@ -349,7 +378,13 @@ async fn metrics_parse_as_prometheus_text_and_move() {
         .unwrap()
         .as_millis() as u64;
     redis
-        .publish(CH, Message::delete(&[b"k".as_slice()]).ts(ts).to_json())
+        .publish(
+            CH,
+            Message::delete(&[b"k".as_slice()])
+                .ts(ts)
+                .to_json()
+                .unwrap(),
+        )
         .await;
     redis.publish(CH, "garbage").await;
     wait_for("two messages", || {
@@ -418,14 +453,17 @@ async fn stream_replays_after_a_disconnect_and_a_restart_without_clearing() {
         seg.put(k);
     }
     redis
-        .xadd(&stream, &Message::delete(&[b"a".as_slice()]).to_json())
+        .xadd(
+            &stream,
+            &Message::delete(&[b"a".as_slice()]).to_json().unwrap(),
+        )
         .await;
     wait_for("live entry applied", || !seg.has("a")).await;
 
     // Kill the agent's connection and publish while it is away, in one
     // pipeline so the entry lands before the agent can reconnect.
     let mut c = redis.conn().await;
-    let payload = Message::delete(&[b"b".as_slice()]).to_json();
+    let payload = Message::delete(&[b"b".as_slice()]).to_json().unwrap();
     let _: Value = redis::pipe()
         .cmd("CLIENT")
         .arg("KILL")
@@ -452,7 +490,10 @@ async fn stream_replays_after_a_disconnect_and_a_restart_without_clearing() {
     agent.shutdown().await;
     assert!(state.exists());
     redis
-        .xadd(&stream, &Message::delete(&[b"c".as_slice()]).to_json())
+        .xadd(
+            &stream,
+            &Message::delete(&[b"c".as_slice()]).to_json().unwrap(),
+        )
         .await;
     let agent = start(stream_config(&seg, &redis, &stream, &state)).await;
     let m = agent.metrics().clone();
@@ -473,13 +514,17 @@ async fn stream_trimmed_past_the_saved_position_clears() {
     let agent = start(stream_config(&seg, &redis, &stream, &state)).await;
     let m = agent.metrics().clone();
     for _ in 0..3 {
-        redis.xadd(&stream, &Message::heartbeat().to_json()).await;
+        redis
+            .xadd(&stream, &Message::heartbeat().to_json().unwrap())
+            .await;
     }
     wait_for("heartbeats", || m.messages(Outcome::Heartbeat) == 3).await;
     // Trimming entries already applied is no gap.
     seg.put("x");
     redis.cmd(&["XTRIM", &stream, "MAXLEN", "1"]).await;
-    redis.xadd(&stream, &Message::heartbeat().to_json()).await;
+    redis
+        .xadd(&stream, &Message::heartbeat().to_json().unwrap())
+        .await;
     wait_for("heartbeat after trim", || {
         m.messages(Outcome::Heartbeat) == 4
     })
@@ -492,7 +537,10 @@ async fn stream_trimmed_past_the_saved_position_clears() {
     seg.put("x");
     for k in ["stale", "y", "z"] {
         redis
-            .xadd(&stream, &Message::delete(&[k.as_bytes()]).to_json())
+            .xadd(
+                &stream,
+                &Message::delete(&[k.as_bytes()]).to_json().unwrap(),
+            )
             .await;
     }
     redis.cmd(&["XTRIM", &stream, "MAXLEN", "1"]).await;
@@ -545,7 +593,7 @@ fn binary_runs_applies_and_stops_on_sigterm() {
     }));
     seg.put("k");
     seg.put("keep");
-    rt.block_on(redis.publish(CH, Message::delete(&[b"k".as_slice()]).to_json()));
+    rt.block_on(redis.publish(CH, Message::delete(&[b"k".as_slice()]).to_json().unwrap()));
     rt.block_on(wait_for("binary applied", || !seg.has("k")));
     assert!(seg.has("keep"));
     let (_, text) = get("/metrics").unwrap();

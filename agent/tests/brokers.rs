@@ -110,13 +110,17 @@ async fn tls_with_a_private_ca_and_a_client_certificate() {
                     .arg("memshelf")
                     .arg("*")
                     .arg("m")
-                    .arg(Message::delete(&[b"k".as_slice()]).to_json())
+                    .arg(Message::delete(&[b"k".as_slice()]).to_json().unwrap())
                     .query_async(&mut client.get_multiplexed_async_connection().await.unwrap())
                     .await
                     .unwrap();
             }
             _ => {
-                publish_via(&broker, &Message::delete(&[b"k".as_slice()]).to_json()).await;
+                publish_via(
+                    &broker,
+                    &Message::delete(&[b"k".as_slice()]).to_json().unwrap(),
+                )
+                .await;
             }
         }
         wait_for("applied over TLS", || !seg.has("k")).await;
@@ -192,12 +196,15 @@ async fn acl_user_with_a_password_and_a_wrong_password_is_a_clear_error_then_a_r
         match feed {
             FeedKind::Stream => {
                 redis
-                    .xadd("memshelf", &Message::delete(&[b"k".as_slice()]).to_json())
+                    .xadd(
+                        "memshelf",
+                        &Message::delete(&[b"k".as_slice()]).to_json().unwrap(),
+                    )
                     .await;
             }
             _ => {
                 redis
-                    .publish(CH, Message::delete(&[b"k".as_slice()]).to_json())
+                    .publish(CH, Message::delete(&[b"k".as_slice()]).to_json().unwrap())
                     .await
             }
         }
@@ -236,7 +243,7 @@ async fn acl_user_with_a_password_and_a_wrong_password_is_a_clear_error_then_a_r
     .await;
     seg.put("k2");
     redis
-        .publish(CH, Message::delete(&[b"k2".as_slice()]).to_json())
+        .publish(CH, Message::delete(&[b"k2".as_slice()]).to_json().unwrap())
         .await;
     wait_for("applied after the retry", || !seg.has("k2")).await;
     agent.shutdown().await;
@@ -312,7 +319,7 @@ async fn cluster_of_three_masters_pubsub_and_streams() {
     for (i, n) in nodes.iter().enumerate() {
         let k = format!("k{i}");
         seg.put(&k);
-        n.publish(CH, Message::delete(&[k.as_bytes()]).to_json())
+        n.publish(CH, Message::delete(&[k.as_bytes()]).to_json().unwrap())
             .await;
         wait_for("applied from any node", || !seg.has(&k)).await;
     }
@@ -327,7 +334,10 @@ async fn cluster_of_three_masters_pubsub_and_streams() {
     assert!(m.gaps(GapReason::Disconnect) >= 1);
     seg.put("again");
     nodes[2]
-        .publish(CH, Message::delete(&[b"again".as_slice()]).to_json())
+        .publish(
+            CH,
+            Message::delete(&[b"again".as_slice()]).to_json().unwrap(),
+        )
         .await;
     wait_for("applied after the reconnect", || !seg.has("again")).await;
     agent.shutdown().await;
@@ -348,7 +358,7 @@ async fn cluster_of_three_masters_pubsub_and_streams() {
         .arg(&stream)
         .arg("*")
         .arg("m")
-        .arg(Message::delete(&[b"s".as_slice()]).to_json())
+        .arg(Message::delete(&[b"s".as_slice()]).to_json().unwrap())
         .query_async(&mut client.get_multiplexed_async_connection().await.unwrap())
         .await
         .unwrap_or_else(|e| panic!("XADD on {node}: {e}"));
@@ -414,7 +424,7 @@ async fn sentinel_master_and_a_failover_is_a_gap() {
     let m = agent.metrics().clone();
     seg.put("k");
     master
-        .publish(CH, Message::delete(&[b"k".as_slice()]).to_json())
+        .publish(CH, Message::delete(&[b"k".as_slice()]).to_json().unwrap())
         .await;
     wait_for("applied through the sentinel's master", || !seg.has("k")).await;
 
@@ -443,7 +453,7 @@ async fn sentinel_master_and_a_failover_is_a_gap() {
     .await;
     seg.put("k2");
     replica
-        .publish(CH, Message::delete(&[b"k2".as_slice()]).to_json())
+        .publish(CH, Message::delete(&[b"k2".as_slice()]).to_json().unwrap())
         .await;
     wait_for("applied through the new master", || !seg.has("k2")).await;
     agent.shutdown().await;

@@ -242,11 +242,16 @@ async fn defect2_stream_deleted_and_recreated_before_the_reconnect_is_a_gap() {
     ]);
     agent.ready().await;
     for _ in 0..5 {
-        redis.xadd(&stream, &Message::heartbeat().to_json()).await;
+        redis
+            .xadd(&stream, &Message::heartbeat().to_json().unwrap())
+            .await;
     }
     seg.put("live");
     redis
-        .xadd(&stream, &Message::delete(&[b"live".as_slice()]).to_json())
+        .xadd(
+            &stream,
+            &Message::delete(&[b"live".as_slice()]).to_json().unwrap(),
+        )
         .await;
     let t0 = Instant::now();
     while seg.has("live") {
@@ -270,14 +275,14 @@ async fn defect2_stream_deleted_and_recreated_before_the_reconnect_is_a_gap() {
         .arg(&stream)
         .arg("*")
         .arg("m")
-        .arg(Message::delete(&keys).to_json())
+        .arg(Message::delete(&keys).to_json().unwrap())
         .cmd("DEL")
         .arg(&stream)
         .cmd("XADD")
         .arg(&stream)
         .arg("*")
         .arg("m")
-        .arg(Message::heartbeat().to_json())
+        .arg(Message::heartbeat().to_json().unwrap())
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();
@@ -299,7 +304,7 @@ async fn defect2_stream_deleted_and_recreated_before_the_reconnect_is_a_gap() {
         .arg(&stream)
         .arg("*")
         .arg("m")
-        .arg(Message::heartbeat().to_json())
+        .arg(Message::heartbeat().to_json().unwrap())
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();
@@ -399,7 +404,7 @@ async fn defect4_the_database_index_is_honoured_for_streams() {
         .arg(&stream)
         .arg("*")
         .arg("m")
-        .arg(Message::delete(&[b"k".as_slice()]).to_json())
+        .arg(Message::delete(&[b"k".as_slice()]).to_json().unwrap())
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();
@@ -426,7 +431,7 @@ async fn defect5_a_password_in_the_url_is_used() {
     seg.put("k");
     let _: i64 = redis::cmd("PUBLISH")
         .arg("memshelf")
-        .arg(Message::delete(&[b"k".as_slice()]).to_json())
+        .arg(Message::delete(&[b"k".as_slice()]).to_json().unwrap())
         .query_async(
             &mut redis::Client::open(url.as_str())
                 .unwrap()

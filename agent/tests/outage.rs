@@ -83,7 +83,7 @@ impl Load {
                         let key = format!("k{k}");
                         let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
                             .arg("memshelf")
-                            .arg(Message::delete(&[key.as_bytes()]).to_json())
+                            .arg(Message::delete(&[key.as_bytes()]).to_json().unwrap())
                             .query(c);
                         if r.is_err() {
                             conn = None;

@@ -205,11 +205,11 @@ struct Publish {
     /// Only this segment (default: every segment the agents serve).
     #[arg(long)]
     cache: Option<String>,
-    /// Writer id plus per-boot nonce (with --seq).
-    #[arg(long, requires = "seq")]
+    /// Writer id plus per-boot nonce (so a host can skip its own messages).
+    #[arg(long)]
     origin: Option<String>,
-    /// Per-origin sequence number.
-    #[arg(long, requires = "origin")]
+    /// Per-origin sequence number (needs --origin).
+    #[arg(long)]
     seq: Option<u64>,
     /// Print the payload instead of sending it.
     #[arg(long)]
@@ -356,28 +356,34 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 }
 
 fn publish(p: Publish) -> Result<ExitCode, String> {
-    let mut m = match &p.op {
-        PublishOp::Del { keys } => {
-            let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-            Message::delete(&keys)
-        }
-        PublishOp::DelPrefix { prefix } => Message::delete_prefix(prefix.as_bytes()),
-        PublishOp::Tag { tag } => Message::tag(tag.as_bytes()),
-        PublishOp::Clear => Message::clear(),
-        PublishOp::Hb => Message::heartbeat(),
-    };
-    if let Some(c) = &p.cache {
-        memshelf::validate_name(c).map_err(|e| e.to_string())?;
-        m = m.cache(c.clone());
-    }
-    if let (Some(o), Some(s)) = (&p.origin, p.seq) {
-        m = m.origin(o.clone(), s);
-    }
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64;
-    let json = m.ts(ms).to_json();
+    let (op, keys, arg) = match &p.op {
+        PublishOp::Del { keys } => (
+            "del",
+            Some(keys.iter().map(|k| k.as_bytes()).collect()),
+            None,
+        ),
+        PublishOp::DelPrefix { prefix } => ("del_prefix", None, Some(prefix.as_bytes())),
+        PublishOp::Tag { tag } => ("tag", None, Some(tag.as_bytes())),
+        PublishOp::Clear => ("clear", None, None),
+        PublishOp::Hb => ("hb", None, None),
+    };
+    let parts = memshelf::message::Parts {
+        op,
+        keys,
+        prefix: arg.filter(|_| op == "del_prefix"),
+        tag: arg.filter(|_| op == "tag"),
+        cache: p.cache.as_deref(),
+        origin: p.origin.as_deref(),
+        seq: p.seq,
+        ts: Some(ms),
+    };
+    let json = Message::from_parts(&parts)
+        .and_then(|m| m.to_json())
+        .map_err(|e| e.to_string())?;
     if p.dry_run {
         println!("{json}");
         return Ok(ExitCode::SUCCESS);

@@ -91,21 +91,28 @@ fn ttl_conversions() {
 
 #[test]
 fn messages() {
-    assert_eq!(Message::clear().to_json(), r#"{"v":1,"op":"clear"}"#);
     assert_eq!(
-        Message::heartbeat().origin("h1:abc", 7).ts(5).to_json(),
+        Message::clear().to_json().unwrap(),
+        r#"{"v":1,"op":"clear"}"#
+    );
+    assert_eq!(
+        Message::heartbeat()
+            .origin("h1:abc", 7)
+            .ts(5)
+            .to_json()
+            .unwrap(),
         r#"{"v":1,"op":"hb","origin":"h1:abc","seq":7,"ts":5}"#
     );
     assert_eq!(
-        Message::tag(b"product:\"7\"").to_json(),
+        Message::tag(b"product:\"7\"").to_json().unwrap(),
         r#"{"v":1,"op":"tag","tag":"product:\"7\""}"#
     );
     assert_eq!(
-        Message::delete_prefix(b"user:").to_json(),
+        Message::delete_prefix(b"user:").to_json().unwrap(),
         r#"{"v":1,"op":"del_prefix","prefix":"user:"}"#
     );
     assert_eq!(
-        Message::delete(&[b"a", b"\xff\x00"]).to_json(),
+        Message::delete(&[b"a", b"\xff\x00"]).to_json().unwrap(),
         r#"{"v":1,"op":"del","keys":["a"],"keys_b64":["/wA="]}"#
     );
 }

@@ -3,7 +3,7 @@
 
 use std::ffi::c_char;
 
-use engine::message::Message;
+use engine::message::{Message, Parts};
 
 use crate::cache::{memshelf_bytes, read_versioned};
 use crate::status::memshelf_status::{self, *};
@@ -132,24 +132,40 @@ pub unsafe extern "C" fn memshelf_message_build(
         let m = unsafe { read_versioned(msg, "memshelf_message") }?;
         let out = unsafe { bytes_mut(buf.cast::<u8>(), buf_len, "buf") }?;
         let arg = || unsafe { bytes(m.arg.data, m.arg.len, "arg") };
-        let mut message = match parse_op(m.op)? {
-            MEMSHELF_MSG_DEL => Message::delete(&unsafe { byte_strings(m.keys, m.nkeys, "keys") }?),
-            MEMSHELF_MSG_DEL_PREFIX => Message::delete_prefix(arg()?),
-            MEMSHELF_MSG_TAG => Message::tag(arg()?),
-            MEMSHELF_MSG_CLEAR => Message::clear(),
-            MEMSHELF_MSG_HEARTBEAT => Message::heartbeat(),
+        let keys = match parse_op(m.op)? {
+            MEMSHELF_MSG_DEL => Some(unsafe { byte_strings(m.keys, m.nkeys, "keys") }?),
+            _ => None,
+        };
+        let (prefix, tag) = match parse_op(m.op)? {
+            MEMSHELF_MSG_DEL_PREFIX => (Some(arg()?), None),
+            MEMSHELF_MSG_TAG => (None, Some(arg()?)),
+            _ => (None, None),
         };
         let bad = MEMSHELF_ERR_INVALID_ARGUMENT;
-        if !m.cache.is_null() {
-            message = message.cache(unsafe { text(m.cache, "cache", bad) }?);
-        }
-        if !m.origin.is_null() {
-            message = message.origin(unsafe { text(m.origin, "origin", bad) }?, m.seq);
-        }
-        if m.ts_ms != 0 {
-            message = message.ts(m.ts_ms);
-        }
-        let json = message.to_json();
+        let cache = (!m.cache.is_null())
+            .then(|| unsafe { text(m.cache, "cache", bad) })
+            .transpose()?;
+        let origin = (!m.origin.is_null())
+            .then(|| unsafe { text(m.origin, "origin", bad) })
+            .transpose()?;
+        // The op's wire name, the rules and the encoding are the engine's.
+        let parts = Parts {
+            op: match parse_op(m.op)? {
+                MEMSHELF_MSG_DEL => "del",
+                MEMSHELF_MSG_DEL_PREFIX => "del_prefix",
+                MEMSHELF_MSG_TAG => "tag",
+                MEMSHELF_MSG_CLEAR => "clear",
+                MEMSHELF_MSG_HEARTBEAT => "hb",
+            },
+            keys,
+            prefix,
+            tag,
+            cache,
+            origin,
+            seq: origin.map(|_| m.seq),
+            ts: (m.ts_ms != 0).then_some(m.ts_ms),
+        };
+        let json = Message::from_parts(&parts)?.to_json()?;
         unsafe { store(json_len, json.len()) };
         if json.len() >= out.len() {
             return Err(Failure::new(

@@ -2,7 +2,7 @@
 //! `valgrind --tool=callgrind` (instructions are repeatable even on a noisy
 //! machine, unlike seconds): `benches/callgrind.sh` runs it.
 //!
-//! `opcount <get-hit|get-miss|put> [keys] [capacity]` fills a fresh segment
+//! `opcount <get-hit|get-hit-unsampled|get-miss|put> [keys] [capacity]` fills a fresh segment
 //! with `keys` keys of 16 bytes and 100-byte values, then runs 100 k
 //! operations of the kind named inside `measured`, the one function the
 //! script's `--toggle-collect` counts.
@@ -22,7 +22,9 @@ fn measured(c: &memshelf::Cache, op: &str, keys: &[Vec<u8>], order: &[u32], valu
     for &i in order {
         let k = &keys[i as usize];
         match op {
-            "get-hit" | "get-miss" => hits += c.get_into(k, &mut buf).unwrap() as usize,
+            "get-hit" | "get-hit-unsampled" | "get-miss" => {
+                hits += c.get_into(k, &mut buf).unwrap() as usize
+            }
             "put" => c.put(k, value).unwrap(),
             other => panic!("unknown op {other}"),
         }
@@ -59,8 +61,11 @@ fn main() {
             (x % nkeys as u64) as u32
         })
         .collect();
+    // `get-hit-unsampled`: the same gets with latency and hot-key sampling
+    // off, to show what sampling costs.
+    c.set_sampling(op != "get-hit-unsampled");
     let hits = measured(&c, &op, &probe, &order, &value);
-    if op == "get-hit" {
+    if op.starts_with("get-hit") {
         assert_eq!(hits, OPS, "every get should hit");
     }
     println!("{op}: {OPS} ops, {hits} hits");

@@ -276,43 +276,20 @@ fn whole(what: &str, v: f64) -> memshelf::Result<u64> {
 #[napi]
 pub fn invalidation_message(env: &Env, args: MessageArgs) -> Result<String> {
     let build = || -> memshelf::Result<String> {
-        fn need<'b>(v: Option<&'b Buffer>, op: &str, what: &str) -> memshelf::Result<&'b [u8]> {
-            v.map(|b| &b[..])
-                .ok_or_else(|| invalid(format!("op {op:?} needs {what}")))
-        }
-        let mut m = match args.op.as_str() {
-            "del" => {
-                let keys = args
-                    .keys
-                    .as_ref()
-                    .ok_or_else(|| invalid("op \"del\" needs keys"))?;
-                let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
-                Message::delete(&refs)
-            }
-            "del_prefix" => {
-                Message::delete_prefix(need(args.prefix.as_ref(), "del_prefix", "prefix")?)
-            }
-            "tag" => Message::tag(need(args.tag.as_ref(), "tag", "tag")?),
-            "clear" => Message::clear(),
-            "hb" => Message::heartbeat(),
-            op => {
-                return Err(invalid(format!(
-                    "unknown op {op:?} (expected del, del_prefix, tag, clear or hb)"
-                )));
-            }
+        let parts = memshelf::message::Parts {
+            op: &args.op,
+            keys: args
+                .keys
+                .as_ref()
+                .map(|k| k.iter().map(|b| &b[..]).collect()),
+            prefix: args.prefix.as_deref(),
+            tag: args.tag.as_deref(),
+            cache: args.cache.as_deref(),
+            origin: args.origin.as_deref(),
+            seq: args.seq.map(|v| whole("seq", v)).transpose()?,
+            ts: args.ts.map(|v| whole("ts", v)).transpose()?,
         };
-        if let Some(c) = &args.cache {
-            m = m.cache(c.clone());
-        }
-        match (&args.origin, args.seq) {
-            (Some(o), Some(seq)) => m = m.origin(o.clone(), whole("seq", seq)?),
-            (None, None) => {}
-            _ => return Err(invalid("origin and seq go together")),
-        }
-        if let Some(ts) = args.ts {
-            m = m.ts(whole("ts", ts)?);
-        }
-        Ok(m.to_json())
+        Message::from_parts(&parts)?.to_json()
     };
     build().or_throw(env)
 }

@@ -8,7 +8,6 @@ mod codec;
 mod convert;
 mod fill;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -44,43 +43,27 @@ fn invalidation_message<'py>(
     seq: Option<u64>,
     ts: Option<u64>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    use memshelf::message::Message;
-    let need = |v: Option<&Bound<'py, PyAny>>, what: &str| {
-        v.map(|v| owned_bytes(v, what))
-            .transpose()?
-            .ok_or_else(|| PyValueError::new_err(format!("op {op:?} needs {what}=")))
+    use memshelf::message::{Message, Parts};
+    let keys = keys
+        .filter(|k| !k.is_none())
+        .map(|k| tags_of(Some(k)))
+        .transpose()?;
+    let prefix = prefix.map(|p| owned_bytes(p, "prefix")).transpose()?;
+    let tag = tag.map(|t| owned_bytes(t, "tag")).transpose()?;
+    let parts = Parts {
+        op,
+        keys: keys.as_ref().map(|k| k.iter().map(Vec::as_slice).collect()),
+        prefix: prefix.as_deref(),
+        tag: tag.as_deref(),
+        cache: cache.as_deref(),
+        origin: origin.as_deref(),
+        seq,
+        ts,
     };
-    let mut m = match op {
-        "del" => Message::delete(&tags_of(keys)?.iter().map(Vec::as_slice).collect::<Vec<_>>()),
-        "del_prefix" => Message::delete_prefix(&need(prefix, "prefix")?),
-        "tag" => Message::tag(&need(tag, "tag")?),
-        "clear" => Message::clear(),
-        "hb" => Message::heartbeat(),
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "unknown op {other:?}: expected del, del_prefix, tag, clear or hb"
-            )));
-        }
-    };
-    if matches!(&m.op, memshelf::message::Op::Del(k) if k.is_empty()) {
-        return Err(PyValueError::new_err("op \"del\" needs keys=[...]"));
-    }
-    if let Some(c) = cache {
-        m = m.cache(c);
-    }
-    match (origin, seq) {
-        (Some(o), seq) => m = m.origin(o, seq.unwrap_or(0)),
-        (None, Some(_)) => {
-            return Err(PyValueError::new_err(
-                "seq= needs origin= (seq counts per origin)",
-            ));
-        }
-        (None, None) => {}
-    }
-    if let Some(t) = ts {
-        m = m.ts(t);
-    }
-    Ok(PyBytes::new(py, m.to_json().as_bytes()))
+    let json = Message::from_parts(&parts)
+        .and_then(|m| m.to_json())
+        .py_err(py)?;
+    Ok(PyBytes::new(py, json.as_bytes()))
 }
 
 #[pymodule]
