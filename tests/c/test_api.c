@@ -978,6 +978,15 @@ static void test_messages(void) {
     REQUIRE_OK(memshelf_message_init(&m, MEMSHELF_MSG_CLEAR));
     m.cache = "bad\xff";
     CHECK_STATUS(memshelf_message_build(&m, buf, sizeof buf, &len), MEMSHELF_ERR_INVALID_ARGUMENT);
+    /* The engine's rules (core::message), the same in every language: a
+     * del names at least one key, a prefix or tag is not empty. */
+    REQUIRE_OK(memshelf_message_init(&m, MEMSHELF_MSG_DEL));
+    CHECK_STATUS(memshelf_message_build(&m, buf, sizeof buf, &len), MEMSHELF_ERR_INVALID_ARGUMENT);
+    REQUIRE_OK(memshelf_message_init(&m, MEMSHELF_MSG_DEL_PREFIX));
+    CHECK_STATUS(memshelf_message_build(&m, buf, sizeof buf, &len), MEMSHELF_ERR_INVALID_ARGUMENT);
+    REQUIRE_OK(memshelf_message_init(&m, MEMSHELF_MSG_CLEAR));
+    m.cache = "bad/name";
+    CHECK_STATUS(memshelf_message_build(&m, buf, sizeof buf, &len), MEMSHELF_ERR_INVALID_NAME);
     REQUIRE_OK(memshelf_message_init(&m, MEMSHELF_MSG_CLEAR));
     m.struct_size = 0;
     CHECK_STATUS(memshelf_message_build(&m, buf, sizeof buf, &len), MEMSHELF_ERR_INVALID_ARGUMENT);

@@ -384,7 +384,13 @@ test('invalidationMessage', () => {
   throwsCode(() => msg({ op: 'nope' }), RangeError, 'InvalidArgument');
   throwsCode(() => msg({ op: 'tag' }), RangeError, 'InvalidArgument');
   throwsCode(() => msg({ op: 'del' }), RangeError, 'InvalidArgument');
-  throwsCode(() => msg({ op: 'hb', origin: 'x' }), RangeError, 'InvalidArgument');
+  // One rule in every language (core::message): an origin alone is allowed
+  // (a host skips its own messages), a seq needs its origin.
+  assert.deepEqual(JSON.parse(msg({ op: 'hb', origin: 'x' })), { v: 1, op: 'hb', origin: 'x' });
+  throwsCode(() => msg({ op: 'hb', seq: 1 }), RangeError, 'InvalidArgument');
+  throwsCode(() => msg({ op: 'del', keys: [] }), RangeError, 'InvalidArgument');
+  throwsCode(() => msg({ op: 'del_prefix', prefix: '' }), RangeError, 'InvalidArgument');
+  throwsCode(() => msg({ op: 'tag', tag: 'x', keys: ['k'] }), RangeError, 'InvalidArgument');
   throwsCode(() => msg({ op: 'hb', origin: 'x', seq: -1 }), RangeError, 'InvalidArgument');
   throwsCode(() => msg({ op: 5 }), TypeError, 'ERR_INVALID_ARG_TYPE');
   throwsCode(() => msg({ op: 'del', keys: 'a' }), TypeError, 'ERR_INVALID_ARG_TYPE');

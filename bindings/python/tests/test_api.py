@@ -374,6 +374,16 @@ def test_invalidation_messages():
         memshelf.invalidation_message("tag")  # needs tag=
     with pytest.raises(ValueError):
         memshelf.invalidation_message("clear", seq=3)  # seq needs an origin
+    # One rule set in every language (core::message): no empty del or
+    # prefix, no field the op does not take, an origin alone is fine.
+    for bad in (dict(keys=[]), dict(keys=[b""])):
+        with pytest.raises(ValueError):
+            memshelf.invalidation_message("del", **bad)
+    with pytest.raises(ValueError):
+        memshelf.invalidation_message("del_prefix", prefix="")
+    with pytest.raises(ValueError):
+        memshelf.invalidation_message("tag", tag="t", keys=["k"])
+    assert json.loads(memshelf.invalidation_message("hb", origin="w:1")) == {"v": 1, "op": "hb", "origin": "w:1"}
     with pytest.raises(TypeError):
         memshelf.invalidation_message("del", keys=[1])
 
