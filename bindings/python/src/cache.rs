@@ -587,7 +587,7 @@ impl Cache {
         Ok(d)
     }
 
-    /// Detaches from the segment; further calls raise ClosedError. The
+    /// Detaches from the segment; further calls raise Closed. The
     /// segment itself stays (see memshelf.unlink).
     fn close(&self) {
         let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());

@@ -27,21 +27,9 @@ pub(crate) fn exception(py: Python<'_>, class: &str, msg: String) -> PyErr {
 
 /// Converts an engine error to the matching `memshelf` exception.
 pub(crate) fn error_to_py(py: Python<'_>, e: &Error) -> PyErr {
-    let class = match e {
-        Error::InvalidName { .. } => "InvalidName",
-        Error::KeyTooLong { .. } => "KeyTooLong",
-        Error::ValueTooLarge { .. } => "ValueTooLarge",
-        Error::InvalidTtl(_) => "InvalidTTL",
-        Error::InvalidArgument(_) => "InvalidArgument",
-        Error::IncompatibleSegment { .. } => "IncompatibleSegment",
-        Error::NotFound { .. } => "SegmentNotFound",
-        Error::NotAnInteger { .. } => "NotAnInteger",
-        Error::NoSpace { .. } => "NoSpace",
-        Error::Timeout(_) => "Timeout",
-        Error::PermissionDenied { .. } => "PermissionDenied",
-        Error::Closed => "ClosedError",
-        _ => "IOFailure",
-    };
+    // One table of error kinds (the engine's), the same names in every
+    // language: memshelf._errors defines a class per kind name.
+    let class = e.kind_name();
     exception(py, class, e.to_string())
 }
 

@@ -14,7 +14,7 @@ use pyo3::types::PyBytes;
 use convert::{IntoPy, owned_bytes, tags_of};
 
 /// Removes segment `name` (processes attached keep their mapping until
-/// they close it). Raises SegmentNotFound if it does not exist.
+/// they close it). Raises NotFound if it does not exist.
 #[pyfunction]
 fn unlink(py: Python<'_>, name: &str) -> PyResult<()> {
     memshelf::unlink(name).py_err(py)

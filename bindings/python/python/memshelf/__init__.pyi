@@ -24,18 +24,22 @@ from typing import (
 from . import codecs as codecs
 from ._reports import DumpReport as DumpReport, LoadReport as LoadReport, Stats as Stats
 from ._errors import (
+    Closed as Closed,
     ClosedError as ClosedError,
     CodecError as CodecError,
     Error as Error,
     IncompatibleSegment as IncompatibleSegment,
     InvalidArgument as InvalidArgument,
     InvalidName as InvalidName,
+    InvalidTtl as InvalidTtl,
     InvalidTTL as InvalidTTL,
+    Io as Io,
     IOFailure as IOFailure,
     KeyTooLong as KeyTooLong,
     NoSpace as NoSpace,
     NotAnInteger as NotAnInteger,
     PermissionDenied as PermissionDenied,
+    NotFound as NotFound,
     SegmentNotFound as SegmentNotFound,
     Timeout as Timeout,
     ValueTooLarge as ValueTooLarge,
@@ -72,17 +76,21 @@ __all__ = [
     "InvalidName",
     "KeyTooLong",
     "ValueTooLarge",
-    "InvalidTTL",
+    "InvalidTtl",
     "InvalidArgument",
     "IncompatibleSegment",
-    "SegmentNotFound",
+    "NotFound",
     "NotAnInteger",
     "NoSpace",
-    "IOFailure",
+    "Io",
     "PermissionDenied",
     "Timeout",
-    "ClosedError",
+    "Closed",
     "CodecError",
+    "InvalidTTL",
+    "SegmentNotFound",
+    "IOFailure",
+    "ClosedError",
 ]
 
 LAYOUT_VERSION: int
@@ -238,7 +246,7 @@ class Cache:
     def load(self, path: Union[str, PathLike[str]]) -> LoadReport:
         """Insert a dump's entries (never over a live one; a truncated dump loads its valid prefix)."""
     def close(self) -> None:
-        """Detach; further calls raise ClosedError."""
+        """Detach; further calls raise Closed."""
     def __enter__(self) -> Self: ...
     def __exit__(
         self,

@@ -1,4 +1,11 @@
-"""The exceptions of memshelf (raised by the native module)."""
+"""The exceptions of memshelf (raised by the native module).
+
+Each class is named after the engine's error kind (``memshelf::Error::kind_name``
+in Rust, the ``code`` of a Node error, ``MEMSHELF_ERR_<KIND>`` in C): one
+table, the same names in every language. The names of 0.1 (``InvalidTTL``,
+``SegmentNotFound``, ``IOFailure``, ``ClosedError``) remain as aliases of
+the same classes.
+"""
 
 
 class Error(Exception):
@@ -17,7 +24,7 @@ class ValueTooLarge(Error, ValueError):
     """A value larger than the segment's max_value_size."""
 
 
-class InvalidTTL(Error, ValueError):
+class InvalidTtl(Error, ValueError):
     """A negative, NaN, infinite or too long TTL (or lease, grace, negative_ttl)."""
 
 
@@ -29,7 +36,7 @@ class IncompatibleSegment(Error):
     """The segment is not a memshelf segment of this layout version."""
 
 
-class SegmentNotFound(Error, FileNotFoundError):
+class NotFound(Error, FileNotFoundError):
     """create=False and no segment of that name exists."""
 
 
@@ -41,7 +48,7 @@ class NoSpace(Error, OSError):
     """The segment's memory could not be reserved (full /dev/shm)."""
 
 
-class IOFailure(Error, OSError):
+class Io(Error, OSError):
     """An operating-system call failed."""
 
 
@@ -55,7 +62,7 @@ class Timeout(Error, TimeoutError):
     """A bounded wait ran out (another process initialising the segment)."""
 
 
-class ClosedError(Error):
+class Closed(Error):
     """The Cache was closed."""
 
 
@@ -65,20 +72,30 @@ class CodecError(Error, ValueError):
     codec). The codec's own exception is the ``__cause__``."""
 
 
+# The 0.1 names (aliases: the same classes).
+InvalidTTL = InvalidTtl
+SegmentNotFound = NotFound
+IOFailure = Io
+ClosedError = Closed
+
 __all__ = [
     "Error",
     "InvalidName",
     "KeyTooLong",
     "ValueTooLarge",
-    "InvalidTTL",
+    "InvalidTtl",
     "InvalidArgument",
     "IncompatibleSegment",
-    "SegmentNotFound",
+    "NotFound",
     "NotAnInteger",
     "NoSpace",
-    "IOFailure",
+    "Io",
     "PermissionDenied",
     "Timeout",
-    "ClosedError",
+    "Closed",
     "CodecError",
+    "InvalidTTL",
+    "SegmentNotFound",
+    "IOFailure",
+    "ClosedError",
 ]
