@@ -813,6 +813,18 @@ thread_local! {
 impl Cache {
     /// Creates or attaches segment `name` with `capacity` bytes (used only
     /// when creating) and default options.
+    ///
+    /// ```
+    /// # let name = format!("doc-cache-open-{}", std::process::id());
+    /// let cache = memshelf::Cache::open(&name, 16 << 20)?; // creates it
+    /// cache.put(b"k", b"v")?;
+    /// // Attaching (here, or from another process) ignores the capacity asked:
+    /// let other = memshelf::Cache::open(&name, 64 << 20)?;
+    /// assert_eq!(other.capacity(), 16 << 20);
+    /// assert_eq!(other.get(b"k")?.as_deref(), Some(&b"v"[..]));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn open(name: &str, capacity: u64) -> Result<Cache> {
         OpenOptions::new().capacity(capacity).open(name)
     }
@@ -827,21 +839,62 @@ impl Cache {
     }
 
     /// The segment's name.
+    ///
+    /// ```
+    /// # let name = format!("doc-name-{}", std::process::id());
+    /// let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// assert_eq!(cache.name(), name);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.e.seg.name
     }
 
     /// Total bytes of the segment (as created, whatever this handle asked).
+    ///
+    /// ```
+    /// # let name = format!("doc-capacity-{}", std::process::id());
+    /// let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// assert_eq!(cache.capacity(), 16 << 20);
+    /// assert_eq!(cache.stats().capacity_bytes, cache.capacity());
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn capacity(&self) -> u64 {
         self.e.seg.g.capacity
     }
 
     /// Largest value this segment accepts.
+    ///
+    /// ```
+    /// # let name = format!("doc-max-value-size-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// let max = cache.max_value_size();
+    /// assert_eq!(max, memshelf::DEFAULT_MAX_VALUE_SIZE); // 1 MiB fits in 16 MiB
+    /// cache.put(b"big", vec![0u8; max])?;
+    /// assert!(matches!(
+    ///     cache.put(b"big", vec![0u8; max + 1]),
+    ///     Err(memshelf::Error::ValueTooLarge { .. })
+    /// ));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn max_value_size(&self) -> usize {
         self.e.seg.g.max_value_size as usize
     }
 
     /// The value of `key`, or `None`.
+    ///
+    /// ```
+    /// # let name = format!("doc-get-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// cache.put(b"k", b"v")?;
+    /// assert_eq!(cache.get(b"k")?, Some(b"v".to_vec()));
+    /// assert_eq!(cache.get(b"missing")?, None);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
         let mut buf = Vec::new();
         Ok(self.get_into(key, &mut buf)?.then_some(buf))
@@ -850,6 +903,22 @@ impl Cache {
     /// Reads `key`'s value into `buf` (replacing its contents, reusing its
     /// allocation). Returns whether it was found. No allocation once `buf`
     /// is large enough.
+    ///
+    /// ```
+    /// # let name = format!("doc-get-into-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// cache.put(b"a", b"first")?;
+    /// cache.put(b"b", b"second")?;
+    /// let mut buf = Vec::with_capacity(64);
+    /// assert!(cache.get_into(b"a", &mut buf)?);
+    /// assert_eq!(buf, b"first");
+    /// assert!(cache.get_into(b"b", &mut buf)?); // replaces, reusing the allocation
+    /// assert_eq!(buf, b"second");
+    /// assert!(!cache.get_into(b"missing", &mut buf)?);
+    /// assert!(buf.is_empty());
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn get_into(&self, key: impl AsRef<[u8]>, buf: &mut Vec<u8>) -> Result<bool> {
         let hit = self.e.lookup(key.as_ref(), buf)?;
         if !hit {
@@ -918,6 +987,20 @@ impl Cache {
     }
 
     /// Reads `key`'s value into a caller's fixed buffer (the C ABI's shape).
+    ///
+    /// ```
+    /// # let name = format!("doc-read-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use memshelf::ReadInto;
+    /// cache.put(b"k", b"hello")?;
+    /// let mut buf = [0u8; 16];
+    /// assert_eq!(cache.read(b"k", &mut buf)?, ReadInto::Hit(5));
+    /// assert_eq!(&buf[..5], b"hello");
+    /// assert_eq!(cache.read(b"k", &mut [0u8; 2])?, ReadInto::TooSmall(5));
+    /// assert_eq!(cache.read(b"missing", &mut buf)?, ReadInto::Miss);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn read(&self, key: impl AsRef<[u8]>, out: &mut [u8]) -> Result<ReadInto> {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
@@ -933,11 +1016,34 @@ impl Cache {
     }
 
     /// Whether `key` has a live entry (counts as a get).
+    ///
+    /// ```
+    /// # let name = format!("doc-contains-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// cache.put(b"k", b"v")?;
+    /// assert!(cache.contains(b"k")?);
+    /// assert!(!cache.contains(b"missing")?);
+    /// assert_eq!(cache.stats().hits, 1); // it counts as a get
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn contains(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         SCRATCH.with(|s| self.e.lookup(key.as_ref(), &mut s.borrow_mut()))
     }
 
     /// Inserts or replaces `key` with the segment's default TTL.
+    ///
+    /// ```
+    /// # let name = format!("doc-put1-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// cache.put(b"k", b"one")?;
+    /// cache.put(b"k", b"two")?; // replaces
+    /// assert_eq!(cache.get(b"k")?.as_deref(), Some(&b"two"[..]));
+    /// let s = cache.stats();
+    /// assert_eq!((s.inserts, s.updates), (1, 1));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         self.put_with(key, value, &PutOptions::default())
     }
@@ -966,11 +1072,36 @@ impl Cache {
     }
 
     /// Inserts `key` only if it has no live entry; returns whether it did.
+    ///
+    /// ```
+    /// # let name = format!("doc-add-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// assert!(cache.add(b"k", b"first")?);
+    /// assert!(!cache.add(b"k", b"second")?); // present: left alone
+    /// assert_eq!(cache.get(b"k")?.as_deref(), Some(&b"first"[..]));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn add(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<bool> {
         self.add_with(key, value, &PutOptions::default())
     }
 
     /// [`add`](Self::add) with a TTL and tags.
+    ///
+    /// ```
+    /// # let name = format!("doc-add-with-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use memshelf::{Expiry, PutOptions};
+    /// use std::time::Duration;
+    /// let opts = PutOptions::ttl(Duration::from_secs(30)).with_tags(&[b"batch:1"]);
+    /// assert!(cache.add_with(b"job:1", b"queued", &opts)?);
+    /// assert!(!cache.add_with(b"job:1", b"again", &opts)?);
+    /// assert!(matches!(cache.ttl(b"job:1")?, Some(Expiry::In(d)) if d <= Duration::from_secs(30)));
+    /// cache.invalidate_tag(b"batch:1")?;
+    /// assert!(cache.add_with(b"job:1", b"requeued", &opts)?); // gone: added again
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn add_with(
         &self,
         key: impl AsRef<[u8]>,
@@ -1012,6 +1143,17 @@ impl Cache {
     }
 
     /// Removes `key`; returns whether a live entry was there.
+    ///
+    /// ```
+    /// # let name = format!("doc-delete-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// cache.put(b"k", b"v")?;
+    /// assert!(cache.delete(b"k")?);
+    /// assert!(!cache.delete(b"k")?); // nothing left to remove
+    /// assert_eq!(cache.get(b"k")?, None);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         self.e.delete(key.as_ref())
     }
@@ -1035,6 +1177,21 @@ impl Cache {
 
     /// [`incr`](Self::incr); a TTL other than [`Ttl::Default`] also resets
     /// the entry's expiry.
+    ///
+    /// ```
+    /// # let name = format!("doc-incr-with-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use memshelf::{Expiry, Ttl};
+    /// use std::time::Duration;
+    /// let minute = Duration::from_secs(60);
+    /// assert_eq!(cache.incr_with(b"rate:ip", 1, Ttl::After(minute))?, 1);
+    /// assert_eq!(cache.incr_with(b"rate:ip", 1, Ttl::Default)?, 2); // keeps its expiry
+    /// assert!(matches!(cache.ttl(b"rate:ip")?, Some(Expiry::In(d)) if d <= minute));
+    /// assert_eq!(cache.incr_with(b"rate:ip", -2, Ttl::Never)?, 0);
+    /// assert_eq!(cache.ttl(b"rate:ip")?, Some(Expiry::Never));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn incr_with(&self, key: impl AsRef<[u8]>, delta: i64, ttl: Ttl) -> Result<i64> {
         let key = key.as_ref();
         self.e.check_key(key)?;
@@ -1096,6 +1253,21 @@ impl Cache {
     }
 
     /// Remaining lifetime of `key`, or `None` if it has no live entry.
+    ///
+    /// ```
+    /// # let name = format!("doc-ttl-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use memshelf::{Expiry, PutOptions};
+    /// use std::time::Duration;
+    /// cache.put_with(b"short", b"v", &PutOptions::ttl(Duration::from_secs(60)))?;
+    /// let Some(Expiry::In(left)) = cache.ttl(b"short")? else { panic!("expected a TTL") };
+    /// assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(50));
+    /// cache.put(b"forever", b"v")?; // this segment has no default TTL
+    /// assert_eq!(cache.ttl(b"forever")?, Some(Expiry::Never));
+    /// assert_eq!(cache.ttl(b"missing")?, None);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Option<Expiry>> {
         let key = key.as_ref();
         self.e.check_key(key)?;
@@ -1119,6 +1291,21 @@ impl Cache {
     }
 
     /// Gives a live entry a new TTL; returns whether the key was present.
+    ///
+    /// ```
+    /// # let name = format!("doc-touch-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use memshelf::Expiry;
+    /// use std::time::Duration;
+    /// cache.put(b"k", b"v")?;
+    /// assert_eq!(cache.ttl(b"k")?, Some(Expiry::Never));
+    /// assert!(cache.touch(b"k", Duration::from_secs(5))?);
+    /// assert!(matches!(cache.ttl(b"k")?, Some(Expiry::In(d)) if d <= Duration::from_secs(5)));
+    /// assert_eq!(cache.get(b"k")?.as_deref(), Some(&b"v"[..])); // value kept
+    /// assert!(!cache.touch(b"missing", Duration::from_secs(5))?);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn touch(&self, key: impl AsRef<[u8]>, ttl: impl Into<Ttl>) -> Result<bool> {
         let key = key.as_ref();
         self.e.check_key(key)?;
@@ -1158,6 +1345,22 @@ impl Cache {
     }
 
     /// Every entry put with `tag` becomes a miss, in O(1).
+    ///
+    /// ```
+    /// # let name = format!("doc-invalidate-tag-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use memshelf::PutOptions;
+    /// let user7 = PutOptions::default().with_tags(&[b"user:7"]);
+    /// cache.put_with(b"profile:7", b"{..}", &user7)?;
+    /// cache.put_with(b"feed:7", b"[..]", &user7)?;
+    /// cache.put(b"profile:8", b"{..}")?;
+    /// cache.invalidate_tag(b"user:7")?;
+    /// assert_eq!(cache.get(b"profile:7")?, None);
+    /// assert_eq!(cache.get(b"feed:7")?, None);
+    /// assert!(cache.contains(b"profile:8")?); // untagged: untouched
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn invalidate_tag(&self, tag: impl AsRef<[u8]>) -> Result<()> {
         let tag = tag.as_ref();
         self.e.tag_pairs(&[tag])?;
@@ -1169,6 +1372,20 @@ impl Cache {
     }
 
     /// Every entry becomes a miss, in O(1).
+    ///
+    /// ```
+    /// # let name = format!("doc-clear-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// cache.put(b"a", b"1")?;
+    /// cache.put(b"b", b"2")?;
+    /// assert_eq!(cache.stats().entries, 2);
+    /// cache.clear()?;
+    /// assert_eq!(cache.get(b"a")?, None);
+    /// assert_eq!(cache.get(b"b")?, None);
+    /// assert_eq!(cache.stats().entries, 0);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn clear(&self) -> Result<()> {
         self.e.seg.clear_epoch().fetch_add(1, Ordering::SeqCst);
         crate::stats::reset_entries(&self.e);
@@ -1211,6 +1428,17 @@ impl Cache {
 
     /// The TTL cap writes obey now: the one [`set_ttl_cap`](Self::set_ttl_cap)
     /// set, or the keeper's while the recorded keeper is dead.
+    ///
+    /// ```
+    /// # let name = format!("doc-ttl-cap-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use std::time::Duration;
+    /// assert_eq!(cache.ttl_cap(), None);
+    /// cache.set_ttl_cap(Some(Duration::from_secs(5)))?;
+    /// assert_eq!(cache.ttl_cap(), Some(Duration::from_secs(5)));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn ttl_cap(&self) -> Option<Duration> {
         match self.e.seg.ttl_cap_ms() {
             0 => None,
@@ -1251,6 +1479,19 @@ impl Cache {
 
     /// Whether the segment's recorded keeper is alive (`None`: none was
     /// ever recorded).
+    ///
+    /// ```
+    /// # let name = format!("doc-keeper-alive-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use std::time::Duration;
+    /// assert_eq!(cache.keeper_alive(), None); // no keeper ever recorded
+    /// cache.become_keeper(Duration::from_secs(1))?;
+    /// // Any handle on the segment sees the keeper (this process) alive:
+    /// let other = memshelf::Cache::open(&name, 16 << 20)?;
+    /// assert_eq!(other.keeper_alive(), Some(true));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn keeper_alive(&self) -> Option<bool> {
         let seg = &self.e.seg;
         let off = memoffset::offset_of!(crate::layout::Header, keeper);
@@ -1262,6 +1503,19 @@ impl Cache {
 
     /// Removes every key starting with `prefix` (a scan of the index);
     /// returns how many.
+    ///
+    /// ```
+    /// # let name = format!("doc-delete-prefix-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// cache.put(b"user:1", b"a")?;
+    /// cache.put(b"user:2", b"b")?;
+    /// cache.put(b"item:1", b"c")?;
+    /// assert_eq!(cache.delete_prefix(b"user:")?, 2);
+    /// assert_eq!(cache.get(b"user:1")?, None);
+    /// assert!(cache.contains(b"item:1")?);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn delete_prefix(&self, prefix: impl AsRef<[u8]>) -> Result<u64> {
         let mut n = 0;
         for key in self.keys(Some(prefix.as_ref())) {
@@ -1275,6 +1529,20 @@ impl Cache {
     /// Iterates the live keys (with `prefix`, if given). Best effort under
     /// concurrent writes: a key written or removed meanwhile may or may not
     /// appear.
+    ///
+    /// ```
+    /// # let name = format!("doc-keys-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// cache.put(b"a:1", b"x")?;
+    /// cache.put(b"a:2", b"y")?;
+    /// cache.put(b"b:1", b"z")?;
+    /// let mut keys: Vec<Vec<u8>> = cache.keys(Some(b"a:")).collect();
+    /// keys.sort(); // index order, not insertion order
+    /// assert_eq!(keys, [b"a:1".to_vec(), b"a:2".to_vec()]);
+    /// assert_eq!(cache.keys(None).count(), 3);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn keys(&self, prefix: Option<&[u8]>) -> Keys {
         Keys {
             cache: self.clone(),
@@ -1305,16 +1573,55 @@ impl Cache {
 
     /// Turns latency and hot-key sampling on or off for this handle (on by
     /// default; its cost is one thread-local decrement per get or put).
+    ///
+    /// ```
+    /// # let name = format!("doc-set-sampling-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// cache.set_sampling(false);
+    /// cache.put(b"k", b"v")?;
+    /// for _ in 0..1000 { cache.get(b"k")?; }
+    /// assert_eq!(cache.stats().get_latency.count(), 0);
+    /// assert!(cache.hot_keys(1).is_empty());
+    /// cache.set_sampling(true);
+    /// for _ in 0..1000 { cache.get(b"k")?; }
+    /// assert!(cache.stats().get_latency.count() > 0);
+    /// assert_eq!(cache.hot_keys(1)[0].0, b"k");
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn set_sampling(&self, on: bool) {
         self.e.sampling.store(on, Ordering::Relaxed);
     }
 
     /// Segment-wide statistics.
+    ///
+    /// ```
+    /// # let name = format!("doc-stats-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// cache.put(b"k", b"v")?;
+    /// cache.get(b"k")?;
+    /// cache.get(b"missing")?;
+    /// let s = cache.stats();
+    /// assert_eq!((s.hits, s.misses, s.inserts, s.entries), (1, 1, 1, 1));
+    /// assert_eq!(s.capacity_bytes, 16 << 20);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn stats(&self) -> Stats {
         crate::stats::collect(&self.e)
     }
 
     /// The layout version this library speaks.
+    ///
+    /// ```
+    /// # let name = format!("doc-layout-version-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use memshelf::Cache;
+    /// assert_eq!(Cache::layout_version(), memshelf::LAYOUT_VERSION);
+    /// assert_eq!(cache.stats().layout_version, Cache::layout_version());
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn layout_version() -> u32 {
         LAYOUT_VERSION
     }

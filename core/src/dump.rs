@@ -424,6 +424,25 @@ impl Cache {
     /// expired ones are skipped, a key written since is never overwritten,
     /// and a truncated or corrupt dump loads its valid prefix and reports
     /// the rest.
+    ///
+    /// ```
+    /// # let name = format!("doc-load-{}", std::process::id());
+    /// # let path = std::env::temp_dir().join(format!("{name}.dump"));
+    /// let cache = memshelf::Cache::open(&name, 4 << 20)?;
+    /// cache.put(b"a", b"old")?;
+    /// cache.put(b"b", b"old")?;
+    /// cache.dump(&path)?;
+    /// cache.clear()?;
+    /// cache.put(b"a", b"new")?; // written since the dump: kept
+    /// let report = cache.load(&path)?;
+    /// assert_eq!((report.records, report.loaded, report.kept_newer), (2, 1, 1));
+    /// assert!(report.complete());
+    /// assert_eq!(cache.get(b"a")?.as_deref(), Some(&b"new"[..]));
+    /// assert_eq!(cache.get(b"b")?.as_deref(), Some(&b"old"[..]));
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn load(&self, path: impl AsRef<Path>) -> Result<LoadReport> {
         let f = File::open(path.as_ref()).map_err(|e| Error::io("load", e))?;
         load_from(self, &mut BufReader::new(f))

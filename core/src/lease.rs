@@ -284,6 +284,23 @@ impl Cache {
     /// The first half of `get_or_set`, for callers that compute the value
     /// asynchronously (the Node binding): a hit, or a lease to fill, or a
     /// ticket to wait on.
+    ///
+    /// ```
+    /// # let name = format!("doc-begin-fill-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use memshelf::{Fill, GetOrSetOptions};
+    /// let opts = GetOrSetOptions::default();
+    /// match cache.begin_fill(b"answer", &opts)? {
+    ///     Fill::Lead(lease) => {
+    ///         let value = b"42"; // computed, possibly asynchronously
+    ///         assert!(lease.fill(Some(&value[..]))?); // stored, waiters woken
+    ///     }
+    ///     other => panic!("a miss makes this caller lead, got {other:?}"),
+    /// }
+    /// assert!(matches!(cache.begin_fill(b"answer", &opts)?, Fill::Hit(v) if v == b"42"));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn begin_fill(&self, key: impl AsRef<[u8]>, opts: &GetOrSetOptions<'_>) -> Result<Fill> {
         let key = key.as_ref();
         let e = &self.e;
@@ -432,12 +449,40 @@ impl Cache {
     /// `get_or_set_waits`). [`get_or_set`](Self::get_or_set) does this
     /// itself; callers driving [`begin_fill`](Self::begin_fill) and
     /// [`wait_fill`](Self::wait_fill) call it once per call that waited.
+    ///
+    /// ```
+    /// # let name = format!("doc-record-wait-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// assert_eq!(cache.stats().get_or_set_waits, 0);
+    /// cache.record_get_or_set_wait(); // after a Fill::Wait, once per call
+    /// assert_eq!(cache.stats().get_or_set_waits, 1);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn record_get_or_set_wait(&self) {
         self.e.count(Counter::GetOrSetWaits, 1);
     }
 
     /// Sleeps until the fill behind `ticket` ends or `max` passes (no CPU
     /// burnt). Then call [`begin_fill`](Self::begin_fill) again.
+    ///
+    /// ```
+    /// # let name = format!("doc-wait-fill-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use memshelf::{Fill, GetOrSetOptions};
+    /// use std::time::Duration;
+    /// let opts = GetOrSetOptions::default();
+    /// let Fill::Lead(lease) = cache.begin_fill(b"k", &opts)? else { panic!("a miss leads") };
+    /// // A second caller finds the fill in progress and must wait:
+    /// let Fill::Wait(ticket) = cache.begin_fill(b"k", &opts)? else { panic!("a fill is running") };
+    /// let leader = std::thread::spawn(move || lease.fill(Some(&b"v"[..])));
+    /// cache.record_get_or_set_wait();
+    /// cache.wait_fill(&ticket, Duration::from_secs(5)); // returns once the fill ends
+    /// assert!(leader.join().unwrap()?);
+    /// assert!(matches!(cache.begin_fill(b"k", &opts)?, Fill::Hit(v) if v == b"v"));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn wait_fill(&self, ticket: &WaitTicket, max: Duration) {
         let f = self.e.seg.word32(ticket.rec + FUTEX);
         let start = Instant::now();

@@ -128,6 +128,21 @@ pub struct PutOptions<'a> {
 
 impl<'a> PutOptions<'a> {
     /// Options with the given TTL and no tags.
+    ///
+    /// ```
+    /// # let name = format!("doc-po-ttl-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use memshelf::{Expiry, PutOptions, Ttl};
+    /// use std::time::Duration;
+    /// let opts = PutOptions::ttl(Duration::from_secs(60));
+    /// assert_eq!((opts.ttl, opts.tags.len()), (Ttl::After(Duration::from_secs(60)), 0));
+    /// cache.put_with(b"k", b"v", &opts)?;
+    /// assert!(matches!(cache.ttl(b"k")?, Some(Expiry::In(d)) if d <= Duration::from_secs(60)));
+    /// cache.put_with(b"k", b"v", &PutOptions::ttl(Ttl::Never))?;
+    /// assert_eq!(cache.ttl(b"k")?, Some(Expiry::Never));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn ttl(ttl: impl Into<Ttl>) -> Self {
         PutOptions {
             ttl: ttl.into(),
@@ -135,6 +150,19 @@ impl<'a> PutOptions<'a> {
         }
     }
     /// Adds tags.
+    ///
+    /// ```
+    /// # let name = format!("doc-po-with-tags-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use memshelf::{PutOptions, Ttl};
+    /// let opts = PutOptions::ttl(Ttl::Never).with_tags(&[b"product:7", b"shop:2"]);
+    /// assert_eq!(opts.tags.len(), 2);
+    /// cache.put_with(b"price:7", b"9.99", &opts)?;
+    /// cache.invalidate_tag(b"shop:2")?; // either tag invalidates the entry
+    /// assert_eq!(cache.get(b"price:7")?, None);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn with_tags(mut self, tags: &'a [&'a [u8]]) -> Self {
         self.tags = tags;
         self
@@ -142,6 +170,29 @@ impl<'a> PutOptions<'a> {
 }
 
 /// Options for [`Cache::get_or_set`](crate::Cache::get_or_set).
+///
+/// ```
+/// # let name = format!("doc-gos-options-{}", std::process::id());
+/// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+/// use memshelf::GetOrSetOptions;
+/// use std::time::Duration;
+/// let opts = GetOrSetOptions {
+///     ttl: Duration::from_secs(60).into(),
+///     negative_ttl: Some(Duration::from_secs(5)), // remember "no such user"
+///     ..GetOrSetOptions::default()
+/// };
+/// let mut calls = 0;
+/// for _ in 0..2 {
+///     let v = cache.get_or_set(b"user:404", &opts, || {
+///         calls += 1;
+///         Ok::<_, std::io::Error>(None)
+///     });
+///     assert_eq!(v.unwrap(), None);
+/// }
+/// assert_eq!(calls, 1); // the absence was cached
+/// # memshelf::unlink(&name)?;
+/// # Ok::<(), memshelf::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct GetOrSetOptions<'a> {
     /// Lifetime of the stored value.
@@ -203,6 +254,20 @@ impl Default for OpenOptions {
 
 impl OpenOptions {
     /// 64 MiB, create-or-attach, mode 0o600, no default TTL, no jitter.
+    ///
+    /// ```
+    /// # let name = format!("doc-oo-new-{}", std::process::id());
+    /// use memshelf::{Expiry, OpenOptions};
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let cache = OpenOptions::new().capacity(16 << 20).open(&name)?; // smaller than the default
+    /// cache.put(b"k", b"v")?;
+    /// assert_eq!(cache.ttl(b"k")?, Some(Expiry::Never)); // no default TTL
+    /// assert_eq!(cache.max_value_size(), memshelf::DEFAULT_MAX_VALUE_SIZE);
+    /// let meta = std::fs::metadata(format!("/dev/shm/memshelf.{name}")).unwrap();
+    /// assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn new() -> Self {
         OpenOptions {
             capacity: DEFAULT_CAPACITY,
@@ -215,42 +280,164 @@ impl OpenOptions {
         }
     }
     /// Total bytes of the segment (fixed at creation; ignored on attach).
+    ///
+    /// ```
+    /// # let name = format!("doc-oo-capacity-{}", std::process::id());
+    /// use memshelf::OpenOptions;
+    /// let cache = OpenOptions::new().capacity(8 << 20).open(&name)?;
+    /// assert_eq!(cache.capacity(), 8 << 20);
+    /// let attached = OpenOptions::new().capacity(32 << 20).open(&name)?;
+    /// assert_eq!(attached.capacity(), 8 << 20); // fixed when it was created
+    /// assert!(OpenOptions::new().capacity(1).open("doc-oo-too-small").is_err());
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn capacity(&mut self, bytes: u64) -> &mut Self {
         self.capacity = bytes;
         self
     }
     /// `true` (default): create if absent, else attach. `false`: attach only.
+    ///
+    /// ```
+    /// # let name = format!("doc-oo-create-{}", std::process::id());
+    /// use memshelf::{Error, OpenOptions};
+    /// let attach_only = OpenOptions::new().create(false).clone();
+    /// assert!(matches!(attach_only.open(&name), Err(Error::NotFound { .. })));
+    /// let cache = OpenOptions::new().capacity(16 << 20).open(&name)?; // creates it
+    /// cache.put(b"k", b"v")?;
+    /// let attached = attach_only.open(&name)?;
+    /// assert_eq!(attached.get(b"k")?.as_deref(), Some(&b"v"[..]));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn create(&mut self, create: bool) -> &mut Self {
         self.create = create;
         self
     }
     /// Permission bits of a created segment (default `0o600`).
+    ///
+    /// ```
+    /// # let name = format!("doc-oo-mode-{}", std::process::id());
+    /// use memshelf::{Error, OpenOptions};
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let cache = OpenOptions::new().capacity(16 << 20).mode(0o640).open(&name)?;
+    /// let meta = std::fs::metadata(format!("/dev/shm/memshelf.{name}")).unwrap();
+    /// assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    /// // An opener asking for the default 0o600 refuses a segment that grants more:
+    /// assert!(matches!(
+    ///     OpenOptions::new().open(&name),
+    ///     Err(Error::PermissionDenied { .. })
+    /// ));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn mode(&mut self, mode: u32) -> &mut Self {
         self.mode = mode;
         self
     }
     /// Default TTL for puts that give none (set at creation).
+    ///
+    /// ```
+    /// # let name = format!("doc-oo-ttl-{}", std::process::id());
+    /// use memshelf::{Expiry, OpenOptions, PutOptions, Ttl};
+    /// use std::time::Duration;
+    /// let cache = OpenOptions::new()
+    ///     .capacity(16 << 20)
+    ///     .ttl(Duration::from_secs(60))
+    ///     .open(&name)?;
+    /// cache.put(b"k", b"v")?; // gets the default TTL
+    /// assert!(matches!(cache.ttl(b"k")?, Some(Expiry::In(d)) if d <= Duration::from_secs(60)));
+    /// cache.put_with(b"pinned", b"v", &PutOptions::ttl(Ttl::Never))?;
+    /// assert_eq!(cache.ttl(b"pinned")?, Some(Expiry::Never));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn ttl(&mut self, ttl: Duration) -> &mut Self {
         self.ttl = if ttl.is_zero() { None } else { Some(ttl) };
         self
     }
     /// Spread every TTL uniformly by ± this fraction (0 to 0.5).
+    ///
+    /// ```
+    /// # let name = format!("doc-oo-ttl-jitter-{}", std::process::id());
+    /// use memshelf::{Expiry, OpenOptions};
+    /// use std::time::Duration;
+    /// let cache = OpenOptions::new()
+    ///     .capacity(16 << 20)
+    ///     .ttl(Duration::from_secs(100))
+    ///     .ttl_jitter(0.1)
+    ///     .open(&name)?;
+    /// for i in 0..20 {
+    ///     cache.put(format!("k{i}"), b"v")?;
+    ///     let Some(Expiry::In(d)) = cache.ttl(format!("k{i}"))? else { panic!("no TTL") };
+    ///     assert!(d > Duration::from_secs(89) && d <= Duration::from_secs(110), "{d:?}");
+    /// }
+    /// assert!(OpenOptions::new().ttl_jitter(0.6).open(&name).is_err()); // 0 to 0.5 only
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn ttl_jitter(&mut self, fraction: f64) -> &mut Self {
         self.ttl_jitter = fraction;
         self
     }
     /// Largest value accepted (default 1 MiB, lowered to what the segment
     /// can hold).
+    ///
+    /// ```
+    /// # let name = format!("doc-oo-max-value-size-{}", std::process::id());
+    /// use memshelf::{Error, OpenOptions};
+    /// let cache = OpenOptions::new()
+    ///     .capacity(16 << 20)
+    ///     .max_value_size(4096)
+    ///     .open(&name)?;
+    /// assert_eq!(cache.max_value_size(), 4096);
+    /// cache.put(b"ok", [0u8; 4096])?;
+    /// assert!(matches!(
+    ///     cache.put(b"too-big", [0u8; 4097]),
+    ///     Err(Error::ValueTooLarge { len: 4097, max: 4096 })
+    /// ));
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn max_value_size(&mut self, bytes: usize) -> &mut Self {
         self.max_value_size = Some(bytes);
         self
     }
     /// Map this file (on tmpfs or disk) instead of `/dev/shm/memshelf.<name>`.
+    ///
+    /// ```
+    /// # let name = format!("doc-oo-path-{}", std::process::id());
+    /// let path = std::env::temp_dir().join(format!("{name}.shm"));
+    /// let cache = memshelf::OpenOptions::new()
+    ///     .capacity(1 << 20)
+    ///     .path(&path)
+    ///     .open(&name)?;
+    /// cache.put(b"k", b"v")?;
+    /// assert_eq!(cache.get(b"k")?.as_deref(), Some(&b"v"[..]));
+    /// assert!(path.exists());
+    /// memshelf::unlink_path(&path)?;
+    /// assert!(!path.exists());
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn path(&mut self, path: impl Into<PathBuf>) -> &mut Self {
         self.path = Some(path.into());
         self
     }
     /// Opens (creates or attaches) the segment `name`.
+    ///
+    /// ```
+    /// # let name = format!("doc-oo-open-{}", std::process::id());
+    /// use memshelf::OpenOptions;
+    /// let mut opts = OpenOptions::new();
+    /// opts.capacity(16 << 20);
+    /// let a = opts.open(&name)?; // creates
+    /// let b = opts.open(&name)?; // attaches: the same entries
+    /// a.put(b"k", b"v")?;
+    /// assert_eq!(b.get(b"k")?.as_deref(), Some(&b"v"[..]));
+    /// assert!(opts.open("not a valid name").is_err());
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
     pub fn open(&self, name: &str) -> Result<crate::Cache> {
         crate::Cache::open_with(name, self)
     }
