@@ -156,18 +156,22 @@ class NearCache {
   /** Redis SET (extra arguments as ioredis's: 'EX', 10, 'NX'...), then deletes key locally; Redis's answer. */
   async set(key, value, ...args) {
     this.#cache.ttl(key); // a key the segment refuses throws before Redis is written
-    const r = await this.#redis.set(key, value, ...args);
-    this.#cache.delete(key);
-    return r;
+    try {
+      return await this.#redis.set(key, value, ...args);
+    } finally {
+      this.#cache.delete(key); // also when the reply is lost: the write may have landed
+    }
   }
 
   /** Redis DEL of keys, then deletes them locally; how many Redis had. */
   async del(...keys) {
     for (const k of keys) this.#cache.ttl(k);
     if (keys.length === 0) return 0;
-    const n = await this.#redis.del(...keys);
-    for (const k of keys) this.#cache.delete(k);
-    return n;
+    try {
+      return await this.#redis.del(...keys);
+    } finally {
+      for (const k of keys) this.#cache.delete(k);
+    }
   }
 }
 

@@ -89,6 +89,32 @@ test('set and del write Redis and drop the local entry', async () => {
   assert.equal(await near.del(), 0);
 });
 
+test('a write whose reply is lost still drops the local entry', async () => {
+  const { cache } = await fresh('lost');
+  const c = client();
+  const lossy = new Proxy(c, {
+    get(target, prop) {
+      if (prop === 'set' || prop === 'del') {
+        return async (...args) => {
+          await target[prop](...args);
+          throw new Error('reply lost');
+        };
+      }
+      const v = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const near = new NearCache(lossy, cache);
+  await r.set('k', 'v1');
+  assert.deepEqual(await near.get('k'), Buffer.from('v1'));
+  await assert.rejects(near.set('k', 'v2'), /reply lost/);
+  assert.equal(cache.get('k'), null);
+  assert.deepEqual(await near.get('k'), Buffer.from('v2'));
+  await assert.rejects(near.del('k'), /reply lost/);
+  assert.equal(cache.get('k'), null);
+  assert.equal(await near.get('k'), null);
+});
+
 test('bytes pass through unchanged; getMany uses one round trip for the misses', async () => {
   const { cache, near } = await fresh('bytes', { defaultTtl: 30 });
   const key = Buffer.from([0xff, 0x00, 0x62]);

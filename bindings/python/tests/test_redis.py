@@ -107,6 +107,30 @@ def test_set_and_delete_write_redis_and_drop_the_local_entry(r, cache):
     assert near.delete() == 0
 
 
+class LostReply(redis.Redis):
+    """A client whose writes reach Redis but whose replies are lost."""
+
+    def set(self, *args, **kwargs):
+        super().set(*args, **kwargs)
+        raise redis.ConnectionError("reply lost")
+
+    def delete(self, *keys):
+        super().delete(*keys)
+        raise redis.ConnectionError("reply lost")
+
+
+def test_a_write_whose_reply_is_lost_still_drops_the_local_entry(server, r, cache):
+    near = NearCache(LostReply.from_url(server.url), cache)
+    r.set("k", b"v1")
+    assert near.get("k") == b"v1"
+    with pytest.raises(redis.ConnectionError):
+        near.set("k", b"v2")
+    assert cache.get("k") is None and near.get("k") == b"v2"
+    with pytest.raises(redis.ConnectionError):
+        near.delete("k")
+    assert cache.get("k") is None and near.get("k") is None
+
+
 def test_values_and_keys_pass_through_unchanged(r, cache):
     near = NearCache(r, cache)
     key, value = b"\xff\x00bin", bytes(range(256)) * 3

@@ -227,9 +227,10 @@ class NearCache(_Base):
         """Redis SET (options as redis-py's), then delete key from the
         local segment; returns Redis's answer."""
         self._check_keys([key])
-        r = self._redis.set(key, value, ex=ex, px=px, nx=nx, xx=xx, keepttl=keepttl)
-        self._forget([key])
-        return r
+        try:
+            return self._redis.set(key, value, ex=ex, px=px, nx=nx, xx=xx, keepttl=keepttl)
+        finally:
+            self._forget([key])  # also when the reply is lost: the write may have landed
 
     def delete(self, *keys: Any) -> int:
         """Redis DEL of keys, then delete them from the local segment;
@@ -237,9 +238,10 @@ class NearCache(_Base):
         keys_ = self._check_keys(keys)
         if not keys_:
             return 0
-        n = int(self._redis.delete(*keys_))
-        self._forget(keys_)
-        return n
+        try:
+            return int(self._redis.delete(*keys_))
+        finally:
+            self._forget(keys_)
 
 
 class AsyncNearCache(_Base):
@@ -330,15 +332,17 @@ class AsyncNearCache(_Base):
     ) -> Any:
         """As NearCache.set."""
         self._check_keys([key])
-        r = await self._redis.set(key, value, ex=ex, px=px, nx=nx, xx=xx, keepttl=keepttl)
-        self._forget([key])
-        return r
+        try:
+            return await self._redis.set(key, value, ex=ex, px=px, nx=nx, xx=xx, keepttl=keepttl)
+        finally:
+            self._forget([key])  # also when the reply is lost: the write may have landed
 
     async def delete(self, *keys: Any) -> int:
         """As NearCache.delete."""
         keys_ = self._check_keys(keys)
         if not keys_:
             return 0
-        n = int(await self._redis.delete(*keys_))
-        self._forget(keys_)
-        return n
+        try:
+            return int(await self._redis.delete(*keys_))
+        finally:
+            self._forget(keys_)
