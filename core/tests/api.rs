@@ -371,7 +371,10 @@ fn get_or_set_single_process() {
         other => panic!("{other:?}"),
     }
     assert_eq!(c.get(b"timed-bad").unwrap(), None);
-    assert!(matches!(c.begin_fill(b"timed-bad", &opts).unwrap(), Fill::Lead(_)));
+    assert!(matches!(
+        c.begin_fill(b"timed-bad", &opts).unwrap(),
+        Fill::Lead(_)
+    ));
     // A delete while the factory runs voids a timed fill too.
     match c.begin_fill(b"timed-race", &opts).unwrap() {
         Fill::Lead(lease) => {

@@ -132,9 +132,13 @@ impl Cache {
                     let mut v = factory.call0()?;
                     let mut ttl = opts.ttl;
                     if timed {
-                        let pair = v.cast_into::<PyTuple>().ok().filter(|t| t.len() == 2).ok_or_else(|| {
-                            PyTypeError::new_err("the factory must return a (value, ttl) pair")
-                        })?;
+                        let pair = v
+                            .cast_into::<PyTuple>()
+                            .ok()
+                            .filter(|t| t.len() == 2)
+                            .ok_or_else(|| {
+                                PyTypeError::new_err("the factory must return a (value, ttl) pair")
+                            })?;
                         let t = pair.get_item(1)?;
                         if !t.is_none() {
                             ttl = ttl_of(py, Some(&t))?;
