@@ -115,6 +115,19 @@ test('a write whose reply is lost still drops the local entry', async () => {
   assert.equal(await near.get('k'), null);
 });
 
+test('a failed fetch rejects and hands the lease on', async () => {
+  const { cache } = await fresh('fail');
+  const hook = { fn: async () => { throw new Error('connection lost'); } };
+  const near = new NearCache(hooked(client(), hook), cache, { lease: 30 });
+  await r.set('k', 'v');
+  await assert.rejects(near.get('k'), /connection lost/);
+  assert.equal(cache.get('k'), null);
+  hook.fn = undefined;
+  const t0 = Date.now();
+  assert.deepEqual(await near.get('k'), Buffer.from('v')); // released: no 30 s wait
+  assert.ok(Date.now() - t0 < 10_000);
+});
+
 test('bytes pass through unchanged; getMany uses one round trip for the misses', async () => {
   const { cache, near } = await fresh('bytes', { defaultTtl: 30 });
   const key = Buffer.from([0xff, 0x00, 0x62]);

@@ -24,7 +24,7 @@ class RedisServer:
             self.port = free_port()
             self.proc = subprocess.Popen(
                 ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", self.dir, "--enable-debug-command", "local"],
+                 "--appendonly", "no", "--dir", self.dir],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             if self._ready():

@@ -252,6 +252,21 @@ def test_stampede_one_redis_get_per_host(server, r, name):
 # --- the read-through race -----------------------------------------------
 
 
+def test_a_failed_fetch_raises_and_hands_the_lease_on(server, r, cache):
+    def fail(_reply):
+        raise redis.ConnectionError("connection lost")
+
+    near = NearCache(HookedRedis.hooked(server.url, fail), cache, lease=30)
+    r.set("k", b"v")
+    with pytest.raises(redis.ConnectionError):
+        near.get("k")
+    assert cache.get("k") is None
+    near.redis.after_fetch = None
+    t0 = time.monotonic()
+    assert near.get("k") == b"v"  # the lease was released: no 30 s wait
+    assert time.monotonic() - t0 < 10
+
+
 def run_race(near, r, cache, rounds, local_set_every=3):
     """Each round: a reader's fill fetches v1 from Redis; while it is held
     between Redis's answer and its store, a writer sets v2 in Redis and
