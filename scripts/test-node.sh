@@ -10,7 +10,8 @@
 #    the fs.readFile-latency test with 8 pending getOrSet waiters;
 # 4. tsc --strict on a user .ts file using every feature (with
 #    @types/node, then the declarations alone without it), and runs it;
-# 5. @keyv/test-suite (vitest) against memshelf/keyv;
+# 5. @keyv/test-suite (vitest) against memshelf/keyv (ioredis, for the
+#    memshelf/redis tests, comes from bindings/node like the test tools);
 # 6. `npm install <checkout>/bindings/node` creates no file in the checkout.
 # Needs: cargo, Node.js >= 20, bindings/node/node_modules (scripts/setup.sh).
 # Respects CARGO_TARGET_DIR.
@@ -53,7 +54,7 @@ rm -rf "$app/test-types/out"
   test -f node_modules/memshelf-linux-x64-gnu/memshelf.linux-x64-gnu.node
   # The test tools come from bindings/node (pinned there); memshelf itself
   # resolves to this install.
-  for p in keyv @keyv vitest typescript @types; do ln -s "$node_dir/node_modules/$p" "node_modules/$p"; done
+  for p in keyv @keyv vitest typescript @types ioredis; do ln -s "$node_dir/node_modules/$p" "node_modules/$p"; done
 
   echo "[node] node --test against the installed package"
   MEMSHELF_EXPECT_INSTALLED=1 node --test test/

@@ -23,6 +23,8 @@ const native = require('./native.js');
 const { getSlab, getValue, getInto: nativeGetInto, readInto } = native;
 
 const MAX_KEY_LEN = 4096;
+// The key of Cache's timed getOrSet (memshelf/redis uses it; see there).
+const GET_OR_SET_TIMED = Symbol.for('memshelf.getOrSetTimed');
 // A key of at most MAX_KEY_LEN UTF-16 units encodes to at most 3 bytes per
 // unit; a longer string or byte key is too long for the engine anyway.
 const KEY_SCRATCH = Buffer.allocUnsafeSlow(3 * MAX_KEY_LEN);
@@ -493,6 +495,17 @@ class Cache {
   }
 
   async getOrSet(key, factory, opts) {
+    return this.#fill(key, factory, opts, false);
+  }
+
+  // getOrSet whose factory resolves to `[value, ttl]`: the value's TTL in
+  // seconds (undefined/null: opts.ttl). For memshelf/redis, which learns
+  // the key's remaining Redis TTL with the value; not part of the API.
+  async [GET_OR_SET_TIMED](key, factory, opts) {
+    return this.#fill(key, factory, opts, true);
+  }
+
+  async #fill(key, factory, opts, timed) {
     // The key is copied: the key buffer is reused by other calls while this
     // one awaits, so it is loaded again before each step.
     const k = ownedBytes('key', key);
@@ -526,19 +539,27 @@ class Cache {
         case 'lead': {
           let value;
           let bytes;
+          let ttl;
           try {
             value = await factory();
+            if (timed) {
+              if (!Array.isArray(value) || value.length !== 2) {
+                throw typeError('factory result', 'a [value, ttl] pair', value);
+              }
+              ttl = seconds('factory ttl', value[1]);
+              value = value[0];
+            }
             if (value === undefined || value === null) {
               value = null;
               bytes = null;
             } else {
               bytes = ownedBytes('factory result', json ? toJson('factory result', value) : value);
             }
+            native.fillLease(step.lease, bytes, ttl);
           } catch (e) {
             native.abandonLease(step.lease);
             throw e;
           }
-          native.fillLease(step.lease, bytes);
           return json ? value : bytes;
         }
         default:

@@ -62,9 +62,12 @@ export interface FillArgs {
 /**
  * Stores the factory's value (`null`: nothing, or a cached absence with
  * `negativeTtl`) and wakes the waiters. Returns whether it was stored
- * (`false` when an invalidation voided the lease).
+ * (`false` when an invalidation voided the lease). `ttl` (seconds): the
+ * value's TTL instead of the one `beginFill` got (memshelf/redis learns
+ * the key's remaining Redis TTL with the value); a bad one throws and
+ * leaves the lease held.
  */
-export declare function fillLease(lease: ExternalObject<LeaseCell>, value?: Buffer | undefined | null): boolean
+export declare function fillLease(lease: ExternalObject<LeaseCell>, value?: Buffer | undefined | null, ttl?: number | undefined | null): boolean
 
 /**
  * `getInto`: the same into the caller's buffer (string keys only: the

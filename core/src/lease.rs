@@ -503,9 +503,18 @@ impl FillLease {
     /// whether it was stored: `false` when a delete, clear or tag
     /// invalidation voided the lease, or it was taken over meanwhile.
     pub fn fill(self, value: Option<&[u8]>) -> Result<bool> {
+        let ttl = self.ttl;
+        self.fill_with_ttl(value, ttl)
+    }
+
+    /// [`fill`](Self::fill) with a TTL chosen by the factory rather than the
+    /// one given to `begin_fill` (a read-through helper learns the origin's
+    /// remaining TTL only with the value). The TTL is checked as `put`'s; a
+    /// bad one is an error and the lease is released (a waiter takes over).
+    pub fn fill_with_ttl(self, value: Option<&[u8]>, ttl: Ttl) -> Result<bool> {
         let e = &self.cache.e;
         let (bytes, flags, ttl_ms, grace) = match value {
-            Some(v) => (v, 0, e.ttl_ms(self.ttl)?, self.grace_ms),
+            Some(v) => (v, 0, e.ttl_ms(ttl)?, self.grace_ms),
             None if self.negative_ms > 0 => (&[][..], FLAG_NEGATIVE, self.negative_ms, 0),
             None => return Ok(false), // drop releases
         };

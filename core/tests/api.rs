@@ -356,6 +356,42 @@ fn get_or_set_single_process() {
         other => panic!("{other:?}"),
     }
     assert_eq!(c.get(b"race2").unwrap(), None);
+    // fill_with_ttl: the factory chooses the TTL (a read-through helper
+    // learns the origin's remaining TTL with the value).
+    match c.begin_fill(b"timed", &opts).unwrap() {
+        Fill::Lead(lease) => {
+            let ttl = Ttl::After(Duration::from_secs(7));
+            assert!(lease.fill_with_ttl(Some(b"v"), ttl).unwrap());
+        }
+        other => panic!("{other:?}"),
+    }
+    match c.ttl(b"timed").unwrap() {
+        Some(Expiry::In(d)) => assert!(d <= Duration::from_secs(7) && d > Duration::from_secs(6)),
+        other => panic!("{other:?}"),
+    }
+    // A bad TTL is an error, stores nothing and releases the lease.
+    match c.begin_fill(b"timed-bad", &opts).unwrap() {
+        Fill::Lead(lease) => {
+            let bad = Ttl::After(Duration::from_secs(u64::MAX / 2));
+            assert!(lease.fill_with_ttl(Some(b"v"), bad).is_err());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.get(b"timed-bad").unwrap(), None);
+    assert!(matches!(
+        c.begin_fill(b"timed-bad", &opts).unwrap(),
+        Fill::Lead(_)
+    ));
+    // A delete while the factory runs voids a timed fill too.
+    match c.begin_fill(b"timed-race", &opts).unwrap() {
+        Fill::Lead(lease) => {
+            c.delete(b"timed-race").unwrap();
+            let ttl = Ttl::After(Duration::from_secs(7));
+            assert!(!lease.fill_with_ttl(Some(b"stale"), ttl).unwrap());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.get(b"timed-race").unwrap(), None);
 }
 
 #[test]

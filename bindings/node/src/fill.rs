@@ -91,16 +91,22 @@ pub fn record_wait(env: &Env, h: u32) -> Result<()> {
 
 /// Stores the factory's value (`null`: nothing, or a cached absence with
 /// `negativeTtl`) and wakes the waiters. Returns whether it was stored
-/// (`false` when an invalidation voided the lease).
+/// (`false` when an invalidation voided the lease). `ttl` (seconds): the
+/// value's TTL instead of the one `beginFill` got (memshelf/redis learns
+/// the key's remaining Redis TTL with the value); a bad one throws and
+/// leaves the lease held.
 #[napi]
 pub fn fill_lease(
     env: &Env,
     lease: &mut External<LeaseCell>,
     value: Option<BufferSlice<'_>>,
+    ttl: Option<f64>,
 ) -> Result<bool> {
-    match lease.take() {
-        Some(l) => l.fill(value.as_deref()).or_throw(env),
-        None => Ok(false),
+    let ttl = ttl.map(|t| ttl_arg(Some(t))).transpose().or_throw(env)?;
+    match (lease.take(), ttl) {
+        (Some(l), Some(t)) => l.fill_with_ttl(value.as_deref(), t).or_throw(env),
+        (Some(l), None) => l.fill(value.as_deref()).or_throw(env),
+        (None, _) => Ok(false),
     }
 }
 

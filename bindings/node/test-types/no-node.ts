@@ -3,6 +3,14 @@
 import { Cache } from 'memshelf';
 import type { Stats, NodeBuffer } from 'memshelf';
 import { KeyvMemshelf } from 'memshelf/keyv';
+import { NearCache } from 'memshelf/redis';
+import type { IoredisLike } from 'memshelf/redis';
+
+export async function near(c: Cache, client: IoredisLike): Promise<number> {
+  const n = new NearCache(client, c, { defaultTtl: 10 });
+  const v: NodeBuffer | null = await n.get('k');
+  return (v?.length ?? 0) + (await n.del('k'));
+}
 
 export function use(c: Cache): number {
   const v: Uint8Array | null = c.get('k');

@@ -6,6 +6,9 @@ import type { Stats, HotKey, DumpReport, LoadReport, OpenOptions, PutOptions, Ge
 import memshelf from 'memshelf';
 import KeyvMemshelf, { KeyvMemshelf as NamedStore } from 'memshelf/keyv';
 import { Keyv } from 'keyv';
+import NearCacheDefault, { NearCache } from 'memshelf/redis';
+import type { NearCacheOptions } from 'memshelf/redis';
+import { Redis } from 'ioredis';
 import { rmSync } from 'node:fs';
 
 const name = `ts-user-${process.pid}`;
@@ -78,6 +81,23 @@ async function main(): Promise<void> {
   for await (const [k, val] of store.iterator('users')) console.log(k.length + val.length > 0);
   store.on('error', (e: unknown) => console.error(e));
   await owned.disconnect();
+
+  // The Redis read-through helper (types only: nothing connects).
+  const redisClient = new Redis({ lazyConnect: true });
+  const nearOpts: NearCacheOptions = { defaultTtl: 60, lease: 5, negativeTtl: 1 };
+  const near = new NearCache(redisClient, cache, nearOpts);
+  const sameNear: NearCache<Redis> = new NearCacheDefault(redisClient, cache);
+  const nearClient: Redis = near.redis;
+  const nearCache: Cache<'raw'> = sameNear.cache;
+  const nearUsage = async (): Promise<number> => {
+    const got: Buffer | null = await near.get('user:42');
+    const gotMany: Array<Buffer | null> = await near.getMany(['a', Buffer.from('b')]);
+    const ok: 'OK' | null = await near.set('user:42', 'Ada', 'EX', 60);
+    const gone: number = await near.del('user:42', 'user:43');
+    return (got?.length ?? 0) + gotMany.length + (ok === null ? 0 : 1) + gone;
+  };
+  console.log(typeof nearUsage, nearClient === redisClient, nearCache === cache);
+  redisClient.disconnect();
 
   try {
     cache.put('', 'x');

@@ -136,3 +136,22 @@ test('getOrSet: argument errors', async () => {
   assert.deepEqual(await c.getOrSet('big', async () => 'small'), Buffer.from('small'));
   c.close();
 });
+
+test('getOrSet with a TTL chosen by the factory (what memshelf/redis uses)', async () => {
+  const c = open('gos-timed');
+  const timed = Symbol.for('memshelf.getOrSetTimed');
+  assert.deepEqual(await c[timed]('k', async () => ['v', 7]), Buffer.from('v'));
+  assert.ok(c.ttl('k') > 6 && c.ttl('k') <= 7);
+  assert.deepEqual(await c[timed]('k', async () => ['other', 1]), Buffer.from('v')); // a hit
+  assert.deepEqual(await c[timed]('d', () => [Buffer.from('x'), undefined], { ttl: 9 }), Buffer.from('x'));
+  assert.ok(c.ttl('d') > 8 && c.ttl('d') <= 9); // undefined: the call's ttl
+  assert.equal(await c[timed]('n', async () => [null, 5]), null);
+  assert.equal(c.ttl('n'), null);
+  // A bad result or TTL throws and releases the lease: the next caller leads at once.
+  await assert.rejects(c[timed]('w', async () => 'not a pair', { lease: 30 }), { code: 'ERR_INVALID_ARG_TYPE' });
+  await assert.rejects(c[timed]('w', async () => ['v', -1], { lease: 30 }), { code: 'InvalidTtl' });
+  const t0 = Date.now();
+  assert.deepEqual(await c[timed]('w', async () => ['ok', 3], { lease: 30 }), Buffer.from('ok'));
+  assert.ok(Date.now() - t0 < 5000);
+  c.close();
+});

@@ -96,3 +96,12 @@ test('keyv.d.ts declares every member of the Keyv store and nothing else', () =>
   // `on` is EventEmitter's, declared for Keyv.
   assert.deepEqual(members(keyvDts, 'export class KeyvMemshelf {'), [...proto, ...instance, 'on'].sort());
 });
+
+test('redis.d.ts declares every member of NearCache and nothing else', () => {
+  const { NearCache } = require('memshelf/redis');
+  const redisDts = fs.readFileSync(path.join(pkgDir, 'redis.d.ts'), 'utf8');
+  const proto = Object.getOwnPropertyNames(NearCache.prototype).filter((n) => n !== 'constructor');
+  assert.deepEqual(members(redisDts, 'export class NearCache<'), proto.sort());
+  const declaredOptions = members(redisDts, 'export interface NearCacheOptions {');
+  assert.deepEqual(declaredOptions, ['defaultTtl', 'lease', 'negativeTtl']);
+});

@@ -13,7 +13,10 @@ import os
 from typing import Any
 
 import memshelf
+import redis
+import redis.asyncio
 from memshelf.django import MemshelfCache
+from memshelf.redis import AsyncNearCache, NearCache
 
 
 class UpperCodec:
@@ -134,6 +137,29 @@ def main() -> None:
     django_cache = MemshelfCache(name, {"TIMEOUT": 60, "OPTIONS": {"capacity": "8MiB"}})
     django_cache.set("page", {"html": "<p>"})
     assert django_cache.get("page") == {"html": "<p>"}
+
+    # Read-through helpers for Redis (nothing connects here: the clients
+    # connect at their first command).
+    raw = memshelf.Cache(name)
+    near = NearCache(redis.Redis(), raw, default_ttl=60, lease=5, negative_ttl=1)
+    anear = AsyncNearCache(redis.asyncio.Redis(), raw, default_ttl=memshelf.NEVER)
+    assert near.cache is raw and anear.cache is raw and isinstance(near.redis, redis.Redis)
+
+    def read_through() -> int:
+        got: bytes | None = near.get("user:1")
+        many: list[bytes | None] = near.get_many(["user:1", b"user:2"])
+        ok: bool | None = near.set("user:1", b"Ada", ex=60)
+        gone: int = near.delete("user:1", "user:2")
+        return len(got or b"") + len(many) + int(bool(ok)) + gone
+
+    async def aread_through() -> int:
+        got: bytes | None = await anear.get("user:1")
+        many: list[bytes | None] = await anear.get_many(["user:1"])
+        ok: bool | None = await anear.set(b"user:1", "Ada", px=60_000, nx=True)
+        gone: int = await anear.delete("user:1")
+        return len(got or b"") + len(many) + int(bool(ok)) + gone
+
+    assert callable(read_through) and callable(aread_through)
 
     msg: bytes = memshelf.invalidation_message("del", keys=["user:1"], cache=name, origin="example", seq=1)
     assert json.loads(msg)["op"] == "del"

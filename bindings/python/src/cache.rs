@@ -104,6 +104,74 @@ impl Cache {
         })?
     }
 
+    /// The core's get_or_set loop, spelled with begin_fill/wait_fill so
+    /// that the factory runs in this thread with the GIL held and a waiter
+    /// sleeps without the GIL yet still answers Ctrl-C (signals are checked
+    /// between waits of at most 50 ms). `timed`: the factory returns
+    /// `(value, ttl)` (see `_get_or_set_timed`).
+    fn fill_loop<'py>(
+        &self,
+        py: Python<'py>,
+        args: &FillArgs,
+        factory: &Bound<'py, PyAny>,
+        timed: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let tag_refs = args.tag_refs();
+        let opts = args.opts(&tag_refs);
+        let cache = self.handle(py)?;
+        let mut waited = false;
+        loop {
+            match cache.begin_fill(&args.key, &opts).py_err(py)? {
+                Fill::Hit(v) | Fill::Stale(v) => {
+                    return self.codec.decode(PyBytes::new(py, &v), &args.key);
+                }
+                Fill::Absent => return Ok(py.None().into_bound(py)),
+                Fill::Lead(lease) => {
+                    // An exception (or a result the codec refuses, or a bad
+                    // TTL) drops the lease, which hands it to a waiter.
+                    let mut v = factory.call0()?;
+                    let mut ttl = opts.ttl;
+                    if timed {
+                        let pair = v
+                            .cast_into::<PyTuple>()
+                            .ok()
+                            .filter(|t| t.len() == 2)
+                            .ok_or_else(|| {
+                                PyTypeError::new_err("the factory must return a (value, ttl) pair")
+                            })?;
+                        let t = pair.get_item(1)?;
+                        if !t.is_none() {
+                            ttl = ttl_of(py, Some(&t))?;
+                        }
+                        v = pair.get_item(0)?;
+                    }
+                    if v.is_none() {
+                        lease.fill(None).py_err(py)?;
+                        return Ok(v);
+                    }
+                    let enc = self.codec.encode(&v, &args.key)?;
+                    let raw = self.codec.is_raw();
+                    return with_bytes(&enc, "the factory's result", |b| {
+                        lease.fill_with_ttl(Some(b), ttl).py_err(py)?;
+                        Ok(if raw {
+                            PyBytes::new(py, b).into_any()
+                        } else {
+                            v.clone()
+                        })
+                    })?;
+                }
+                Fill::Wait(ticket) => {
+                    if !waited {
+                        waited = true;
+                        cache.record_get_or_set_wait();
+                    }
+                    py.detach(|| cache.wait_fill(&ticket, std::time::Duration::from_millis(50)));
+                    py.check_signals()?;
+                }
+            }
+        }
+    }
+
     fn put_opts(
         py: Python<'_>,
         ttl: Option<&Bound<'_, PyAny>>,
@@ -390,49 +458,34 @@ impl Cache {
             )));
         }
         let args = FillArgs::parse(py, key, ttl, lease, grace, negative_ttl, tags)?;
-        let tag_refs = args.tag_refs();
-        let opts = args.opts(&tag_refs);
-        // The core's get_or_set loop, spelled with begin_fill/wait_fill so
-        // that the factory runs in this thread with the GIL held and a
-        // waiter sleeps without the GIL yet still answers Ctrl-C (signals
-        // are checked between waits of at most 50 ms).
-        let cache = self.handle(py)?;
-        let mut waited = false;
-        loop {
-            match cache.begin_fill(&args.key, &opts).py_err(py)? {
-                Fill::Hit(v) | Fill::Stale(v) => {
-                    return self.codec.decode(PyBytes::new(py, &v), &args.key);
-                }
-                Fill::Absent => return Ok(py.None().into_bound(py)),
-                Fill::Lead(lease) => {
-                    // An exception (or a result the codec refuses) drops
-                    // the lease, which hands it to a waiter.
-                    let v = factory.call0()?;
-                    if v.is_none() {
-                        lease.fill(None).py_err(py)?;
-                        return Ok(v);
-                    }
-                    let enc = self.codec.encode(&v, &args.key)?;
-                    let raw = self.codec.is_raw();
-                    return with_bytes(&enc, "the factory's result", |b| {
-                        lease.fill(Some(b)).py_err(py)?;
-                        Ok(if raw {
-                            PyBytes::new(py, b).into_any()
-                        } else {
-                            v.clone()
-                        })
-                    })?;
-                }
-                Fill::Wait(ticket) => {
-                    if !waited {
-                        waited = true;
-                        cache.record_get_or_set_wait();
-                    }
-                    py.detach(|| cache.wait_fill(&ticket, std::time::Duration::from_millis(50)));
-                    py.check_signals()?;
-                }
-            }
+        self.fill_loop(py, &args, factory, false)
+    }
+
+    /// get_or_set() whose factory also chooses the TTL: it returns
+    /// `(value, ttl)`, ttl None meaning the `ttl` given here (memshelf.redis
+    /// stores a value with the key's remaining Redis TTL, known only with
+    /// the value). Otherwise exactly get_or_set().
+    #[pyo3(signature = (key, factory, ttl = None, lease = None, grace = None, negative_ttl = None, tags = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn _get_or_set_timed<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        factory: &Bound<'py, PyAny>,
+        ttl: Option<&Bound<'py, PyAny>>,
+        lease: Option<&Bound<'py, PyAny>>,
+        grace: Option<&Bound<'py, PyAny>>,
+        negative_ttl: Option<&Bound<'py, PyAny>>,
+        tags: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if !factory.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "factory must be callable, not {}",
+                type_name(factory)
+            )));
         }
+        let args = FillArgs::parse(py, key, ttl, lease, grace, negative_ttl, tags)?;
+        self.fill_loop(py, &args, factory, true)
     }
 
     /// One step of get_or_set for callers that compute the value

@@ -19,7 +19,7 @@ pub(crate) const FILL_WAIT: u8 = 3;
 /// The converted arguments of get_or_set.
 pub(crate) struct FillArgs {
     pub(crate) key: Vec<u8>,
-    ttl: Ttl,
+    pub(crate) ttl: Ttl,
     lease: Duration,
     grace: Option<Duration>,
     negative_ttl: Option<Duration>,
@@ -102,7 +102,22 @@ impl FillLease {
     /// whether it was stored (False when a delete, clear or tag
     /// invalidation voided the lease meanwhile). The lease is used up
     /// either way, also when encoding fails.
-    fn fill(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    ///
+    /// ttl: the value's TTL (seconds or NEVER) instead of the one given to
+    /// `_begin_fill` (None: that one). A bad ttl raises and leaves the
+    /// lease active (a value the codec refuses uses it up).
+    #[pyo3(signature = (value, ttl = None))]
+    fn fill(
+        &self,
+        py: Python<'_>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        // A bad ttl raises before the lease is used: it stays this caller's.
+        let ttl = match ttl {
+            Some(t) if !t.is_none() => Some(ttl_of(py, Some(t))?),
+            _ => None,
+        };
         let Some(lease) = self.take() else {
             return Err(PyRuntimeError::new_err(
                 "this lease was already filled or released",
@@ -112,8 +127,9 @@ impl FillLease {
             return lease.fill(None).py_err(py);
         }
         let enc = self.codec.encode(value, &self.key)?;
-        with_bytes(&enc, "the factory's result", |b| {
-            lease.fill(Some(b)).py_err(py)
+        with_bytes(&enc, "the factory's result", |b| match ttl {
+            Some(t) => lease.fill_with_ttl(Some(b), t).py_err(py),
+            None => lease.fill(Some(b)).py_err(py),
         })?
     }
 

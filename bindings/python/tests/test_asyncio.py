@@ -304,3 +304,45 @@ def test_fill_lease_is_used_once(name):
         lease.fill(b"again")
     lease.release()  # harmless
     assert c._begin_fill("k") == (0, b"v")
+
+
+def test_fill_with_a_ttl_chosen_by_the_factory(name):
+    # What memshelf.redis uses: the TTL is known only with the value.
+    c = memshelf.Cache(name, capacity="4MiB")
+    kind, lease = c._begin_fill("k", ttl=100, lease=30)
+    assert kind == 2
+    with pytest.raises(memshelf.InvalidTTL):
+        lease.fill(b"v", -1)
+    assert lease.active  # a bad ttl loses nothing: the lease is still ours
+    assert lease.fill(b"v", 5) is True
+    assert 4 < c.ttl("k") <= 5
+    assert c._get_or_set_timed("t", lambda: (b"x", 7)) == b"x"
+    assert 6 < c.ttl("t") <= 7
+    assert c._get_or_set_timed("t", lambda: (b"other", 1)) == b"x"  # a hit
+    assert c._get_or_set_timed("u", lambda: (b"y", None), ttl=9) == b"y"
+    assert 8 < c.ttl("u") <= 9  # None: the call's ttl
+    assert c._get_or_set_timed("n", lambda: ("never", memshelf.NEVER)) == b"never"
+    assert c.ttl("n") == float("inf")
+    with pytest.raises(TypeError, match="pair"):
+        c._get_or_set_timed("w", lambda: b"not a pair", lease=30)
+    with pytest.raises(memshelf.InvalidTTL):
+        c._get_or_set_timed("w", lambda: (b"z", float("nan")), lease=30)
+    # Both released the lease: the next caller leads at once.
+    t0 = time.monotonic()
+    assert c._get_or_set_timed("w", lambda: (b"z", None), lease=30) == b"z"
+    assert time.monotonic() - t0 < 1
+
+    async def main():
+        assert await c._aget_or_set_timed("a", lambda: (b"av", 3)) == b"av"
+        assert 2 < c.ttl("a") <= 3
+
+        async def fetch():
+            return b"bv", None
+
+        assert await c._aget_or_set_timed("b", fetch, ttl=11) == b"bv"
+        assert 10 < c.ttl("b") <= 11
+        with pytest.raises(TypeError, match="pair"):
+            await c._aget_or_set_timed("c", lambda: b"x", lease=30)
+        assert await c._aget_or_set_timed("c", lambda: (b"cv", 2), lease=30) == b"cv"
+
+    asyncio.run(main())

@@ -122,8 +122,10 @@ class Memoized(Protocol[_P, _R_co]):
 class FillLease:
     """The right to compute one key's value (from the asyncio API)."""
 
-    def fill(self, value: Any) -> bool:
-        """Store value (encoded by the codec; None: absence); whether it was stored."""
+    def fill(self, value: Any, ttl: _TTL = None) -> bool:
+        """Store value (encoded by the codec; None: absence); whether it was stored.
+
+        ttl: the value's TTL instead of the one the fill began with (None: that one)."""
     def release(self) -> None:
         """Give the lease up without storing (a waiter takes over)."""
     @property

@@ -71,6 +71,25 @@ class Cache(_memshelf.Cache):
         1, 2, 4, 8, then every 10 ms). A factory that raises, or a caller
         cancelled while its factory runs, releases the lease at once, so a
         waiter takes over."""
+        return await self._afill(key, factory, False, ttl, lease, grace, negative_ttl, tags)
+
+    async def _aget_or_set_timed(
+        self,
+        key: Any,
+        factory: Any,
+        ttl: Any = None,
+        lease: Any = None,
+        grace: Any = None,
+        negative_ttl: Any = None,
+        tags: Any = None,
+    ) -> Any:
+        """aget_or_set() whose factory returns ``(value, ttl)``: the TTL of
+        the value (None: the ttl given here), as _get_or_set_timed()."""
+        return await self._afill(key, factory, True, ttl, lease, grace, negative_ttl, tags)
+
+    async def _afill(
+        self, key: Any, factory: Any, timed: bool, ttl: Any, lease: Any, grace: Any, negative_ttl: Any, tags: Any
+    ) -> Any:
         if not callable(factory):
             raise TypeError(f"factory must be callable, not {type(factory).__name__}")
         delay = 0.001
@@ -86,10 +105,15 @@ class Cache(_memshelf.Cache):
                     value = factory()
                     if inspect.isawaitable(value):
                         value = await value
+                    value_ttl = None
+                    if timed:
+                        if not (isinstance(value, tuple) and len(value) == 2):
+                            raise TypeError("the factory must return a (value, ttl) pair")
+                        value, value_ttl = value
+                    got.fill(value, value_ttl)
                 except BaseException:
                     got.release()
                     raise
-                got.fill(value)
                 return _as_bytes(value) if self.codec == "raw" else value
             if not waited:
                 waited = True
