@@ -38,6 +38,10 @@ python3 -m venv --without-pip "$venv"
   --disable-pip-version-check -r scripts/requirements-python-test.txt "$wheel"
 py="$root/$venv/bin/python"
 
+step "memshelf-agent (the near-cache audit runs the real agent)"
+cargo build --quiet -p memshelf-agent
+export MEMSHELF_AGENT_BIN="$root/target/debug/memshelf-agent"
+
 step "pytest against the installed wheel"
 set +e
 MEMSHELF_EXPECT_INSTALLED="$root/$venv" "$py" -m pytest -q -p no:cacheprovider bindings/python/tests "$@"
