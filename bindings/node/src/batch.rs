@@ -4,7 +4,7 @@
 //! conversions instead of a few per key. Each key behaves as its single
 //! form.
 
-use memshelf::{PutOptions, ReadInto};
+use memshelf::PutOptions;
 use napi::bindgen_prelude::BufferSlice;
 use napi::{Env, Result};
 use napi_derive::napi;
@@ -71,19 +71,33 @@ pub fn read_many(
             out[i * 8 + 4..i * 8 + 8].copy_from_slice(&b.to_ne_bytes());
         };
         let mut pos = off as usize;
-        for (i, key) in keys.iter().enumerate().skip(start as usize) {
-            let room = slab.get_mut(pos..).unwrap_or_default();
-            match c.read(key, room).or_throw(env)? {
-                ReadInto::Miss => set(i, -1, 0),
-                ReadInto::Hit(n) => {
-                    set(i, pos as i32, n as i32);
-                    pos = (pos + n).next_multiple_of(ALIGN);
-                }
-                ReadInto::TooSmall(n) => {
-                    set(i, -2, i32::try_from(n).unwrap_or(i32::MAX));
-                    return Ok(i as u32);
-                }
+        // One engine call for the batch: `get_many_with` prefetches the
+        // buckets of the next keys while it reads one. After a value that
+        // does not fit, the rest is left for the next call.
+        let mut stopped = None;
+        c.get_many_with(&keys[start as usize..], |j, v| {
+            let i = start as usize + j;
+            if stopped.is_some() {
+                return;
             }
+            match v {
+                None => set(i, -1, 0),
+                Some(v) => match slab.get_mut(pos..pos + v.len()) {
+                    Some(room) => {
+                        room.copy_from_slice(v);
+                        set(i, pos as i32, v.len() as i32);
+                        pos = (pos + v.len()).next_multiple_of(ALIGN);
+                    }
+                    None => {
+                        set(i, -2, i32::try_from(v.len()).unwrap_or(i32::MAX));
+                        stopped = Some(i as u32);
+                    }
+                },
+            }
+        })
+        .or_throw(env)?;
+        if let Some(i) = stopped {
+            return Ok(i);
         }
         Ok(count)
     })
