@@ -4,7 +4,8 @@
 //! segment; keys outside the tracked prefixes stay; FLUSHALL/FLUSHDB
 //! clear; a lost or stopped server is a gap (clear at once, degraded,
 //! clear again after re-tracking); a 3-master Cluster is tracked on every
-//! master, and a killed master is a gap until it is back.
+//! master, a killed master is a gap until it is back, and a new master is
+//! found at the next topology check and tracked.
 //!
 //! Latency (write -> gone) is measured in `benches/tracking_latency.rs`,
 //! not here: these tests only wait with generous bounds.
@@ -402,6 +403,7 @@ async fn a_cluster_is_tracked_on_every_master_and_a_lost_master_is_a_gap() {
     let mut cfg = tracking_config(&[&seg.name], &nodes[0], &["ck:"]);
     cfg.broker = memshelf_agent::Broker::parse(&format!("redis+cluster://{}", addrs[0])).unwrap();
     cfg.dead_after = Duration::from_millis(800);
+    cfg.topology_interval = Duration::from_millis(300);
     let agent = start(cfg).await;
     let m = agent.metrics().clone();
 
@@ -469,5 +471,77 @@ async fn a_cluster_is_tracked_on_every_master_and_a_lost_master_is_a_gap() {
         keys.iter().all(|k| !seg.has(k))
     })
     .await;
+
+    // A new master (a fourth node given one empty slot) is found at the
+    // next topology check: a gap, then it is tracked too.
+    let mut new = Redis::prepare(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "{dir}/nodes.conf",
+        "--cluster-node-timeout",
+        "2000",
+    ]);
+    new.spawn();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "add-node"])
+        .arg(format!("127.0.0.1:{}", new.port))
+        .arg(&addrs[0])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("redis-cli --cluster add-node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let key = "ck:on-the-new-master";
+    let slot = cli(nodes[0].port, &["CLUSTER", "KEYSLOT", key])
+        .trim()
+        .to_string();
+    let mut src = None;
+    for n in &nodes {
+        let r: redis::RedisResult<i64> = redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(&mut n.conn().await)
+            .await;
+        if r.is_ok() {
+            src = Some(n);
+        }
+    }
+    let src = src.expect("a master owns the slot");
+    let src_id = cli(src.port, &["CLUSTER", "MYID"]).trim().to_string();
+    let new_id = cli(new.port, &["CLUSTER", "MYID"]).trim().to_string();
+    wait_for("the new node and the slot's owner know each other", || {
+        cli(new.port, &["CLUSTER", "NODES"]).contains(&src_id)
+            && cli(src.port, &["CLUSTER", "NODES"]).contains(&new_id)
+    })
+    .await;
+    let gaps = m.gaps(GapReason::Failover);
+    assert!(
+        cli(
+            new.port,
+            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &src_id]
+        )
+        .contains("OK")
+    );
+    assert!(
+        cli(
+            src.port,
+            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &new_id]
+        )
+        .contains("OK")
+    );
+    assert!(cli(new.port, &["CLUSTER", "SETSLOT", &slot, "NODE", &new_id]).contains("OK"));
+    assert!(cli(src.port, &["CLUSTER", "SETSLOT", &slot, "NODE", &new_id]).contains("OK"));
+    wait_for("the new master is a gap, then tracked", || {
+        m.gaps(GapReason::Failover) > gaps && m.is_connected() && !m.is_degraded()
+    })
+    .await;
+    wait_for("cluster_state:ok on the new node", || cluster_ok(new.port)).await;
+    seg.put(key);
+    set(&mut new.conn().await, key).await;
+    wait_for("a key of the new master invalidated", || !seg.has(key)).await;
     agent.shutdown().await;
 }
