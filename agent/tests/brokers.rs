@@ -93,7 +93,7 @@ async fn tls_with_a_private_ca_and_a_client_certificate() {
     };
     let broker = Broker::with_options(&url, &opts).unwrap();
     let seg = Segment::new("tls");
-    for feed in [FeedKind::Pubsub, FeedKind::Stream] {
+    for feed in [FeedKind::Pubsub, FeedKind::Stream, FeedKind::Tracking] {
         let mut cfg = config(&[&seg.name], &redis);
         cfg.broker = broker.clone();
         cfg.feed = feed;
@@ -112,6 +112,21 @@ async fn tls_with_a_private_ca_and_a_client_certificate() {
                     .arg("m")
                     .arg(Message::delete(&[b"k".as_slice()]).to_json())
                     .query_async(&mut client.get_multiplexed_async_connection().await.unwrap())
+                    .await
+                    .unwrap();
+            }
+            FeedKind::Tracking => {
+                // Near-cache mode: a write in Redis (over TLS) is the
+                // invalidation.
+                let (client, _) = broker
+                    .data_client(None, 0, Duration::from_secs(5))
+                    .await
+                    .unwrap();
+                let mut c = client.get_multiplexed_async_connection().await.unwrap();
+                let _: () = redis::cmd("SET")
+                    .arg("k")
+                    .arg("v2")
+                    .query_async(&mut c)
                     .await
                     .unwrap();
             }
@@ -182,7 +197,7 @@ async fn acl_user_with_a_password_and_a_wrong_password_is_a_clear_error_then_a_r
     ]);
     let seg = Segment::new("acl");
     // Pub/Sub and Stream as the least-privilege user.
-    for feed in [FeedKind::Pubsub, FeedKind::Stream] {
+    for feed in [FeedKind::Pubsub, FeedKind::Stream, FeedKind::Tracking] {
         let mut cfg = config(&[&seg.name], &redis);
         cfg.broker =
             Broker::parse(&format!("redis://agent:right@127.0.0.1:{}", redis.port)).unwrap();

@@ -545,3 +545,115 @@ async fn a_cluster_is_tracked_on_every_master_and_a_lost_master_is_a_gap() {
     wait_for("a key of the new master invalidated", || !seg.has(key)).await;
     agent.shutdown().await;
 }
+
+struct Sentinel {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `cond` every 20 ms for up to `secs` (Sentinel is slower than the
+/// 10 s of [`wait_for`] in the worst case).
+async fn wait_long(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_the_current_master_is_tracked_and_a_failover_is_a_gap() {
+    let master = Redis::start();
+    let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    let port = free_port();
+    let dir = std::env::temp_dir().join(unique("trk-sentinel"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {} 1\n\
+             sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n",
+            dir.display(),
+            master.port
+        ),
+    )
+    .unwrap();
+    let child = Command::new("redis-server")
+        .arg(&conf)
+        .arg("--sentinel")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server --sentinel");
+    let sentinel = Sentinel { child, port, dir };
+    wait_long("replica in sync", 20, || {
+        cli(replica.port, &["INFO", "replication"]).contains("master_link_status:up")
+    })
+    .await;
+    wait_long("sentinel sees the replica", 30, || {
+        let r = cli(sentinel.port, &["SENTINEL", "replicas", "mymaster"]);
+        r.contains(&replica.port.to_string())
+            && !r.contains("s_down")
+            && !r.contains("disconnected")
+    })
+    .await;
+    let seg = Segment::new("trk-sentinel");
+    let mut cfg = tracking_config(&[&seg.name], &master, &[]);
+    cfg.broker = memshelf_agent::Broker::parse(&format!(
+        "redis+sentinel://127.0.0.1:{}/mymaster",
+        sentinel.port
+    ))
+    .unwrap();
+    let agent = start(cfg).await;
+    let m = agent.metrics().clone();
+    seg.put("k");
+    set(&mut master.conn().await, "k").await;
+    wait_for("a write on the sentinel's master invalidates", || {
+        !seg.has("k")
+    })
+    .await;
+
+    // A failover: the replica becomes the master. A gap (whether the old
+    // connection is closed or seen at the wrong address), then the new
+    // master is tracked.
+    seg.put("stale");
+    let before = m.gaps(GapReason::Failover) + m.gaps(GapReason::Disconnect);
+    let r = cli(sentinel.port, &["SENTINEL", "FAILOVER", "mymaster"]);
+    assert!(r.contains("OK"), "SENTINEL FAILOVER: {r}");
+    wait_long("the failover is a gap", 30, || {
+        m.gaps(GapReason::Failover) + m.gaps(GapReason::Disconnect) > before
+    })
+    .await;
+    assert!(!seg.has("stale"), "cleared at once");
+    wait_long("the new master is tracked", 30, || {
+        m.is_connected()
+            && !m.is_degraded()
+            && cli(
+                sentinel.port,
+                &["SENTINEL", "get-master-addr-by-name", "mymaster"],
+            )
+            .contains(&replica.port.to_string())
+    })
+    .await;
+    wait_long("the new master accepts writes", 20, || {
+        cli(replica.port, &["INFO", "replication"]).contains("role:master")
+    })
+    .await;
+    seg.put("k2");
+    set(&mut replica.conn().await, "k2").await;
+    wait_for("a write on the new master invalidates", || !seg.has("k2")).await;
+    agent.shutdown().await;
+}
