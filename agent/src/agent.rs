@@ -138,6 +138,12 @@ pub async fn start(cfg: Config) -> Result<Agent, String> {
             )));
         }
         FeedKind::Tracking => {
+            if let Some(limit) = cfg.silence_limit {
+                warn!(
+                    limit = ?limit,
+                    "a silence limit with the tracking feed: an idle Redis pushes nothing, so quiet periods count as gaps (liveness is the PING)"
+                );
+            }
             if cfg.broker.db() != 0 {
                 info!(
                     db = cfg.broker.db(),

@@ -30,7 +30,8 @@ pub enum Topology {
         master: String,
     },
     /// A Redis Cluster: Pub/Sub on any node (classic Pub/Sub is broadcast to
-    /// the whole cluster), a stream on the master owning its slot.
+    /// the whole cluster), a stream on the master owning its slot, tracking
+    /// on every master.
     Cluster,
 }
 
