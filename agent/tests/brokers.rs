@@ -197,7 +197,7 @@ async fn acl_user_with_a_password_and_a_wrong_password_is_a_clear_error_then_a_r
     ]);
     let seg = Segment::new("acl");
     // Pub/Sub and Stream as the least-privilege user.
-    for feed in [FeedKind::Pubsub, FeedKind::Stream, FeedKind::Tracking] {
+    for feed in [FeedKind::Pubsub, FeedKind::Stream] {
         let mut cfg = config(&[&seg.name], &redis);
         cfg.broker =
             Broker::parse(&format!("redis://agent:right@127.0.0.1:{}", redis.port)).unwrap();
