@@ -2,7 +2,8 @@
 # Tests of the invalidation agent and the memshelf CLI: lints, unit tests
 # and integration tests against real redis-servers started by the tests on
 # free loopback ports (plain, TLS with certificates made by openssl, ACL
-# users, a 3-master Cluster, a Sentinel). CI needs:
+# users, a 3-master Cluster, a Sentinel; the tracking feed's near-cache
+# mode in agent/tests/tracking.rs). CI needs:
 # apt-get install -y redis-server openssl   (scripts/setup.sh does it)
 #   scripts/test-agent.sh
 set -euo pipefail

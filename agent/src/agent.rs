@@ -19,6 +19,7 @@ use crate::config::{Config, FeedKind};
 use crate::engine::Guard;
 use crate::feed::pubsub::PubSub;
 use crate::feed::stream::{StateFile, StreamFeed};
+use crate::feed::tracking::Tracking;
 use crate::feed::{Connected, Feed, FeedEvent};
 use crate::log::RateLimit;
 use crate::metrics::{GapReason, Metrics, Outcome};
@@ -27,6 +28,8 @@ use crate::metrics::{GapReason, Metrics, Outcome};
 #[derive(Debug)]
 enum Event {
     Payload { data: Vec<u8>, id: Option<String> },
+    Keys(Vec<Vec<u8>>),
+    Flush,
     Connected(Connected),
     Gap(GapReason),
 }
@@ -122,6 +125,37 @@ pub async fn start(cfg: Config) -> Result<Agent, String> {
                 cfg.patterns.clone(),
                 cfg.ping_interval,
                 cfg.dead_after,
+            );
+            applier.startup(feed.replayable());
+            tasks.push(tokio::spawn(read_loop(
+                feed,
+                cfg.clone(),
+                tx,
+                ctrl_tx,
+                metrics.clone(),
+                overflow.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
+        FeedKind::Tracking => {
+            if let Some(limit) = cfg.silence_limit {
+                warn!(
+                    limit = ?limit,
+                    "a silence limit with the tracking feed: an idle Redis pushes nothing, so quiet periods count as gaps (liveness is the PING)"
+                );
+            }
+            if cfg.broker.db() != 0 {
+                info!(
+                    db = cfg.broker.db(),
+                    "BCAST tracking does not depend on the database index: writes in every database invalidate"
+                );
+            }
+            let feed = Tracking::new(
+                cfg.broker.clone(),
+                cfg.tracking_prefixes.clone(),
+                cfg.ping_interval,
+                cfg.dead_after,
+                cfg.topology_interval,
             );
             applier.startup(feed.replayable());
             tasks.push(tokio::spawn(read_loop(
@@ -232,10 +266,21 @@ async fn read_loop<F: Feed>(
                 _ = shutdown.wait_for(|s| *s) => return,
                 ev = feed.next() => ev,
             };
+            let ev = match ev {
+                Ok(FeedEvent::Payload { data, id }) => Ok(Event::Payload { data, id }),
+                Ok(FeedEvent::Keys(keys)) => Ok(Event::Keys(keys)),
+                Ok(FeedEvent::Flush) => Ok(Event::Flush),
+                Ok(FeedEvent::Gap(g)) => Ok(Event::Gap(g)),
+                Err(lost) => Err(lost),
+            };
             match ev {
-                Ok(FeedEvent::Payload { data, id }) => {
+                Ok(Event::Gap(g)) => {
+                    if tx.send(Event::Gap(g)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(ev) => {
                     metrics.touch();
-                    let ev = Event::Payload { data, id };
                     if replayable {
                         if tx.send(ev).await.is_err() {
                             return;
@@ -249,11 +294,6 @@ async fn read_loop<F: Feed>(
                             }
                             Err(mpsc::error::TrySendError::Closed(_)) => return,
                         }
-                    }
-                }
-                Ok(FeedEvent::Gap(g)) => {
-                    if tx.send(Event::Gap(g)).await.is_err() {
-                        return;
                     }
                 }
                 Err(lost) => {
@@ -301,6 +341,8 @@ async fn apply_loop(
             },
             ev = rx.recv() => match ev {
                 Some(Event::Payload { data, id }) => applier.payload(&data, id.as_deref()),
+                Some(Event::Keys(keys)) => applier.invalidated(keys),
+                Some(Event::Flush) => applier.flushed(),
                 Some(Event::Connected(c)) => applier.connected(c),
                 Some(Event::Gap(g)) => applier.gap(g),
                 // The reader stopped (shutdown): everything queued is

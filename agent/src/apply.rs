@@ -288,8 +288,8 @@ impl Applier {
         s.guard.ttl_cap(s.cache.as_ref()?)
     }
 
-    /// Parses and applies one payload; `id` is its stream position, if any.
-    pub fn payload(&mut self, data: &[u8], id: Option<&str>) {
+    /// Something arrived: after silence, the feed is alive again.
+    fn alive(&mut self) {
         if self.metrics.set_silent(false) {
             // A message after silence: the feed is alive again.
             info!("a message after silence");
@@ -297,12 +297,51 @@ impl Applier {
                 && o.reason == GapReason::Silence
             {
                 if !self.stream {
-                    // Pub/Sub may have lost messages meanwhile.
+                    // Pub/Sub (or tracking) may have lost messages
+                    // meanwhile.
                     self.clear_all(GapReason::Silence);
                 }
                 self.heal();
             }
         }
+    }
+
+    /// Keys the broker invalidated (tracking feed): applied as one `del`
+    /// of them to every served segment, through the same path as a `del`
+    /// message (a key that cannot exist in a cache is skipped and counted
+    /// `bad_key`; no `ts`, so no lag sample).
+    pub fn invalidated(&mut self, keys: Vec<Vec<u8>>) {
+        self.alive();
+        let o = self.apply(Message {
+            op: Op::Del(keys),
+            cache: None,
+            origin: None,
+            seq: None,
+            ts: None,
+        });
+        self.metrics.message(o);
+    }
+
+    /// The broker's data was flushed (tracking feed: a null invalidation
+    /// after `FLUSHALL`/`FLUSHDB`): every served segment is cleared, as by
+    /// a `clear` message, and counted as a flush (reason `redis_flush`).
+    pub fn flushed(&mut self) {
+        self.alive();
+        let o = self.apply(Message {
+            op: Op::Clear,
+            cache: None,
+            origin: None,
+            seq: None,
+            ts: None,
+        });
+        self.metrics.message(o);
+        self.metrics.flush(GapReason::RedisFlush);
+        info!("the broker flushed its data: cleared served segments");
+    }
+
+    /// Parses and applies one payload; `id` is its stream position, if any.
+    pub fn payload(&mut self, data: &[u8], id: Option<&str>) {
+        self.alive();
         match Message::parse(data, self.max_message) {
             Ok(inv) => {
                 let o = self.apply(inv);

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use redis::{
-    Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
+    Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion,
     RedisConnectionInfo, TlsCertificates, Value,
 };
 
@@ -30,7 +30,8 @@ pub enum Topology {
         master: String,
     },
     /// A Redis Cluster: Pub/Sub on any node (classic Pub/Sub is broadcast to
-    /// the whole cluster), a stream on the master owning its slot.
+    /// the whole cluster), a stream on the master owning its slot, tracking
+    /// on every master.
     Cluster,
 }
 
@@ -417,6 +418,88 @@ impl Broker {
         }
     }
 
+    /// The data nodes a tracking feed follows, each with a RESP3 client
+    /// (invalidations arrive as pushes on the tracking connection): the
+    /// server, the current master (asked from the sentinels), or every
+    /// master of a Cluster (asked from the seeds, starting at the
+    /// `attempt`-th). Credentials, TLS and the database are the URL's.
+    pub async fn tracking_nodes(
+        &self,
+        attempt: usize,
+        timeout: Duration,
+    ) -> Result<Vec<(Client, String)>, String> {
+        let resp3 = self.redis.clone().set_protocol(ProtocolVersion::RESP3);
+        let addrs = match &self.topology {
+            Topology::Single => vec![self.nodes[0].clone()],
+            Topology::Sentinel { .. } => {
+                let (h, p) = self.sentinel_master(timeout).await?;
+                vec![self.addr(h, p)]
+            }
+            Topology::Cluster => self
+                .cluster_masters(attempt, timeout)
+                .await?
+                .into_iter()
+                .map(|(h, p)| self.addr(h, p))
+                .collect(),
+        };
+        addrs
+            .into_iter()
+            .map(|a| {
+                let s = addr_str(&a);
+                self.client_with(a, resp3.clone())
+                    .map(|c| (c, s.clone()))
+                    .map_err(|e| format!("{s}: {e}"))
+            })
+            .collect()
+    }
+
+    /// Every master of the Cluster, `(host, port)` sorted, from `CLUSTER
+    /// SLOTS` asked of the seeds in turn (starting at the `attempt`-th). A
+    /// master that is down but still owns slots is listed.
+    pub async fn cluster_masters(
+        &self,
+        attempt: usize,
+        timeout: Duration,
+    ) -> Result<Vec<(String, u16)>, String> {
+        let mut errors = Vec::new();
+        for i in 0..self.nodes.len() {
+            let seed = self.nodes[(attempt + i) % self.nodes.len()].clone();
+            let client = self.client_for(seed.clone()).map_err(|e| e.to_string())?;
+            let r = tokio::time::timeout(timeout, async {
+                let mut c = client.get_multiplexed_async_connection().await?;
+                redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async::<Value>(&mut c)
+                    .await
+            })
+            .await;
+            match r {
+                Ok(Ok(slots)) => {
+                    let seed_host = match &seed {
+                        ConnectionAddr::Tcp(h, _) | ConnectionAddr::TcpTls { host: h, .. } => {
+                            h.clone()
+                        }
+                        _ => String::new(),
+                    };
+                    let mut masters = slot_masters(&slots, &seed_host);
+                    if masters.is_empty() {
+                        errors.push(format!("{}: no slot has a master", addr_str(&seed)));
+                        continue;
+                    }
+                    masters.sort();
+                    masters.dedup();
+                    return Ok(masters);
+                }
+                Ok(Err(e)) => errors.push(format!("{}: {e}", addr_str(&seed))),
+                Err(_) => errors.push(format!("{}: no reply within {timeout:?}", addr_str(&seed))),
+            }
+        }
+        Err(format!(
+            "cannot list the cluster's masters: {}",
+            errors.join("; ")
+        ))
+    }
+
     /// Asks the sentinels, in order, for the master's address.
     pub async fn sentinel_master(&self, timeout: Duration) -> Result<(String, u16), String> {
         let Topology::Sentinel { master } = &self.topology else {
@@ -529,6 +612,36 @@ fn slot_owner(slots: &Value, slot: i64) -> Option<(String, u16)> {
         }
     }
     None
+}
+
+/// Every master `(host, port)` in a `CLUSTER SLOTS` reply, in reply order
+/// and possibly repeated; an empty or `?` host is `seed_host` (the node
+/// that answered).
+fn slot_masters(slots: &Value, seed_host: &str) -> Vec<(String, u16)> {
+    let Value::Array(ranges) = slots else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for r in ranges {
+        let Value::Array(r) = r else { continue };
+        let Some(Value::Array(master)) = r.get(2) else {
+            continue;
+        };
+        let (Some(host), Some(Value::Int(port))) = (master.first().and_then(text), master.get(1))
+        else {
+            continue;
+        };
+        let Ok(port) = u16::try_from(*port) else {
+            continue;
+        };
+        let host = if host.is_empty() || host == "?" {
+            seed_host.to_string()
+        } else {
+            host
+        };
+        out.push((host, port));
+    }
+    out
 }
 
 /// A reply as text (bulk or simple strings).

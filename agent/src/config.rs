@@ -18,6 +18,12 @@ pub enum FeedKind {
     Pubsub,
     /// A Redis Stream: replayable from the last applied id.
     Stream,
+    /// Redis server-assisted client-side caching (near-cache mode): the
+    /// agent tracks the keys under `tracking_prefixes` (`CLIENT TRACKING
+    /// ON BCAST`) and deletes each key any client writes, expires, evicts or
+    /// deletes in Redis; no publisher needed. Not replayable: a lost
+    /// connection is a gap.
+    Tracking,
     /// No broker: only the exporter (`/metrics` of the served segments).
     None,
 }
@@ -77,8 +83,10 @@ pub struct Cli {
     /// PEM private key of --tls-cert. [default: none]
     #[arg(long, env = "MEMSHELF_AGENT_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
-    /// pubsub (at-most-once), stream (replayable) or none (exporter only,
-    /// no broker). [default: pubsub]
+    /// pubsub (at-most-once), stream (replayable), tracking (near-cache
+    /// mode: Redis reports every key written, expired, evicted or deleted,
+    /// no publisher; not replayable) or none (exporter only, no broker).
+    /// [default: pubsub]
     #[arg(long, env = "MEMSHELF_AGENT_FEED")]
     pub feed: Option<FeedKind>,
     /// Pub/Sub channel to subscribe to (repeatable). [default: memshelf]
@@ -95,6 +103,21 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub patterns: Vec<String>,
+    /// Key prefix to track (feed tracking; repeat, or comma-separate in the
+    /// variable): a key written under it in Redis is deleted from the
+    /// served segments. Prefixes must not overlap. [default: none: every
+    /// key]
+    #[arg(
+        long = "tracking-prefix",
+        env = "MEMSHELF_AGENT_TRACKING_PREFIXES",
+        value_delimiter = ','
+    )]
+    pub tracking_prefixes: Vec<String>,
+    /// How often the tracking feed re-reads a Redis Cluster's masters
+    /// (CLUSTER SLOTS); a new or moved master is a gap, then tracked.
+    /// [default: 5s]
+    #[arg(long, env = "MEMSHELF_AGENT_TOPOLOGY_INTERVAL")]
+    pub topology_interval: Option<String>,
     /// Stream key to read (feed stream). [default: memshelf]
     #[arg(long, env = "MEMSHELF_AGENT_STREAM")]
     pub stream: Option<String>,
@@ -164,6 +187,8 @@ pub struct FileConfig {
     feed: Option<FeedKind>,
     channels: Option<Vec<String>>,
     patterns: Option<Vec<String>>,
+    tracking_prefixes: Option<Vec<String>>,
+    topology_interval: Option<String>,
     stream: Option<String>,
     state_file: Option<PathBuf>,
     metrics_addr: Option<String>,
@@ -195,6 +220,10 @@ pub struct Config {
     pub channels: Vec<String>,
     /// Pub/Sub patterns.
     pub patterns: Vec<String>,
+    /// Tracked key prefixes (feed tracking; empty: every key).
+    pub tracking_prefixes: Vec<String>,
+    /// How often the tracking feed re-reads a Cluster's masters.
+    pub topology_interval: Duration,
     /// Stream key.
     pub stream: String,
     /// Where the last applied stream id is kept.
@@ -237,6 +266,8 @@ impl Config {
             feed: FeedKind::Pubsub,
             channels: vec!["memshelf".into()],
             patterns: Vec::new(),
+            tracking_prefixes: Vec::new(),
+            topology_interval: Duration::from_secs(5),
             stream: "memshelf".into(),
             state_file: None,
             metrics_addr: None,
@@ -303,6 +334,11 @@ impl Config {
         if !channels.is_empty() || !c.patterns.is_empty() {
             c.channels = channels;
         }
+        c.tracking_prefixes =
+            tracking_prefixes(list(cli.tracking_prefixes, file.tracking_prefixes))?;
+        if let Some(t) = cli.topology_interval.or(file.topology_interval) {
+            c.topology_interval = parse_duration(&t)?.max(Duration::from_millis(100));
+        }
         if let Some(s) = cli.stream.or(file.stream) {
             c.stream = s;
         }
@@ -362,6 +398,25 @@ impl Config {
         }
         Ok(c)
     }
+}
+
+/// Checks the tracked prefixes: Redis refuses overlapping ones (one a
+/// prefix of another) with an error at each connection, so they are an
+/// error at start-up. A lone empty prefix means every key.
+pub fn tracking_prefixes(mut p: Vec<String>) -> Result<Vec<String>, String> {
+    if p.len() == 1 && p[0].is_empty() {
+        p.clear();
+    }
+    for (i, a) in p.iter().enumerate() {
+        for b in &p[i + 1..] {
+            if a.starts_with(b.as_str()) || b.starts_with(a.as_str()) {
+                return Err(format!(
+                    "tracking prefixes {a:?} and {b:?} overlap (Redis refuses them): keep the shorter one"
+                ));
+            }
+        }
+    }
+    Ok(p)
 }
 
 /// Parses "250ms", "2s", "1.5m", "1h" or a plain number of seconds.
@@ -428,6 +483,60 @@ mod tests {
         assert!(Config::resolve(cli).unwrap_err().contains("no segment"));
         let cli = Cli::parse_from(["memshelf-agent", "--segment", "../x"]);
         assert!(Config::resolve(cli).is_err());
+    }
+
+    #[test]
+    fn tracking_flags() {
+        let cli = Cli::parse_from([
+            "memshelf-agent",
+            "--segment",
+            "s",
+            "--feed",
+            "tracking",
+            "--tracking-prefix",
+            "user:",
+            "--tracking-prefix",
+            "product:",
+            "--topology-interval",
+            "2s",
+        ]);
+        let c = Config::resolve(cli).unwrap();
+        assert_eq!(c.feed, FeedKind::Tracking);
+        assert_eq!(c.tracking_prefixes, ["user:", "product:"]);
+        assert_eq!(c.topology_interval, Duration::from_secs(2));
+        let cli = Cli::parse_from(["memshelf-agent", "--segment", "s", "--feed", "tracking"]);
+        let c = Config::resolve(cli).unwrap();
+        assert!(c.tracking_prefixes.is_empty());
+        assert_eq!(c.topology_interval, Duration::from_secs(5));
+        let cli = Cli::parse_from([
+            "memshelf-agent",
+            "--segment",
+            "s",
+            "--tracking-prefix",
+            "user:",
+            "--tracking-prefix",
+            "user:1",
+        ]);
+        assert!(Config::resolve(cli).unwrap_err().contains("overlap"));
+        assert_eq!(
+            tracking_prefixes(vec![String::new()]).unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(tracking_prefixes(vec![String::new(), "a".into()]).is_err());
+        let dir = std::env::temp_dir().join(format!("msa-cfg-tr-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("agent.toml");
+        std::fs::write(
+            &p,
+            "segments = [\"a\"]\nfeed = \"tracking\"\ntracking_prefixes = [\"u:\", \"p:\"]\ntopology_interval = \"1s\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["memshelf-agent", "--config", p.to_str().unwrap()]);
+        let c = Config::resolve(cli).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(c.feed, FeedKind::Tracking);
+        assert_eq!(c.tracking_prefixes, ["u:", "p:"]);
+        assert_eq!(c.topology_interval, Duration::from_secs(1));
     }
 
     #[test]

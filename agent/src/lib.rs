@@ -1,7 +1,8 @@
 //! `memshelf-agent`: keeps a host's memshelf segments coherent with the
 //! origin data by applying the invalidations writers publish to Redis
-//! (Pub/Sub or a Stream; one server, Sentinel or Cluster; TLS and ACL
-//! users). See `agent/README.md`.
+//! (Pub/Sub or a Stream), or those Redis itself reports (the `tracking`
+//! feed, near-cache mode); one server, Sentinel or Cluster; TLS and ACL
+//! users. See `agent/README.md`.
 //!
 //! The binary is a thin wrapper over [`agent::start`]; tests and benchmarks
 //! run the same agent in-process.

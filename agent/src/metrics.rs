@@ -77,7 +77,8 @@ pub enum GapReason {
     /// The connection to the broker was lost (closed, reset, or a PING
     /// unanswered past the limit).
     Disconnect,
-    /// The Sentinel master moved.
+    /// The Sentinel master moved, or (tracking feed) the Cluster's set of
+    /// masters changed.
     Failover,
     /// A `seq` jump from one origin.
     Seq,
@@ -94,11 +95,15 @@ pub enum GapReason {
     /// A segment appeared after the agent started: invalidations before
     /// its attach were not applied to it.
     Attach,
+    /// Not a gap: the broker's data was flushed (`FLUSHALL`/`FLUSHDB`, a
+    /// null invalidation of the tracking feed), so the served segments were
+    /// cleared. Counted in `memshelf_agent_flushes_total` only.
+    RedisFlush,
 }
 
 impl GapReason {
     /// Every reason, in label order.
-    pub const ALL: [GapReason; 10] = [
+    pub const ALL: [GapReason; 11] = [
         GapReason::Startup,
         GapReason::Disconnect,
         GapReason::Failover,
@@ -109,6 +114,7 @@ impl GapReason {
         GapReason::UnknownVersion,
         GapReason::Overflow,
         GapReason::Attach,
+        GapReason::RedisFlush,
     ];
     /// The label value.
     pub fn label(self) -> &'static str {
@@ -123,6 +129,7 @@ impl GapReason {
             GapReason::UnknownVersion => "unknown_version",
             GapReason::Overflow => "overflow",
             GapReason::Attach => "attach",
+            GapReason::RedisFlush => "redis_flush",
         }
     }
 }
@@ -350,7 +357,7 @@ impl Default for Metrics {
         );
         registry.register(
             "memshelf_agent_flushes",
-            "Clears of the served segments after a gap, by reason",
+            "Clears of the served segments after a gap (or a FLUSHALL/FLUSHDB seen by the tracking feed: redis_flush), by reason",
             flushes.clone(),
         );
         registry.register(
@@ -376,6 +383,10 @@ impl Default for Metrics {
                 .clone()
         });
         let by_gap = GapReason::ALL.map(|r| {
+            if r == GapReason::RedisFlush {
+                // Not a gap: no series (the counter is never incremented).
+                return Counter::default();
+            }
             gaps.get_or_create(&ReasonLabel { reason: r.label() })
                 .clone()
         });

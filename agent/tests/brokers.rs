@@ -93,7 +93,7 @@ async fn tls_with_a_private_ca_and_a_client_certificate() {
     };
     let broker = Broker::with_options(&url, &opts).unwrap();
     let seg = Segment::new("tls");
-    for feed in [FeedKind::Pubsub, FeedKind::Stream] {
+    for feed in [FeedKind::Pubsub, FeedKind::Stream, FeedKind::Tracking] {
         let mut cfg = config(&[&seg.name], &redis);
         cfg.broker = broker.clone();
         cfg.feed = feed;
@@ -112,6 +112,21 @@ async fn tls_with_a_private_ca_and_a_client_certificate() {
                     .arg("m")
                     .arg(Message::delete(&[b"k".as_slice()]).to_json().unwrap())
                     .query_async(&mut client.get_multiplexed_async_connection().await.unwrap())
+                    .await
+                    .unwrap();
+            }
+            FeedKind::Tracking => {
+                // Near-cache mode: a write in Redis (over TLS) is the
+                // invalidation.
+                let (client, _) = broker
+                    .data_client(None, 0, Duration::from_secs(5))
+                    .await
+                    .unwrap();
+                let mut c = client.get_multiplexed_async_connection().await.unwrap();
+                let _: () = redis::cmd("SET")
+                    .arg("k")
+                    .arg("v2")
+                    .query_async(&mut c)
                     .await
                     .unwrap();
             }

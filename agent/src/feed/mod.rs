@@ -12,6 +12,7 @@ use crate::metrics::GapReason;
 
 pub mod pubsub;
 pub mod stream;
+pub mod tracking;
 
 /// The result of a (re)connection.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -54,6 +55,12 @@ pub enum FeedEvent {
         /// Stream position, for replayable feeds.
         id: Option<String>,
     },
+    /// Keys the broker itself invalidated (the tracking feed): deleted
+    /// from every served segment, as in a `del` message.
+    Keys(Vec<Vec<u8>>),
+    /// The broker's data was flushed (tracking feed: `FLUSHALL`,
+    /// `FLUSHDB`): every served segment is cleared.
+    Flush,
     /// A gap found while connected (e.g. the stream was trimmed past us,
     /// or deleted and recreated).
     Gap(GapReason),
