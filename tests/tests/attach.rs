@@ -128,9 +128,10 @@ fn plant(path: &std::path::Path, uid: u32, mode: u32, bytes: &[u8]) {
 /// `memshelf.<name>` first, mode 0666, and read what root then writes.
 #[test]
 fn planted_segments_are_refused_naming_owner_and_mode() {
-    // SAFETY: geteuid cannot fail.
+    // SAFETY: geteuid takes no pointer, has no precondition and cannot fail.
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
+        euid,
         0,
         "this test plants files for another uid: run it as root (CI does)"
     );
