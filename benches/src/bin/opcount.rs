@@ -50,15 +50,7 @@ fn main() {
     } else {
         keys.clone()
     };
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let order: Vec<u32> = (0..OPS)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % nkeys as u64) as u32
-        })
-        .collect();
+    let order = memshelf_benches::key_order(nkeys, OPS);
     let hits = measured(&c, &op, &probe, &order, &value);
     if op == "get-hit" {
         assert_eq!(hits, OPS, "every get should hit");
