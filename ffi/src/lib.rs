@@ -17,7 +17,12 @@
 #![allow(non_camel_case_types)]
 #![warn(missing_docs)]
 
+// cbindgen writes the header's declarations in the order it meets the
+// functions, module by module: `stats` right after `cache` keeps
+// `memshelf_stats` and `memshelf_get_stats` where the header has them.
 mod cache;
+mod stats;
+
 mod fill;
 mod guard;
 mod keys;
@@ -30,9 +35,9 @@ use std::ffi::{c_char, c_void};
 
 pub use cache::{
     memshelf_add, memshelf_cache, memshelf_clear, memshelf_close, memshelf_delete,
-    memshelf_delete_prefix, memshelf_get, memshelf_get_stats, memshelf_incr,
-    memshelf_invalidate_tag, memshelf_open, memshelf_options, memshelf_options_init, memshelf_put,
-    memshelf_stats, memshelf_touch, memshelf_ttl, memshelf_unlink, memshelf_unlink_path,
+    memshelf_delete_prefix, memshelf_get, memshelf_incr, memshelf_invalidate_tag, memshelf_open,
+    memshelf_options, memshelf_options_init, memshelf_put, memshelf_touch, memshelf_ttl,
+    memshelf_unlink, memshelf_unlink_path,
 };
 pub use fill::{
     memshelf_factory, memshelf_fill, memshelf_fill_set, memshelf_get_or_set,
@@ -47,6 +52,7 @@ pub use observe::{
     memshelf_load_report,
 };
 pub use ptr::memshelf_bytes;
+pub use stats::{memshelf_get_stats, memshelf_stats};
 pub use status::memshelf_status;
 
 /// The version of this C ABI. It changes only when a function or struct
