@@ -20,15 +20,7 @@ fn keys() -> Vec<Vec<u8>> {
 }
 
 fn order() -> Vec<u32> {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    (0..1 << 16)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % KEYS as u64) as u32
-        })
-        .collect()
+    memshelf_benches::key_order(KEYS, 1 << 16)
 }
 
 fn bench(c: &mut Criterion) {

@@ -9,24 +9,12 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-fn order(n: usize) -> Vec<u32> {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    (0..1 << 16)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as u32
-        })
-        .collect()
-}
-
 fn bench(c: &mut Criterion) {
     for n in [1_000usize, 100_000] {
         let keys: Vec<Vec<u8>> = (0..n)
             .map(|i| format!("user:{i:011}").into_bytes())
             .collect();
-        let order = order(n);
+        let order = memshelf_benches::key_order(n, 1 << 16);
         let name = format!("bench-sampling-{}-{n}", std::process::id());
         let _ = memshelf::unlink(&name);
         let cache = memshelf::Cache::open(&name, 256 << 20).expect("open");

@@ -3,12 +3,13 @@
 //! real engine.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, BufReader, Read};
 use std::path::Path;
-use std::process::Command;
 
-/// Reads a trace file (decompressing `.gz`, `.xz`, `.zst` with the system's
-/// `gzip`, `xz`, `zstd`) and returns its requests as integer keys.
+/// Reads a trace file (decompressing `.gz`, `.xz`, `.zst` with the
+/// `flate2`, `xz2` and `zstd` crates) and returns its requests as integer
+/// keys.
 ///
 /// Formats (see the traces' README): LIRS `.trace` text (one key a line,
 /// `*` lines ignored); ARC `.lis` text (`start count ...`: keys
@@ -54,26 +55,34 @@ pub fn parse_trace(name: &str, raw: &[u8]) -> Vec<u64> {
         .collect()
 }
 
+/// The bytes of `path`, decompressed by its extension (`.gz`, `.xz`,
+/// `.zst`; anything else is read as it is).
 fn decompress(path: &Path, name: &str) -> io::Result<Vec<u8>> {
-    let tool = if name.ends_with(".gz") {
-        "gzip"
+    let file = BufReader::new(File::open(path)?);
+    let mut reader: Box<dyn Read> = if name.ends_with(".gz") {
+        // Multi-member, as `gzip -dc` reads concatenated members.
+        Box::new(flate2::bufread::MultiGzDecoder::new(file))
     } else if name.ends_with(".xz") {
-        "xz"
+        // Multi-stream, as `xz -dc` reads concatenated streams.
+        Box::new(xz2::bufread::XzDecoder::new_multi_decoder(file))
     } else if name.ends_with(".zst") {
-        "zstd"
+        Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
     } else {
-        let mut v = Vec::new();
-        std::fs::File::open(path)?.read_to_end(&mut v)?;
-        return Ok(v);
+        Box::new(file)
     };
-    let out = Command::new(tool).arg("-dc").arg(path).output()?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "{tool} -dc {} failed",
-            path.display()
-        )));
-    }
-    Ok(out.stdout)
+    let mut v = Vec::new();
+    reader
+        .read_to_end(&mut v)
+        .map_err(|e| io::Error::new(e.kind(), format!("decompressing {}: {e}", path.display())))?;
+    Ok(v)
+}
+
+/// A reproducible random order of `len` key indexes in `0..keys`: the key
+/// order every benchmark replays (seeded `fastrand`, the same on every run).
+pub fn key_order(keys: usize, len: usize) -> Vec<u32> {
+    let keys = u32::try_from(keys).expect("fewer than 2^32 keys");
+    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
+    (0..len).map(|_| rng.u32(..keys)).collect()
 }
 
 /// A cache policy counted in entries, replayed cache-aside: `access`
@@ -250,6 +259,8 @@ pub fn hit_ratio(p: &mut dyn Policy, trace: &[u64]) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
+
     use super::*;
 
     #[test]
@@ -327,5 +338,37 @@ mod tests {
         assert!(!s.meta.contains_key(&0));
         assert!(!s.access(0)); // ghost: straight to main
         assert_eq!(s.meta[&0].0, Queue::Main);
+    }
+
+    /// Each compressed form loads as the plain trace does (two members or
+    /// frames concatenated, as the command-line tools accept).
+    #[test]
+    fn compressed_traces_load_like_plain_ones() {
+        let text = b"1\n2\n*\n3\n2\n";
+        let half = |enc: &dyn Fn(&[u8]) -> Vec<u8>| [enc(&text[..4]), enc(&text[4..])].concat();
+        let gz = half(&|b| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(b).unwrap();
+            e.finish().unwrap()
+        });
+        let xz = half(&|b| {
+            let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
+            e.write_all(b).unwrap();
+            e.finish().unwrap()
+        });
+        let zst = half(&|b| zstd::encode_all(b, 1).unwrap());
+        let dir = std::env::temp_dir().join(format!("memshelf-traces-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in [
+            ("t.trace", &text[..]),
+            ("t.trace.gz", &gz),
+            ("t.trace.xz", &xz),
+            ("t.trace.zst", &zst),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            assert_eq!(load_trace(&path).unwrap(), [1, 2, 3, 2], "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

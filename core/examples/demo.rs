@@ -33,17 +33,14 @@ fn xxh(b: &[u8]) -> u64 {
 
 fn worker(name: &str, id: u64, seconds: u64) -> Result<(), Box<dyn std::error::Error>> {
     let cache = OpenOptions::new().create(false).open(name)?;
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (id + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let mut rng = fastrand::Rng::with_seed(id + 1);
     let mut buf = Vec::new();
     let (mut hits, mut misses) = (0u64, 0u64);
     let end = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < end {
         for _ in 0..1000 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
             // Skewed popularity: squaring a uniform draw favours small ids.
-            let u = (rng >> 11) as f64 / (1u64 << 53) as f64;
+            let u = rng.f64();
             let key = format!("item:{}", (u * u * u * KEYS as f64) as u64);
             if cache.get_into(&key, &mut buf)? {
                 let (body, sum) = buf.split_at(buf.len() - 8);

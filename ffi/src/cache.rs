@@ -6,27 +6,18 @@ use std::time::Duration;
 use engine::{Cache, Expiry, OpenOptions, PutOptions, ReadInto, Ttl};
 
 use crate::MEMSHELF_ABSENT;
-use crate::status::memshelf_status::{self, *};
-use crate::status::{
-    Failure, Result, byte_strings, bytes, bytes_mut, guard, guard_void, required, store, text,
+use crate::guard::{guard, guard_void};
+use crate::ptr::{
+    byte_strings, bytes, bytes_mut, memshelf_bytes, read_versioned, required, store, text,
 };
+use crate::status::memshelf_status::{self, *};
+use crate::status::{Failure, Result};
 
 /// An open segment. Opaque: create with `memshelf_open`, release with
 /// `memshelf_close`. One handle may be used from any number of threads at
 /// once.
 pub struct memshelf_cache {
     pub(crate) cache: Cache,
-}
-
-/// A byte string: `len` bytes at `data` (`data` may be NULL when `len` is 0).
-/// The library only reads through it during the call it is passed to.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct memshelf_bytes {
-    /// The first byte.
-    pub data: *const u8,
-    /// The number of bytes.
-    pub len: usize,
 }
 
 /// Options for `memshelf_open`. Fill with `memshelf_options_init` (which
@@ -60,123 +51,6 @@ pub struct memshelf_options {
     pub path: *const c_char,
 }
 
-/// Segment-wide statistics, filled by `memshelf_get_stats`. Set
-/// `struct_size` to `sizeof(memshelf_stats)` before the call; fields only
-/// ever get added at the end (a program built against an older header gets
-/// the fields it knows). Counters are monotonic for the segment's life and
-/// cover every process.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct memshelf_stats {
-    /// `sizeof(memshelf_stats)` as the caller compiled it (set by the caller).
-    pub struct_size: usize,
-    /// Bytes of the segment.
-    pub capacity_bytes: u64,
-    /// Bytes of the logs holding items (live or not yet reclaimed).
-    pub used_bytes: u64,
-    /// Bytes available to items.
-    pub data_bytes: u64,
-    /// Index slots holding an entry (including expired ones not yet reclaimed).
-    pub entries: u64,
-    /// Index slots holding a ghost (a recently evicted key).
-    pub ghosts: u64,
-    /// Index slots in all.
-    pub index_slots: u64,
-    /// Gets that found a live entry.
-    pub hits: u64,
-    /// Gets that found none.
-    pub misses: u64,
-    /// Puts of a key that had no live entry.
-    pub inserts: u64,
-    /// Puts that replaced a live entry.
-    pub updates: u64,
-    /// Deletes that removed a live entry.
-    pub deletes: u64,
-    /// Entries evicted to make room.
-    pub evictions: u64,
-    /// Entries dropped because their TTL passed.
-    pub expirations: u64,
-    /// get_or_set calls that waited for another caller's factory.
-    pub get_or_set_waits: u64,
-    /// Items moved from the small to the main log.
-    pub promotions: u64,
-    /// Items kept in the main log at its tail.
-    pub reinsertions: u64,
-    /// Inserts that found their key's ghost.
-    pub ghost_hits: u64,
-    /// Bucket locks taken over from a dead (or stalled) holder.
-    pub lock_takeovers: u64,
-    /// get_or_set leases taken over from a dead or late leader.
-    pub lease_takeovers: u64,
-    /// Largest value accepted.
-    pub max_value_size: u64,
-    /// Layout version of the segment.
-    pub layout_version: u32,
-    /// Always 0 (explicit padding).
-    pub _reserved0: u32,
-    // The first version of the struct ends here (176 bytes); newer fields
-    // follow, each only ever appended.
-    /// Items moved from the small to the main log without a hit, because the
-    /// main log had room. Appended: not written for a `struct_size` of 176.
-    pub moved_to_main: u64,
-    /// Sampled gets (one in 64 per thread) in the latency histogram.
-    /// Appended: not written for a `struct_size` of 184 or less.
-    pub get_samples: u64,
-    /// Median sampled get latency in ns (the upper bound of its log2
-    /// bucket); 0 without samples.
-    pub get_p50_ns: u64,
-    /// 99th percentile of the sampled get latency in ns; 0 without samples.
-    pub get_p99_ns: u64,
-    /// Sampled writes (put, add, incr, fills).
-    pub put_samples: u64,
-    /// Median sampled write latency in ns; 0 without samples.
-    pub put_p50_ns: u64,
-    /// 99th percentile of the sampled write latency in ns; 0 without samples.
-    pub put_p99_ns: u64,
-    /// The hottest key's share of the sampled hits (0 to 1): hot-key skew.
-    pub hot_key_share: f64,
-}
-
-/// `sizeof(memshelf_stats)` of the first header: the smallest
-/// `struct_size` that `memshelf_get_stats` accepts.
-const STATS_V1_SIZE: usize = std::mem::offset_of!(memshelf_stats, moved_to_main);
-// No implicit padding: every byte of the struct is a field, so it can be
-// copied byte-wise, in part, to an older caller.
-const _: () = assert!(STATS_V1_SIZE == 176);
-const _: () = assert!(size_of::<memshelf_stats>() == 240);
-
-/// Checks a caller's `struct_size` against the size this library knows and
-/// copies the struct. A larger `struct_size` (a newer caller) is accepted
-/// when the fields this library does not know are all zero.
-///
-/// # Safety
-/// `ptr` must point to a readable struct of `struct_size` bytes whose first
-/// field is `size_t struct_size`.
-pub(crate) unsafe fn read_versioned<T: Copy>(ptr: *const T, what: &str) -> Result<T> {
-    let known = size_of::<T>();
-    // SAFETY: every versioned struct starts with `size_t struct_size`, and
-    // the caller promises a readable struct.
-    let given = unsafe { ptr.cast::<usize>().read_unaligned() };
-    if given < known {
-        return Err(Failure::invalid(format!(
-            "{what}.struct_size is {given}, expected {known}: initialise it with its _init function or sizeof"
-        )));
-    }
-    if given > known {
-        // SAFETY: the caller promises `given` readable bytes.
-        let tail =
-            unsafe { std::slice::from_raw_parts(ptr.cast::<u8>().add(known), given - known) };
-        if tail.iter().any(|b| *b != 0) {
-            return Err(Failure::invalid(format!(
-                "{what} sets fields this version of memshelf does not know (struct_size {given}, known {known})"
-            )));
-        }
-    }
-    // SAFETY: at least `known` readable bytes, checked above; T is Copy
-    // plain data made of integers and pointers, valid for any bit pattern.
-    Ok(unsafe { ptr.read_unaligned() })
-}
-
 pub(crate) fn ttl(ms: u64) -> Result<Ttl> {
     Ok(Ttl::from_millis(ms)?)
 }
@@ -188,8 +62,10 @@ pub(crate) unsafe fn handle<'a>(p: *const memshelf_cache) -> Result<&'a Cache> {
     if p.is_null() {
         return Err(Failure::null("the cache handle"));
     }
-    // SAFETY: non-NULL, and by the caller's promise a live handle, which is
-    // only freed by memshelf_close.
+    // SAFETY: `p` is non-NULL (checked above) and, by the `# Safety` promise,
+    // a live handle: a `Box<memshelf_cache>` from `memshelf_open` (so aligned
+    // and initialised) that only `memshelf_close` frees, never during a call
+    // that uses it. Only a shared reference is made: `Cache` is `Sync`.
     Ok(unsafe { &(*p).cache })
 }
 
@@ -208,7 +84,10 @@ pub(crate) unsafe fn tag_list<'a>(
             engine::MAX_TAGS
         )));
     }
-    // SAFETY: the caller's promise on `tags`.
+    // SAFETY: `tags` is NULL or points to `ntags` readable, aligned
+    // `memshelf_bytes`, each readable for its length (the `# Safety` promise
+    // above); `byte_strings` refuses NULL with a count and an array past
+    // isize::MAX.
     unsafe { byte_strings(tags, ntags, "tags") }
 }
 
@@ -234,7 +113,9 @@ pub unsafe extern "C" fn memshelf_options_init(opts: *mut memshelf_options) -> m
             create: 1,
             path: std::ptr::null(),
         };
-        // SAFETY: non-NULL, writable by the caller's promise.
+        // SAFETY: `opts` was checked non-NULL by `required` above and is valid
+        // for writing one aligned value of its type (the `# Safety` promise
+        // above).
         unsafe { store(opts, value) };
         Ok(MEMSHELF_OK)
     })
@@ -269,13 +150,20 @@ pub unsafe extern "C" fn memshelf_open(
 ) -> memshelf_status {
     guard(|| {
         let out = required(out, "out")?;
-        // SAFETY: `out` is non-NULL and writable by the caller's promise.
+        // SAFETY: `out` was checked non-NULL by `required` above and is valid
+        // for writing one aligned value of its type (the `# Safety` promise
+        // above).
         unsafe { store(out, std::ptr::null_mut()) };
-        // SAFETY: the caller's promise on `name`.
+        // SAFETY: `name` is NULL or a NUL-terminated string that stays valid
+        // during the call (the `# Safety` promise above); `text` refuses NULL
+        // and checks UTF-8.
         let name = unsafe { text(name, "name", MEMSHELF_ERR_INVALID_NAME) }?;
         let mut builder = OpenOptions::new();
         if !opts.is_null() {
-            // SAFETY: non-NULL; a valid struct by the caller's promise.
+            // SAFETY: `opts` is non-NULL (checked above) and a valid
+            // `memshelf_options` of its `struct_size` bytes (the `# Safety`
+            // promise); `read_versioned` reads it unaligned and checks
+            // `struct_size` before reading past its first field.
             let o = unsafe { read_versioned(opts, "memshelf_options") }?;
             if o.capacity != 0 {
                 builder.capacity(o.capacity);
@@ -290,14 +178,19 @@ pub unsafe extern "C" fn memshelf_open(
             builder.mode(if o.mode == 0 { 0o600 } else { o.mode });
             builder.create(o.create != 0);
             if !o.path.is_null() {
-                // SAFETY: non-NULL; NUL-terminated by the caller's promise.
+                // SAFETY: `o.path` is non-NULL (checked above) and, as a field
+                // of the valid `memshelf_options` the `# Safety` promise
+                // gives, NUL-terminated and valid during this call; `text`
+                // checks UTF-8.
                 let path = unsafe { text(o.path, "path", MEMSHELF_ERR_INVALID_ARGUMENT) }?;
                 builder.path(path);
             }
         }
         let cache = builder.open(name)?;
         let handle = Box::into_raw(Box::new(memshelf_cache { cache }));
-        // SAFETY: `out` was checked non-NULL above.
+        // SAFETY: `out` was checked non-NULL by `required` above and is valid
+        // for writing one aligned value of its type (the `# Safety` promise
+        // above).
         unsafe { store(out, handle) };
         Ok(MEMSHELF_OK)
     })
@@ -316,8 +209,10 @@ pub unsafe extern "C" fn memshelf_open(
 pub unsafe extern "C" fn memshelf_close(cache: *mut memshelf_cache) {
     guard_void(|| {
         if !cache.is_null() {
-            // SAFETY: a live handle made by Box::into_raw in memshelf_open,
-            // closed only once by the caller's promise.
+            // SAFETY: `cache` is non-NULL (checked above) and, by the
+            // `# Safety` promise, a handle from `memshelf_open` (made by
+            // `Box::into_raw`) not yet closed and used by no other thread, so
+            // rebuilding the Box frees it exactly once.
             drop(unsafe { Box::from_raw(cache) });
         }
     })
@@ -335,7 +230,9 @@ pub unsafe extern "C" fn memshelf_close(cache: *mut memshelf_cache) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memshelf_unlink(name: *const c_char) -> memshelf_status {
     guard(|| {
-        // SAFETY: the caller's promise on `name`.
+        // SAFETY: `name` is NULL or a NUL-terminated string that stays valid
+        // during the call (the `# Safety` promise above); `text` refuses NULL
+        // and checks UTF-8.
         let name = unsafe { text(name, "name", MEMSHELF_ERR_INVALID_NAME) }?;
         engine::unlink(name)?;
         Ok(MEMSHELF_OK)
@@ -352,7 +249,9 @@ pub unsafe extern "C" fn memshelf_unlink(name: *const c_char) -> memshelf_status
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memshelf_unlink_path(path: *const c_char) -> memshelf_status {
     guard(|| {
-        // SAFETY: the caller's promise on `path`.
+        // SAFETY: `path` is NULL or a NUL-terminated string that stays valid
+        // during the call (the `# Safety` promise above); `text` refuses NULL
+        // and checks UTF-8.
         let path = unsafe { text(path, "path", MEMSHELF_ERR_INVALID_ARGUMENT) }?;
         engine::unlink_path(path)?;
         Ok(MEMSHELF_OK)
@@ -386,16 +285,27 @@ pub unsafe extern "C" fn memshelf_get(
     value_len: *mut usize,
 ) -> memshelf_status {
     guard(|| {
-        // SAFETY (all four): the caller's promises above.
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
         let value_len = required(value_len, "value_len")?;
+        // SAFETY: `key` is readable for `key_len` bytes (the `# Safety` promise
+        // above); `bytes` refuses NULL with a non-zero length and a length over
+        // isize::MAX, and bytes need no alignment.
         let key = unsafe { bytes(key, key_len, "key") }?;
+        // SAFETY: `buf` is writable for `buf_len` bytes, used by nothing else
+        // during the call (the `# Safety` promise above); `bytes_mut` refuses
+        // NULL with a non-zero length and a length over isize::MAX, and bytes
+        // need no alignment.
         let out = unsafe { bytes_mut(buf, buf_len, "buf") }?;
         let (status, len) = match c.read(key, out)? {
             ReadInto::Hit(n) => (MEMSHELF_OK, n),
             ReadInto::Miss => (MEMSHELF_MISS, 0),
             ReadInto::TooSmall(n) => {
-                // SAFETY: checked non-NULL above.
+                // SAFETY: `value_len` was checked non-NULL by `required` above
+                // and is valid for writing one aligned value of its type (the
+                // `# Safety` promise above).
                 unsafe { store(value_len, n) };
                 return Err(Failure::new(
                     MEMSHELF_ERR_BUFFER_TOO_SMALL,
@@ -403,7 +313,9 @@ pub unsafe extern "C" fn memshelf_get(
                 ));
             }
         };
-        // SAFETY: checked non-NULL above.
+        // SAFETY: `value_len` was checked non-NULL by `required` above and is
+        // valid for writing one aligned value of its type (the `# Safety`
+        // promise above).
         unsafe { store(value_len, len) };
         Ok(status)
     })
@@ -442,13 +354,19 @@ pub unsafe extern "C" fn memshelf_get_many(
     needed: *mut usize,
 ) -> memshelf_status {
     guard(|| {
-        // SAFETY: `cache` is NULL or an open handle (the caller's promise).
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
-        // SAFETY: `keys` holds `nkeys` readable byte strings (the caller's
-        // promise); `byte_strings` checks NULL and each length.
+        // SAFETY: `keys` is NULL or points to `nkeys` readable, aligned
+        // `memshelf_bytes`, each readable for its length (the `# Safety`
+        // promise above); `byte_strings` refuses NULL with a count and an array
+        // past isize::MAX.
         let keys = unsafe { byte_strings(keys, nkeys, "keys") }?;
-        // SAFETY: `buf` is writable for `buf_len` bytes (the caller's
-        // promise); NULL with a length is refused.
+        // SAFETY: `buf` is writable for `buf_len` bytes, used by nothing else
+        // during the call (the `# Safety` promise above); `bytes_mut` refuses
+        // NULL with a non-zero length and a length over isize::MAX, and bytes
+        // need no alignment.
         let out = unsafe { bytes_mut(buf, buf_len, "buf") }?;
         if nkeys > 0 {
             required(offsets, "offsets")?;
@@ -470,14 +388,18 @@ pub unsafe extern "C" fn memshelf_get_many(
                 }
                 None => (0, MEMSHELF_ABSENT),
             };
-            // SAFETY: `offsets` and `lens` are non-NULL (checked above) and
-            // writable for `nkeys > i` entries (the caller's promise).
+            // SAFETY: `offsets` and `lens` are non-NULL (checked by `required`
+            // above, as `nkeys > 0` when this runs) and writable for `nkeys`
+            // aligned `size_t`s (the `# Safety` promise); `get_many_with`
+            // calls this only for `i < nkeys`, so both writes stay inside.
             unsafe {
                 offsets.add(i).write(off);
                 lens.add(i).write(len);
             }
         })?;
-        // SAFETY: NULL or writable (the caller's promise); `store` checks NULL.
+        // SAFETY: `needed` is NULL or valid for writing one aligned value of
+        // its type (the `# Safety` promise above); `store` does nothing for
+        // NULL.
         unsafe { store(needed, used) };
         if fits {
             Ok(MEMSHELF_OK)
@@ -518,13 +440,25 @@ pub unsafe extern "C" fn memshelf_put(
     ntags: usize,
 ) -> memshelf_status {
     guard(|| {
-        // SAFETY (all): the caller's promises above.
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
+        // SAFETY: `key` is readable for `key_len` bytes (the `# Safety` promise
+        // above); `bytes` refuses NULL with a non-zero length and a length over
+        // isize::MAX, and bytes need no alignment.
         let key = unsafe { bytes(key, key_len, "key") }?;
+        // SAFETY: `value` is readable for `value_len` bytes (the `# Safety`
+        // promise above); `bytes` refuses NULL with a non-zero length and a
+        // length over isize::MAX, and bytes need no alignment.
         let value = unsafe { bytes(value, value_len, "value") }?;
         if ntags == 0 && ttl_ms == 0 {
             c.put(key, value)?;
         } else {
+            // SAFETY: `tags` is NULL or points to `ntags` readable, aligned
+            // `memshelf_bytes`, each readable for its length (the `# Safety`
+            // promise above); `tag_list` refuses more than `MEMSHELF_MAX_TAGS`
+            // before reading any.
             let tags = unsafe { tag_list(tags, ntags) }?;
             let opts = PutOptions::ttl(ttl(ttl_ms)?).with_tags(&tags);
             c.put_with(key, value, &opts)?;
@@ -555,13 +489,28 @@ pub unsafe extern "C" fn memshelf_add(
     inserted: *mut bool,
 ) -> memshelf_status {
     guard(|| {
-        // SAFETY (all): the caller's promises above.
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
+        // SAFETY: `key` is readable for `key_len` bytes (the `# Safety` promise
+        // above); `bytes` refuses NULL with a non-zero length and a length over
+        // isize::MAX, and bytes need no alignment.
         let key = unsafe { bytes(key, key_len, "key") }?;
+        // SAFETY: `value` is readable for `value_len` bytes (the `# Safety`
+        // promise above); `bytes` refuses NULL with a non-zero length and a
+        // length over isize::MAX, and bytes need no alignment.
         let value = unsafe { bytes(value, value_len, "value") }?;
+        // SAFETY: `tags` is NULL or points to `ntags` readable, aligned
+        // `memshelf_bytes`, each readable for its length (the `# Safety`
+        // promise above); `tag_list` refuses more than `MEMSHELF_MAX_TAGS`
+        // before reading any.
         let tags = unsafe { tag_list(tags, ntags) }?;
         let opts = PutOptions::ttl(ttl(ttl_ms)?).with_tags(&tags);
         let done = c.add_with(key, value, &opts)?;
+        // SAFETY: `inserted` is NULL or valid for writing one aligned value of
+        // its type (the `# Safety` promise above); `store` does nothing for
+        // NULL.
         unsafe { store(inserted, done) };
         Ok(MEMSHELF_OK)
     })
@@ -584,10 +533,18 @@ pub unsafe extern "C" fn memshelf_delete(
     existed: *mut bool,
 ) -> memshelf_status {
     guard(|| {
-        // SAFETY (all): the caller's promises above.
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
+        // SAFETY: `key` is readable for `key_len` bytes (the `# Safety` promise
+        // above); `bytes` refuses NULL with a non-zero length and a length over
+        // isize::MAX, and bytes need no alignment.
         let key = unsafe { bytes(key, key_len, "key") }?;
         let was = c.delete(key)?;
+        // SAFETY: `existed` is NULL or valid for writing one aligned value of
+        // its type (the `# Safety` promise above); `store` does nothing for
+        // NULL.
         unsafe { store(existed, was) };
         Ok(MEMSHELF_OK)
     })
@@ -617,10 +574,18 @@ pub unsafe extern "C" fn memshelf_incr(
     new_value: *mut i64,
 ) -> memshelf_status {
     guard(|| {
-        // SAFETY (all): the caller's promises above.
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
+        // SAFETY: `key` is readable for `key_len` bytes (the `# Safety` promise
+        // above); `bytes` refuses NULL with a non-zero length and a length over
+        // isize::MAX, and bytes need no alignment.
         let key = unsafe { bytes(key, key_len, "key") }?;
         let n = c.incr_with(key, delta, ttl(ttl_ms)?)?;
+        // SAFETY: `new_value` is NULL or valid for writing one aligned value of
+        // its type (the `# Safety` promise above); `store` does nothing for
+        // NULL.
         unsafe { store(new_value, n) };
         Ok(MEMSHELF_OK)
     })
@@ -644,9 +609,14 @@ pub unsafe extern "C" fn memshelf_ttl(
     ttl_ms: *mut u64,
 ) -> memshelf_status {
     guard(|| {
-        // SAFETY (all): the caller's promises above.
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
         let out = required(ttl_ms, "ttl_ms")?;
+        // SAFETY: `key` is readable for `key_len` bytes (the `# Safety` promise
+        // above); `bytes` refuses NULL with a non-zero length and a length over
+        // isize::MAX, and bytes need no alignment.
         let key = unsafe { bytes(key, key_len, "key") }?;
         let (status, ms) = match c.ttl(key)? {
             None => (MEMSHELF_MISS, 0),
@@ -656,6 +626,9 @@ pub unsafe extern "C" fn memshelf_ttl(
                 u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 1),
             ),
         };
+        // SAFETY: `out` was checked non-NULL by `required` above and is valid
+        // for writing one aligned value of its type (the `# Safety` promise
+        // above).
         unsafe { store(out, ms) };
         Ok(status)
     })
@@ -679,10 +652,17 @@ pub unsafe extern "C" fn memshelf_touch(
     found: *mut bool,
 ) -> memshelf_status {
     guard(|| {
-        // SAFETY (all): the caller's promises above.
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
+        // SAFETY: `key` is readable for `key_len` bytes (the `# Safety` promise
+        // above); `bytes` refuses NULL with a non-zero length and a length over
+        // isize::MAX, and bytes need no alignment.
         let key = unsafe { bytes(key, key_len, "key") }?;
         let present = c.touch(key, ttl(ttl_ms)?)?;
+        // SAFETY: `found` is NULL or valid for writing one aligned value of its
+        // type (the `# Safety` promise above); `store` does nothing for NULL.
         unsafe { store(found, present) };
         Ok(MEMSHELF_OK)
     })
@@ -702,8 +682,13 @@ pub unsafe extern "C" fn memshelf_invalidate_tag(
     tag_len: usize,
 ) -> memshelf_status {
     guard(|| {
-        // SAFETY (all): the caller's promises above.
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
+        // SAFETY: `tag` is readable for `tag_len` bytes (the `# Safety` promise
+        // above); `bytes` refuses NULL with a non-zero length and a length over
+        // isize::MAX, and bytes need no alignment.
         let tag = unsafe { bytes(tag, tag_len, "tag") }?;
         c.invalidate_tag(tag)?;
         Ok(MEMSHELF_OK)
@@ -727,10 +712,17 @@ pub unsafe extern "C" fn memshelf_delete_prefix(
     count: *mut u64,
 ) -> memshelf_status {
     guard(|| {
-        // SAFETY (all): the caller's promises above.
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
+        // SAFETY: `prefix` is readable for `prefix_len` bytes (the `# Safety`
+        // promise above); `bytes` refuses NULL with a non-zero length and a
+        // length over isize::MAX, and bytes need no alignment.
         let prefix = unsafe { bytes(prefix, prefix_len, "prefix") }?;
         let n = c.delete_prefix(prefix)?;
+        // SAFETY: `count` is NULL or valid for writing one aligned value of its
+        // type (the `# Safety` promise above); `store` does nothing for NULL.
         unsafe { store(count, n) };
         Ok(MEMSHELF_OK)
     })
@@ -745,87 +737,11 @@ pub unsafe extern "C" fn memshelf_delete_prefix(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memshelf_clear(cache: *const memshelf_cache) -> memshelf_status {
     guard(|| {
-        // SAFETY: the caller's promise above.
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
         c.clear()?;
-        Ok(MEMSHELF_OK)
-    })
-}
-
-/// Fills `*out` with the segment's statistics. The caller sets
-/// `out->struct_size = sizeof(memshelf_stats)` first; the library writes
-/// the fields it knows that fit in `struct_size` bytes (a program built
-/// against an older header gets the fields it knows) and zeroes any newer
-/// ones.
-///
-/// Thread-safe (a scan of the index: not for a hot path). Errors:
-/// `MEMSHELF_ERR_NULL_ARGUMENT`, `MEMSHELF_ERR_INVALID_ARGUMENT`
-/// (struct_size smaller than the first version of the struct).
-///
-/// # Safety
-/// `cache` NULL or an open handle; `out` NULL or a writable
-/// `memshelf_stats` of `out->struct_size` bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn memshelf_get_stats(
-    cache: *const memshelf_cache,
-    out: *mut memshelf_stats,
-) -> memshelf_status {
-    guard(|| {
-        // SAFETY: the caller's promise above.
-        let c = unsafe { handle(cache) }?;
-        let out = required(out, "out")?;
-        let known = size_of::<memshelf_stats>();
-        // SAFETY: non-NULL; its first field is a readable size_t.
-        let given = unsafe { out.cast::<usize>().read_unaligned() };
-        if given < STATS_V1_SIZE {
-            return Err(Failure::invalid(format!(
-                "memshelf_stats.struct_size is {given}, expected {known} (set it to sizeof(memshelf_stats))"
-            )));
-        }
-        let s = c.stats();
-        let ns = |h: &engine::Histogram, q: f64| h.quantile(q).map_or(0, |d| d.as_nanos() as u64);
-        let value = memshelf_stats {
-            struct_size: given,
-            capacity_bytes: s.capacity_bytes,
-            used_bytes: s.used_bytes,
-            data_bytes: s.data_bytes,
-            entries: s.entries,
-            ghosts: s.ghosts,
-            index_slots: s.index_slots,
-            hits: s.hits,
-            misses: s.misses,
-            inserts: s.inserts,
-            updates: s.updates,
-            deletes: s.deletes,
-            evictions: s.evictions,
-            expirations: s.expirations,
-            get_or_set_waits: s.get_or_set_waits,
-            promotions: s.promotions,
-            reinsertions: s.reinsertions,
-            ghost_hits: s.ghost_hits,
-            lock_takeovers: s.lock_takeovers,
-            lease_takeovers: s.lease_takeovers,
-            max_value_size: s.max_value_size,
-            layout_version: s.layout_version,
-            _reserved0: 0,
-            moved_to_main: s.moved_to_main,
-            get_samples: s.get_latency.count(),
-            get_p50_ns: ns(&s.get_latency, 0.5),
-            get_p99_ns: ns(&s.get_latency, 0.99),
-            put_samples: s.put_latency.count(),
-            put_p50_ns: ns(&s.put_latency, 0.5),
-            put_p99_ns: ns(&s.put_latency, 0.99),
-            hot_key_share: s.hot_key_share,
-        };
-        let fits = given.min(known);
-        // SAFETY: `out` is writable for `given` bytes by the caller's
-        // promise; `value` is `known` initialised bytes (no padding, checked
-        // at compile time). An older caller gets the first `given` bytes;
-        // the tail past `known` is zeroed for fields of a newer header.
-        unsafe {
-            std::ptr::copy_nonoverlapping((&raw const value).cast::<u8>(), out.cast::<u8>(), fits);
-            std::ptr::write_bytes(out.cast::<u8>().add(fits), 0, given - fits);
-        }
         Ok(MEMSHELF_OK)
     })
 }

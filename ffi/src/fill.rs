@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use engine::{FillError, GetOrSetOptions};
 
-use crate::cache::{handle, memshelf_bytes, memshelf_cache, read_versioned, tag_list, ttl};
+use crate::cache::{handle, memshelf_cache, tag_list, ttl};
+use crate::guard::guard;
+use crate::ptr::{bytes, memshelf_bytes, read_versioned, required, store};
+use crate::status::Failure;
 use crate::status::memshelf_status::{self, *};
-use crate::status::{Failure, bytes, guard, required, store};
 
 /// Options for `memshelf_get_or_set`. Fill with
 /// `memshelf_get_or_set_options_init`, then change what you need.
@@ -79,7 +81,9 @@ pub unsafe extern "C" fn memshelf_get_or_set_options_init(
             tags: std::ptr::null(),
             ntags: 0,
         };
-        // SAFETY: non-NULL and writable by the caller's promise.
+        // SAFETY: `opts` was checked non-NULL by `required` above and is valid
+        // for writing one aligned value of its type (the `# Safety` promise
+        // above).
         unsafe { store(opts, value) };
         Ok(MEMSHELF_OK)
     })
@@ -104,9 +108,14 @@ pub unsafe extern "C" fn memshelf_fill_set(
         if fill.is_null() {
             return Err(Failure::null("fill"));
         }
-        // SAFETY (both): the caller's promises above; the fill is a live
-        // local of memshelf_get_or_set used by this thread only.
+        // SAFETY: `value` is readable for `value_len` bytes (the `# Safety`
+        // promise above); `bytes` refuses NULL with a non-zero length and a
+        // length over isize::MAX, and bytes need no alignment.
         let value = unsafe { bytes(value, value_len, "value") }?;
+        // SAFETY: `fill` is non-NULL (checked above) and, by the `# Safety`
+        // promise, the pointer the factory received: the `memshelf_fill` on
+        // `memshelf_get_or_set`'s stack, live and not otherwise borrowed
+        // while the factory runs.
         unsafe { (*fill).value = Some(value.to_vec()) };
         Ok(MEMSHELF_OK)
     })
@@ -150,12 +159,20 @@ pub unsafe extern "C" fn memshelf_get_or_set(
     guard(|| {
         let value = required(value, "value")?;
         let value_len = required(value_len, "value_len")?;
-        // SAFETY (all): the caller's promises above.
+        // SAFETY: `value` and `value_len` were checked non-NULL by `required`
+        // above and are writable for one aligned pointer and one `size_t`
+        // (the `# Safety` promise).
         unsafe {
             store(value, std::ptr::null_mut());
             store(value_len, 0);
         }
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
+        // SAFETY: `key` is readable for `key_len` bytes (the `# Safety` promise
+        // above); `bytes` refuses NULL with a non-zero length and a length over
+        // isize::MAX, and bytes need no alignment.
         let key = unsafe { bytes(key, key_len, "key") }?;
         let Some(factory) = factory else {
             return Err(Failure::null("factory"));
@@ -163,7 +180,15 @@ pub unsafe extern "C" fn memshelf_get_or_set(
         let mut o = GetOrSetOptions::default();
         let tags;
         if !opts.is_null() {
+            // SAFETY: `opts` is non-NULL (checked above) and a valid
+            // `memshelf_get_or_set_options` of its `struct_size` bytes (the
+            // `# Safety` promise); `read_versioned` reads it unaligned and
+            // checks `struct_size` before reading past its first field.
             let g = unsafe { read_versioned(opts, "memshelf_get_or_set_options") }?;
+            // SAFETY: `g.tags` and `g.ntags` come from the valid options the
+            // `# Safety` promise gives: NULL or `g.ntags` readable, aligned
+            // `memshelf_bytes`, each readable for its length; `tag_list`
+            // refuses more than `MEMSHELF_MAX_TAGS` before reading any.
             tags = unsafe { tag_list(g.tags, g.ntags) }?;
             o.tags = &tags;
             o.ttl = ttl(g.ttl_ms)?;
@@ -179,8 +204,10 @@ pub unsafe extern "C" fn memshelf_get_or_set(
         }
         let result = c.get_or_set(key, &o, || {
             let mut fill = memshelf_fill { value: None };
-            // SAFETY: a valid, non-unwinding function by the caller's
-            // promise; `key` and `fill` outlive the call.
+            // SAFETY: `factory` is a valid C function that does not unwind,
+            // as `memshelf_factory` describes (the `# Safety` promise); the
+            // key pointer and length come from the live slice `key`, and
+            // `fill` lives on this frame for the whole call.
             let code = unsafe { factory(ctx, key.as_ptr(), key.len(), &mut fill) };
             if code == 0 { Ok(fill.value) } else { Err(code) }
         });
@@ -195,8 +222,9 @@ pub unsafe extern "C" fn memshelf_get_or_set(
             }
             Err(FillError::Cache(e)) => return Err(e.into()),
         };
-        // SAFETY: malloc of at least one byte (so an empty value is not
-        // NULL); checked for NULL; the copy stays within both buffers.
+        // SAFETY: `malloc` has no precondition; at least one byte is asked
+        // for, so an empty value does not come back as NULL; NULL (out of
+        // memory) is checked below.
         let buf = unsafe { libc::malloc(bytes.len().max(1)) }.cast::<u8>();
         if buf.is_null() {
             return Err(Failure::new(
@@ -204,6 +232,10 @@ pub unsafe extern "C" fn memshelf_get_or_set(
                 format!("malloc of {} bytes failed", bytes.len()),
             ));
         }
+        // SAFETY: `buf` is a fresh, non-NULL allocation of at least
+        // `bytes.len()` bytes, so the copy stays inside both and they do not
+        // overlap; `value` and `value_len` were checked non-NULL by
+        // `required` and are writable (the `# Safety` promise).
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len());
             store(value, buf);

@@ -6,8 +6,10 @@ use std::sync::Mutex;
 use engine::Keys;
 
 use crate::cache::{handle, memshelf_cache};
+use crate::guard::{guard, guard_void};
+use crate::ptr::{bytes, bytes_mut, required, store};
+use crate::status::Failure;
 use crate::status::memshelf_status::{self, *};
-use crate::status::{Failure, bytes, bytes_mut, guard, guard_void, required, store};
 
 /// An iterator over a segment's live keys. Opaque: create with
 /// `memshelf_keys_open`, release with `memshelf_keys_free`. Best effort
@@ -46,9 +48,17 @@ pub unsafe extern "C" fn memshelf_keys_open(
 ) -> memshelf_status {
     guard(|| {
         let out = required(out, "out")?;
-        // SAFETY (all): the caller's promises above.
+        // SAFETY: `out` was checked non-NULL by `required` above and is valid
+        // for writing one aligned value of its type (the `# Safety` promise
+        // above).
         unsafe { store(out, std::ptr::null_mut()) };
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
+        // SAFETY: `prefix` is readable for `prefix_len` bytes (the `# Safety`
+        // promise above); `bytes` refuses NULL with a non-zero length and a
+        // length over isize::MAX, and bytes need no alignment.
         let prefix = unsafe { bytes(prefix, prefix_len, "prefix") }?;
         let it = Box::new(memshelf_keys {
             state: Mutex::new(KeysState {
@@ -56,6 +66,9 @@ pub unsafe extern "C" fn memshelf_keys_open(
                 pending: None,
             }),
         });
+        // SAFETY: `out` was checked non-NULL by `required` above and is valid
+        // for writing one aligned value of its type (the `# Safety` promise
+        // above).
         unsafe { store(out, Box::into_raw(it)) };
         Ok(MEMSHELF_OK)
     })
@@ -88,9 +101,15 @@ pub unsafe extern "C" fn memshelf_keys_next(
             return Err(Failure::null("the iterator"));
         }
         let key_len = required(key_len, "key_len")?;
-        // SAFETY (all): the caller's promises above; the iterator is only
-        // accessed through its mutex.
+        // SAFETY: `buf` is writable for `buf_len` bytes, used by nothing else
+        // during the call (the `# Safety` promise above); `bytes_mut` refuses
+        // NULL with a non-zero length and a length over isize::MAX, and bytes
+        // need no alignment.
         let out = unsafe { bytes_mut(buf, buf_len, "buf") }?;
+        // SAFETY: `it` is non-NULL (checked above) and, by the `# Safety`
+        // promise, a live iterator: a `Box<memshelf_keys>` from
+        // `memshelf_keys_open` (aligned, initialised) not freed during this
+        // call. Only a shared reference is made; its Mutex serialises threads.
         let it = unsafe { &*it };
         let mut st = it
             .state
@@ -101,9 +120,15 @@ pub unsafe extern "C" fn memshelf_keys_next(
             None => st.keys.next(),
         };
         let Some(key) = next else {
+            // SAFETY: `key_len` was checked non-NULL by `required` above and is
+            // valid for writing one aligned value of its type (the `# Safety`
+            // promise above).
             unsafe { store(key_len, 0) };
             return Ok(MEMSHELF_MISS);
         };
+        // SAFETY: `key_len` was checked non-NULL by `required` above and is
+        // valid for writing one aligned value of its type (the `# Safety`
+        // promise above).
         unsafe { store(key_len, key.len()) };
         if key.len() > out.len() {
             let msg = format!(
@@ -129,8 +154,10 @@ pub unsafe extern "C" fn memshelf_keys_next(
 pub unsafe extern "C" fn memshelf_keys_free(it: *mut memshelf_keys) {
     guard_void(|| {
         if !it.is_null() {
-            // SAFETY: made by Box::into_raw in memshelf_keys_open, freed
-            // once by the caller's promise.
+            // SAFETY: `it` is non-NULL (checked above) and, by the
+            // `# Safety` promise, an iterator from `memshelf_keys_open` (made
+            // by `Box::into_raw`) not yet freed and used by no other thread,
+            // so rebuilding the Box frees it exactly once.
             drop(unsafe { Box::from_raw(it) });
         }
     })

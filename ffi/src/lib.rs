@@ -17,20 +17,27 @@
 #![allow(non_camel_case_types)]
 #![warn(missing_docs)]
 
+// cbindgen writes the header's declarations in the order it meets the
+// functions, module by module: `stats` right after `cache` keeps
+// `memshelf_stats` and `memshelf_get_stats` where the header has them.
 mod cache;
+mod stats;
+
 mod fill;
+mod guard;
 mod keys;
 mod message;
 mod observe;
+mod ptr;
 mod status;
 
 use std::ffi::{c_char, c_void};
 
 pub use cache::{
-    memshelf_add, memshelf_bytes, memshelf_cache, memshelf_clear, memshelf_close, memshelf_delete,
-    memshelf_delete_prefix, memshelf_get, memshelf_get_stats, memshelf_incr,
-    memshelf_invalidate_tag, memshelf_open, memshelf_options, memshelf_options_init, memshelf_put,
-    memshelf_stats, memshelf_touch, memshelf_ttl, memshelf_unlink, memshelf_unlink_path,
+    memshelf_add, memshelf_cache, memshelf_clear, memshelf_close, memshelf_delete,
+    memshelf_delete_prefix, memshelf_get, memshelf_incr, memshelf_invalidate_tag, memshelf_open,
+    memshelf_options, memshelf_options_init, memshelf_put, memshelf_touch, memshelf_ttl,
+    memshelf_unlink, memshelf_unlink_path,
 };
 pub use fill::{
     memshelf_factory, memshelf_fill, memshelf_fill_set, memshelf_get_or_set,
@@ -44,6 +51,8 @@ pub use observe::{
     MEMSHELF_PROBLEM_LEN, memshelf_dump, memshelf_dump_report, memshelf_hot_keys, memshelf_load,
     memshelf_load_report,
 };
+pub use ptr::memshelf_bytes;
+pub use stats::{memshelf_get_stats, memshelf_stats};
 pub use status::memshelf_status;
 
 /// The version of this C ABI. It changes only when a function or struct
@@ -117,7 +126,8 @@ pub extern "C" fn memshelf_last_error() -> *const c_char {
 /// `ptr` NULL or a buffer from the library not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memshelf_free(ptr: *mut c_void) {
-    // SAFETY: NULL or a malloc'd buffer from memshelf_get_or_set, freed once
-    // by the caller's promise.
+    // SAFETY: by the `# Safety` promise `ptr` is NULL (a no-op for `free`) or
+    // a buffer the library allocated with `malloc` (`memshelf_get_or_set`'s
+    // value) not yet freed, so it is freed exactly once.
     unsafe { libc::free(ptr) }
 }

@@ -5,9 +5,12 @@ use std::ffi::c_char;
 
 use engine::message::{Message, Parts};
 
-use crate::cache::{memshelf_bytes, read_versioned};
+use crate::guard::guard;
+use crate::ptr::{
+    byte_strings, bytes, bytes_mut, memshelf_bytes, read_versioned, required, store, text,
+};
+use crate::status::Failure;
 use crate::status::memshelf_status::{self, *};
-use crate::status::{Failure, byte_strings, bytes, bytes_mut, guard, required, store, text};
 
 /// The operation of an invalidation message (`memshelf_message.op`).
 #[repr(i32)]
@@ -79,7 +82,9 @@ pub unsafe extern "C" fn memshelf_message_init(
             seq: 0,
             ts_ms: 0,
         };
-        // SAFETY: non-NULL and writable by the caller's promise.
+        // SAFETY: `msg` was checked non-NULL by `required` above and is valid
+        // for writing one aligned value of its type (the `# Safety` promise
+        // above).
         unsafe { store(msg, value) };
         Ok(MEMSHELF_OK)
     })
@@ -128,11 +133,26 @@ pub unsafe extern "C" fn memshelf_message_build(
             return Err(Failure::null("msg"));
         }
         let json_len = required(json_len, "json_len")?;
-        // SAFETY (all): the caller's promises above.
+        // SAFETY: `msg` is non-NULL (checked above) and a valid
+        // `memshelf_message` of its `struct_size` bytes (the `# Safety`
+        // promise); `read_versioned` reads it unaligned and checks
+        // `struct_size` before reading past its first field.
         let m = unsafe { read_versioned(msg, "memshelf_message") }?;
+        // SAFETY: `buf` is writable for `buf_len` bytes, used by nothing else
+        // during the call (the `# Safety` promise above); `bytes_mut` refuses
+        // NULL with a non-zero length and a length over isize::MAX, and bytes
+        // need no alignment.
         let out = unsafe { bytes_mut(buf.cast::<u8>(), buf_len, "buf") }?;
+        // SAFETY: `m.arg` is a byte string of the valid message the
+        // `# Safety` promise gives ("whose pointers are valid"): `data` is
+        // readable for `len` bytes during this call; `bytes` refuses NULL with
+        // a non-zero length and a length over isize::MAX.
         let arg = || unsafe { bytes(m.arg.data, m.arg.len, "arg") };
         let keys = match parse_op(m.op)? {
+            // SAFETY: `m.keys` and `m.nkeys` come from the valid message the
+            // `# Safety` promise gives: NULL or `m.nkeys` readable, aligned
+            // `memshelf_bytes`, each readable for its length; `byte_strings`
+            // refuses NULL with a count and an array past isize::MAX.
             MEMSHELF_MSG_DEL => Some(unsafe { byte_strings(m.keys, m.nkeys, "keys") }?),
             _ => None,
         };
@@ -143,9 +163,15 @@ pub unsafe extern "C" fn memshelf_message_build(
         };
         let bad = MEMSHELF_ERR_INVALID_ARGUMENT;
         let cache = (!m.cache.is_null())
+            // SAFETY: `m.cache` is non-NULL (checked here) and, as a pointer
+            // of the valid message the `# Safety` promise gives,
+            // NUL-terminated and valid during this call; `text` checks UTF-8.
             .then(|| unsafe { text(m.cache, "cache", bad) })
             .transpose()?;
         let origin = (!m.origin.is_null())
+            // SAFETY: `m.origin` is non-NULL (checked here) and, as a pointer
+            // of the valid message the `# Safety` promise gives,
+            // NUL-terminated and valid during this call; `text` checks UTF-8.
             .then(|| unsafe { text(m.origin, "origin", bad) })
             .transpose()?;
         // The op's wire name, the rules and the encoding are the engine's.
@@ -166,6 +192,9 @@ pub unsafe extern "C" fn memshelf_message_build(
             ts: (m.ts_ms != 0).then_some(m.ts_ms),
         };
         let json = Message::from_parts(&parts)?.to_json()?;
+        // SAFETY: `json_len` was checked non-NULL by `required` above and is
+        // valid for writing one aligned value of its type (the `# Safety`
+        // promise above).
         unsafe { store(json_len, json.len()) };
         if json.len() >= out.len() {
             return Err(Failure::new(

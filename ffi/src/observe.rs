@@ -3,8 +3,10 @@
 use std::ffi::c_char;
 
 use crate::cache::{handle, memshelf_cache};
+use crate::guard::guard;
+use crate::ptr::{bytes_mut, required, store, text};
+use crate::status::Failure;
 use crate::status::memshelf_status::{self, *};
-use crate::status::{Failure, bytes_mut, guard, required, store, text};
 
 /// The hottest keys, as `memshelf_hot_keys` reports them: the keys packed
 /// into the caller's buffer, `offsets[i]` / `lens[i]` where key `i` is,
@@ -41,10 +43,14 @@ pub unsafe extern "C" fn memshelf_hot_keys(
     needed: *mut usize,
 ) -> memshelf_status {
     guard(|| {
-        // SAFETY: `cache` is NULL or an open handle (the caller's promise).
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
-        // SAFETY: `buf` is writable for `buf_len` bytes (the caller's
-        // promise); NULL with a length is refused.
+        // SAFETY: `buf` is writable for `buf_len` bytes, used by nothing else
+        // during the call (the `# Safety` promise above); `bytes_mut` refuses
+        // NULL with a non-zero length and a length over isize::MAX, and bytes
+        // need no alignment.
         let out = unsafe { bytes_mut(buf, buf_len, "buf") }?;
         let nkeys = required(nkeys, "nkeys")?;
         if max_keys > 0 {
@@ -54,7 +60,9 @@ pub unsafe extern "C" fn memshelf_hot_keys(
         }
         let hot = c.hot_keys(max_keys);
         let used: usize = hot.iter().map(|(k, _)| k.len()).sum();
-        // SAFETY: NULL or writable (the caller's promise); `store` checks NULL.
+        // SAFETY: `needed` is NULL or valid for writing one aligned value of
+        // its type (the `# Safety` promise above); `store` does nothing for
+        // NULL.
         unsafe { store(needed, used) };
         if used > out.len() {
             return Err(Failure::new(
@@ -65,9 +73,10 @@ pub unsafe extern "C" fn memshelf_hot_keys(
         let mut off = 0;
         for (i, (k, n)) in hot.iter().enumerate() {
             out[off..off + k.len()].copy_from_slice(k);
-            // SAFETY: non-NULL (checked above, `max_keys > i`) and writable
-            // for `max_keys` entries (the caller's promise); `hot` holds at
-            // most `max_keys` keys.
+            // SAFETY: `offsets`, `lens` and `counts` are non-NULL (checked
+            // by `required` above, as `max_keys > i >= 0`) and writable for
+            // `max_keys` aligned entries (the `# Safety` promise); `hot` holds
+            // at most `max_keys` keys, so `add(i)` stays inside each array.
             unsafe {
                 offsets.add(i).write(off);
                 lens.add(i).write(k.len());
@@ -75,7 +84,8 @@ pub unsafe extern "C" fn memshelf_hot_keys(
             }
             off += k.len();
         }
-        // SAFETY: checked non-NULL above; writable by the caller's promise.
+        // SAFETY: `nkeys` was checked non-NULL by `required` above and is
+        // writable for one aligned `size_t` (the `# Safety` promise).
         unsafe { nkeys.write(hot.len()) };
         Ok(MEMSHELF_OK)
     })
@@ -148,7 +158,9 @@ unsafe fn write_report<T: Copy>(out: *mut T, value: &T, what: &str) -> Result<()
         return Ok(());
     }
     let known = size_of::<T>();
-    // SAFETY: non-NULL; its first field is a readable size_t.
+    // SAFETY: `out` is non-NULL (checked above) and points to a report whose
+    // first field is the `size_t struct_size` the caller set (the `# Safety`
+    // promise); read unaligned, so the caller's alignment does not matter.
     let given = unsafe { out.cast::<usize>().read_unaligned() };
     if given < size_of::<usize>() * 2 {
         return Err(Failure::invalid(format!(
@@ -156,9 +168,14 @@ unsafe fn write_report<T: Copy>(out: *mut T, value: &T, what: &str) -> Result<()
         )));
     }
     let fits = given.min(known);
-    // SAFETY: `out` is writable for `given` bytes by the caller's promise;
-    // `value` is `known` initialised bytes without padding (checked at
-    // compile time). The struct_size field is written back as given.
+    // SAFETY: `out` is non-NULL and writable for `given` bytes (the `# Safety`
+    // promise: its `struct_size` bytes); `value` is `known` initialised bytes
+    // without padding (checked at compile time) and a separate object, so the
+    // two do not overlap. `given` is at least two `size_t`s (checked above) and
+    // so is `known`, so `fits - size_of::<usize>()` cannot underflow; the bytes
+    // after `struct_size` up to `fits` are copied and `fits..given` zeroed:
+    // nothing past `given`. The struct_size field is left as the caller set it.
+    // Bytes need no alignment.
     unsafe {
         std::ptr::copy_nonoverlapping(
             (value as *const T).cast::<u8>().add(size_of::<usize>()),
@@ -191,8 +208,13 @@ pub unsafe extern "C" fn memshelf_dump(
     report: *mut memshelf_dump_report,
 ) -> memshelf_status {
     guard(|| {
-        // SAFETY (all): the caller's promises above.
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
+        // SAFETY: `path` is NULL or a NUL-terminated string that stays valid
+        // during the call (the `# Safety` promise above); `text` refuses NULL
+        // and checks UTF-8.
         let path = unsafe { text(path, "path", MEMSHELF_ERR_INVALID_ARGUMENT) }?;
         let r = c.dump(path)?;
         let value = memshelf_dump_report {
@@ -201,7 +223,8 @@ pub unsafe extern "C" fn memshelf_dump(
             bytes: r.bytes,
             vanished: r.vanished,
         };
-        // SAFETY: the caller's promise on `report`.
+        // SAFETY: `report` is NULL or writable for its `struct_size` bytes
+        // (the `# Safety` promise), what `write_report` requires.
         unsafe { write_report(report, &value, "memshelf_dump_report") }?;
         Ok(MEMSHELF_OK)
     })
@@ -229,8 +252,13 @@ pub unsafe extern "C" fn memshelf_load(
     report: *mut memshelf_load_report,
 ) -> memshelf_status {
     guard(|| {
-        // SAFETY (all): the caller's promises above.
+        // SAFETY: `cache` is NULL or a handle from `memshelf_open` not yet
+        // closed (the `# Safety` promise above); `handle` turns NULL into an
+        // error.
         let c = unsafe { handle(cache) }?;
+        // SAFETY: `path` is NULL or a NUL-terminated string that stays valid
+        // during the call (the `# Safety` promise above); `text` refuses NULL
+        // and checks UTF-8.
         let path = unsafe { text(path, "path", MEMSHELF_ERR_INVALID_ARGUMENT) }?;
         let r = c.load(path)?;
         let mut problem = [0 as c_char; MEMSHELF_PROBLEM_LEN];
@@ -256,7 +284,8 @@ pub unsafe extern "C" fn memshelf_load(
             _reserved0: 0,
             problem,
         };
-        // SAFETY: the caller's promise on `report`.
+        // SAFETY: `report` is NULL or writable for its `struct_size` bytes
+        // (the `# Safety` promise), what `write_report` requires.
         unsafe { write_report(report, &value, "memshelf_load_report") }?;
         Ok(MEMSHELF_OK)
     })

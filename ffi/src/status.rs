@@ -1,14 +1,11 @@
-//! Status codes, the one mapping from engine errors to them, the
-//! thread-local last error, the panic boundary, and the checks that turn
-//! C pointers and lengths into Rust references.
+//! Status codes, the one mapping from engine errors to them, and the
+//! thread-local last error. The panic boundary that reports them is
+//! `guard.rs`; the pointer and length checks are `ptr.rs`.
 
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use engine::Error;
-
-use crate::cache::memshelf_bytes;
 
 /// What a memshelf call returned. `MEMSHELF_OK` (0) is success,
 /// `MEMSHELF_MISS` (1) is a normal "nothing there" answer; every other code
@@ -195,145 +192,4 @@ pub(crate) fn last_error_ptr() -> *const c_char {
     LAST_ERROR
         .try_with(|slot| slot.borrow().as_ptr())
         .unwrap_or(c"".as_ptr())
-}
-
-/// The panic boundary: runs `body`, turns its error into a status code plus
-/// last-error message, and a panic into `MEMSHELF_ERR_INTERNAL`.
-#[inline(always)]
-pub(crate) fn guard(body: impl FnOnce() -> Result<memshelf_status>) -> memshelf_status {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(status)) => status,
-        Ok(Err(failure)) => {
-            set_last_error(&failure.message);
-            failure.status
-        }
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(&format!("internal error (Rust panic): {what}"));
-            MEMSHELF_ERR_INTERNAL
-        }
-    }
-}
-
-/// Runs `body` for a function without a status (close, free): a panic is
-/// recorded as the last error and swallowed.
-pub(crate) fn guard_void(body: impl FnOnce()) {
-    guard(|| {
-        body();
-        Ok(MEMSHELF_OK)
-    });
-}
-
-/// The bytes at `ptr..ptr+len`. A zero length needs no pointer; a NULL
-/// pointer with a non-zero length is `MEMSHELF_ERR_NULL_ARGUMENT`.
-///
-/// # Safety
-/// When `len > 0` and `ptr` is not NULL, `ptr` must be valid for reads of
-/// `len` bytes for `'a`.
-pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u8]> {
-    if len == 0 {
-        return Ok(&[]);
-    }
-    if ptr.is_null() {
-        return Err(Failure::null(&format!("{what} (with length {len})")));
-    }
-    if len > isize::MAX as usize {
-        return Err(Failure::invalid(format!("{what} length {len} is absurd")));
-    }
-    // SAFETY: non-NULL, len <= isize::MAX, and the caller promises `len`
-    // readable bytes for 'a.
-    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
-}
-
-/// A writable buffer `ptr..ptr+len` (empty when `len == 0`, whatever `ptr`).
-///
-/// # Safety
-/// When `len > 0` and `ptr` is not NULL, `ptr` must be valid for writes of
-/// `len` bytes for `'a` and not aliased.
-pub(crate) unsafe fn bytes_mut<'a>(ptr: *mut u8, len: usize, what: &str) -> Result<&'a mut [u8]> {
-    if len == 0 {
-        return Ok(&mut []);
-    }
-    if ptr.is_null() {
-        return Err(Failure::null(&format!("{what} (with length {len})")));
-    }
-    if len > isize::MAX as usize {
-        return Err(Failure::invalid(format!("{what} length {len} is absurd")));
-    }
-    // SAFETY: non-NULL, len <= isize::MAX, and the caller promises `len`
-    // writable, unaliased bytes for 'a.
-    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
-}
-
-/// `n` byte strings from a C array of `memshelf_bytes`.
-///
-/// # Safety
-/// When `n > 0` and `ptr` is not NULL, `ptr` must point to `n` readable
-/// `memshelf_bytes`, each valid as [`bytes`] requires, for `'a`.
-pub(crate) unsafe fn byte_strings<'a>(
-    ptr: *const memshelf_bytes,
-    n: usize,
-    what: &str,
-) -> Result<Vec<&'a [u8]>> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    if ptr.is_null() {
-        return Err(Failure::null(&format!("{what} (with count {n})")));
-    }
-    if n > isize::MAX as usize / size_of::<memshelf_bytes>() {
-        return Err(Failure::invalid(format!("{what} count {n} is absurd")));
-    }
-    // SAFETY: non-NULL, aligned C array of `n` elements by the caller's
-    // promise, total size within isize::MAX.
-    let list = unsafe { std::slice::from_raw_parts(ptr, n) };
-    list.iter()
-        // SAFETY: each element is valid by the caller's promise.
-        .map(|b| unsafe { bytes(b.data, b.len, what) })
-        .collect()
-}
-
-/// A NUL-terminated UTF-8 string.
-///
-/// # Safety
-/// When not NULL, `ptr` must point to a NUL-terminated string valid for `'a`.
-pub(crate) unsafe fn text<'a>(
-    ptr: *const c_char,
-    what: &str,
-    bad: memshelf_status,
-) -> Result<&'a str> {
-    if ptr.is_null() {
-        return Err(Failure::null(what));
-    }
-    // SAFETY: non-NULL and NUL-terminated by the caller's promise.
-    let s = unsafe { CStr::from_ptr(ptr) };
-    s.to_str()
-        .map_err(|_| Failure::new(bad, format!("{what} {s:?} is not valid UTF-8")))
-}
-
-/// Checks that an out-parameter is not NULL (before any work is done, so a
-/// NULL out-parameter leaves the cache untouched).
-pub(crate) fn required<T>(ptr: *mut T, what: &str) -> Result<*mut T> {
-    if ptr.is_null() {
-        Err(Failure::null(what))
-    } else {
-        Ok(ptr)
-    }
-}
-
-/// Writes `value` to an optional out-parameter (NULL: ignored).
-///
-/// # Safety
-/// When not NULL, `ptr` must be valid for a write of one `T`.
-#[inline]
-pub(crate) unsafe fn store<T>(ptr: *mut T, value: T) {
-    if !ptr.is_null() {
-        // SAFETY: non-NULL and writable by the caller's promise; `write`
-        // does not read (or drop) the possibly uninitialised old value.
-        unsafe { ptr.write(value) }
-    }
 }

@@ -1,6 +1,6 @@
 //! Helpers shared by the `memshelf-worker` binary and the integration tests
-//! of this package: self-checking values, a small random generator, worker
-//! argument parsing and a peek at a segment's header.
+//! of this package: self-checking values, the random generator they use
+//! (`fastrand`), worker argument parsing and a peek at a segment's header.
 //!
 //! A value is `key_len (u16) | key | version (u64) | payload_len (u32) |
 //! payload | xxh3 of everything before (u64)`, so a reader detects a value
@@ -8,6 +8,10 @@
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The one random generator of the tests and workers: `Rng::with_seed(n)`
+/// where a run must repeat, `Rng::new()` (random seed) elsewhere.
+pub use fastrand::Rng;
 
 /// Bytes a value adds around its payload for a key of `key_len` bytes.
 pub fn value_overhead(key_len: usize) -> usize {
@@ -22,13 +26,9 @@ pub fn make_value(key: &[u8], version: u64, payload_len: usize, rng: &mut Rng) -
     v.extend_from_slice(key);
     v.extend_from_slice(&version.to_le_bytes());
     v.extend_from_slice(&(payload_len as u32).to_le_bytes());
-    let mut x = rng.next_u64() | 1;
-    for _ in 0..payload_len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.push(x as u8);
-    }
+    let at = v.len();
+    v.resize(at + payload_len, 0);
+    rng.fill(&mut v[at..]);
     let sum = xxhash_rust::xxh3::xxh3_64(&v);
     v.extend_from_slice(&sum.to_le_bytes());
     v
@@ -68,42 +68,9 @@ pub fn check_value(key: &[u8], v: &[u8]) -> Result<u64, String> {
     Ok(version)
 }
 
-/// xorshift64* (not cryptographic; reproducible from its seed).
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from `seed` (any value).
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-    /// Seeded from the clock and the pid.
-    pub fn from_entropy() -> Rng {
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_nanos() as u64;
-        Rng::new(t ^ (u64::from(std::process::id()) << 40))
-    }
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-    /// True with probability `pct` percent.
-    pub fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
+/// Whether `v` is an ASCII decimal integer (what `incr` leaves).
+pub fn is_int(v: &[u8]) -> bool {
+    std::str::from_utf8(v).is_ok_and(|s| s.parse::<i64>().is_ok())
 }
 
 /// Wall-clock milliseconds since the Unix epoch.

@@ -32,7 +32,7 @@ fn corrupt_header_words_under_attached_processes_never_reinitialise() {
         std::fs::read_to_string(format!("/proc/{}/maps", other.pid()))
             .is_ok_and(|m| m.contains(seg.name()))
     });
-    let mut rng = Rng::from_entropy();
+    let mut rng = Rng::new();
     let mut refused = 0;
     let mut opened = 0;
     for w in 0..HEADER_WORDS {
@@ -45,7 +45,7 @@ fn corrupt_header_words_under_attached_processes_never_reinitialise() {
                 v
             })
             .collect();
-        variants.push(rng.next_u64().to_le_bytes());
+        variants.push(rng.u64(..).to_le_bytes());
         for v in variants {
             write_at(&path, off, &v);
             for cap in [CAP / 2, CAP, CAP * 4] {
@@ -128,10 +128,10 @@ fn plant(path: &std::path::Path, uid: u32, mode: u32, bytes: &[u8]) {
 /// `memshelf.<name>` first, mode 0666, and read what root then writes.
 #[test]
 fn planted_segments_are_refused_naming_owner_and_mode() {
-    // SAFETY: geteuid cannot fail.
+    // SAFETY: geteuid takes no pointer, has no precondition and cannot fail.
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+        euid, 0,
         "this test plants files for another uid: run it as root (CI does)"
     );
     for (what, bytes) in [("empty", &b""[..]), ("sized", &[0u8; 8192][..])] {

@@ -287,7 +287,7 @@ fn attach_only_on_a_missing_segment_is_not_found() {
 
 #[test]
 fn a_file_that_is_not_a_segment_is_incompatible_and_left_alone() {
-    let mut rng = Rng::from_entropy();
+    let mut rng = Rng::new();
     for len in [1 << 20, 4096, 100, 1] {
         let tmp = TempPath::new("foreign");
         let bytes = random_bytes(&mut rng, len);
@@ -327,6 +327,7 @@ fn a_segment_of_another_layout_version_is_incompatible_naming_both() {
     let path = shm_path(seg.name());
     let theirs = memshelf::LAYOUT_VERSION + 41;
     write_at(&path, 8, &theirs.to_le_bytes());
+    let before = std::fs::read(&path).unwrap();
     let check = |r: memshelf::Result<Cache>| match r {
         Err(e @ Error::IncompatibleSegment { .. }) => {
             let Error::IncompatibleSegment {
@@ -355,6 +356,7 @@ fn a_segment_of_another_layout_version_is_incompatible_naming_both() {
         1 << 20,
         "left alone"
     );
+    assert_eq!(std::fs::read(&path).unwrap(), before, "not a byte changed");
     // ... and through the path option.
     let tmp = TempPath::new("version");
     let c = OpenOptions::new()

@@ -25,12 +25,12 @@ enum Target {
 fn corrupt_while_in_use(target: Target) {
     let seg = Seg::new("corrupt");
     let c = Cache::open(seg.name(), CAP).unwrap();
-    let mut rng = Rng::from_entropy();
+    let mut rng = Rng::new();
     for i in 0..1500 {
         let k = format!("k:{}", i % 500);
         c.put(
             &k,
-            make_value(k.as_bytes(), i, rng.below(1500) as usize, &mut rng),
+            make_value(k.as_bytes(), i, rng.u64(..1500) as usize, &mut rng),
         )
         .unwrap();
     }
@@ -66,9 +66,9 @@ fn corrupt_while_in_use(target: Target) {
         while std::time::Instant::now() < end {
             // Mostly the heads: a head moved back under a writer is the
             // hardest case.
-            let off = [320, 448, 320, 448, 384, 512][rng.below(6) as usize];
-            write_at(&path, off, &rng.next_u64().to_le_bytes());
-            std::thread::sleep(Duration::from_millis(rng.range(1, 30)));
+            let off = [320, 448, 320, 448, 384, 512][rng.u64(..6) as usize];
+            write_at(&path, off, &rng.u64(..).to_le_bytes());
+            std::thread::sleep(Duration::from_millis(rng.u64(1..=30)));
         }
     }
     // Several rounds: whole-range overwrites and scattered small ones.
@@ -78,8 +78,8 @@ fn corrupt_while_in_use(target: Target) {
             write_at(&path, from, &random_bytes(&mut rng, (to - from) as usize));
         } else {
             for _ in 0..200 {
-                let off = rng.range(from, to - 64);
-                let n = rng.range(1, 64) as usize;
+                let off = rng.u64(from..=to - 64);
+                let n = rng.u64(1..=64) as usize;
                 write_at(&path, off, &random_bytes(&mut rng, n));
             }
         }
@@ -93,7 +93,7 @@ fn corrupt_while_in_use(target: Target) {
     // a clear answer.
     let c2 = c.clone();
     with_deadline(Duration::from_secs(20), "ops after corruption", move || {
-        let mut rng = Rng::new(5);
+        let mut rng = Rng::with_seed(5);
         for i in 0..300 {
             let k = format!("after:{i}");
             let _ = c2.put(&k, make_value(k.as_bytes(), i, 100, &mut rng));
@@ -113,7 +113,7 @@ fn corrupt_while_in_use(target: Target) {
         (_, Ok(fresh)) => {
             // The header is intact: the segment is usable again once the
             // junk is written over.
-            let mut rng = Rng::new(9);
+            let mut rng = Rng::with_seed(9);
             let mut ok = 0;
             for i in 0..200 {
                 let k = format!("fresh:{i}");
@@ -125,6 +125,14 @@ fn corrupt_while_in_use(target: Target) {
                 }
             }
             assert!(ok >= 190, "{target:?}: only {ok} of 200 fresh keys usable");
+            // And after a clear every write succeeds.
+            with_deadline(Duration::from_secs(20), "puts after a clear", move || {
+                fresh.clear().unwrap();
+                for i in 0..2000 {
+                    fresh.put(format!("after-clear:{i}"), b"v").unwrap();
+                }
+                assert!(fresh.get("after-clear:1999").unwrap().is_some());
+            });
         }
         (_, Err(e)) => panic!("{target:?}: attach failed: {e}"),
     }

@@ -27,7 +27,7 @@ impl Zipf {
         Zipf(cdf)
     }
     fn sample(&self, rng: &mut Rng) -> usize {
-        let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let u = (rng.u64(..) >> 11) as f64 / (1u64 << 53) as f64;
         self.0.partition_point(|&c| c < u).min(self.0.len() - 1)
     }
 }
@@ -37,7 +37,7 @@ fn twenty_times_the_capacity_of_skewed_traffic_keeps_memory_bounded_and_hot_keys
     let seg = Seg::new("evict");
     let c = Cache::open(seg.name(), CAP).unwrap();
     let zipf = Zipf::new(KEYS, 1.0);
-    let mut rng = Rng::new(42);
+    let mut rng = Rng::with_seed(42);
     let (mut hot, mut hot_hits, mut cold, mut cold_hits) = (0u64, 0u64, 0u64, 0u64);
     let mut written = 0u64;
     let mut ops = 0u64;
@@ -51,7 +51,7 @@ fn twenty_times_the_capacity_of_skewed_traffic_keeps_memory_bounded_and_hot_keys
                 true
             }
             None => {
-                let v = make_value(key.as_bytes(), ops, rng.range(200, 600) as usize, &mut rng);
+                let v = make_value(key.as_bytes(), ops, rng.u64(200..=600) as usize, &mut rng);
                 written += v.len() as u64;
                 c.put(&key, &v).unwrap();
                 false

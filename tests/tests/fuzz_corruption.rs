@@ -110,10 +110,10 @@ fn offset(hdr: &[u8], a: Area, frac: u32) -> u64 {
 /// This process's own operations on the segment until `stop`: returns the
 /// number of operations; panics on a value not written for its key.
 fn operate(c: Cache, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) {
-    let mut rng = Rng::from_entropy();
+    let mut rng = Rng::new();
     while !stop.load(Ordering::Relaxed) {
-        let key = format!("k:{}", rng.below(300));
-        match rng.below(8) {
+        let key = format!("k:{}", rng.u64(..300));
+        match rng.u64(..8) {
             0..=3 => {
                 if let Ok(Some(v)) = c.get(&key) {
                     check_value(key.as_bytes(), &v)
@@ -123,8 +123,8 @@ fn operate(c: Cache, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) {
             4 | 5 => {
                 let v = make_value(
                     key.as_bytes(),
-                    rng.next_u64(),
-                    rng.below(800) as usize,
+                    rng.u64(..),
+                    rng.u64(..800) as usize,
                     &mut rng,
                 );
                 let _ = c.put(&key, v);
@@ -133,14 +133,21 @@ fn operate(c: Cache, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) {
                 let _ = c.delete(&key);
             }
             _ => {
-                let g = format!("g:{}", rng.below(20));
+                let g = format!("g:{}", rng.u64(..20));
                 let r = c.get_or_set(
                     &g,
                     &GetOrSetOptions {
                         lease: Duration::from_millis(100),
                         ..Default::default()
                     },
-                    || Ok::<_, String>(Some(make_value(g.as_bytes(), 7, 40, &mut Rng::new(7)))),
+                    || {
+                        Ok::<_, String>(Some(make_value(
+                            g.as_bytes(),
+                            7,
+                            40,
+                            &mut Rng::with_seed(7),
+                        )))
+                    },
                 );
                 // The worker's `chaos` role fills these keys with b"filled".
                 if let Ok(Some(v)) = &r
@@ -161,12 +168,12 @@ fn operate(c: Cache, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) {
 fn run_case(hits: &[Hit]) -> Result<(), TestCaseError> {
     let seg = Seg::new("fuzz");
     let c = Cache::open(seg.name(), CAP).expect("open");
-    let mut rng = Rng::from_entropy();
+    let mut rng = Rng::new();
     for i in 0..400 {
         let k = format!("k:{}", i % 300);
         c.put(
             &k,
-            make_value(k.as_bytes(), i, rng.below(800) as usize, &mut rng),
+            make_value(k.as_bytes(), i, rng.u64(..800) as usize, &mut rng),
         )
         .expect("fill");
     }
@@ -240,7 +247,7 @@ fn run_case(hits: &[Hit]) -> Result<(), TestCaseError> {
     // After the case: still usable, still bounded.
     let c2 = c.clone();
     with_deadline(Duration::from_secs(20), "ops after the writes", move || {
-        let mut rng = Rng::new(3);
+        let mut rng = Rng::with_seed(3);
         for i in 0..100 {
             let k = format!("after:{i}");
             let _ = c2.put(&k, make_value(k.as_bytes(), i, 50, &mut rng));

@@ -36,7 +36,7 @@ fn put_into_every_bucket(c: &Cache, name: &str, tag: &str) -> usize {
     let mut done = vec![false; nbuckets as usize];
     let mut left = nbuckets;
     let mut i = 0u64;
-    let mut rng = Rng::new(7);
+    let mut rng = Rng::with_seed(7);
     while left > 0 {
         let key = format!("{tag}:{i}");
         i += 1;
@@ -64,7 +64,7 @@ fn sigkill_storm_blocks_no_one_corrupts_nothing_and_loses_no_space() {
     let c = Cache::open(data.name(), DATA_CAP).unwrap();
     let control = Cache::open(ctl.name(), 1 << 20).unwrap();
     let mut workers: Vec<Worker> = (0..WORKERS).map(|id| spawn(&data, &ctl, id)).collect();
-    let mut rng = Rng::from_entropy();
+    let mut rng = Rng::new();
     let hb = |id: usize| counter(&control, &format!("hb:{id}"));
 
     let start = Instant::now();
@@ -72,8 +72,8 @@ fn sigkill_storm_blocks_no_one_corrupts_nothing_and_loses_no_space() {
     let mut advanced = vec![false; WORKERS];
     let mut kills = 0;
     while start.elapsed() < Duration::from_secs(4) {
-        std::thread::sleep(Duration::from_millis(rng.range(1, 20)));
-        let victim = PROTECTED + rng.below((WORKERS - PROTECTED) as u64) as usize;
+        std::thread::sleep(Duration::from_millis(rng.u64(1..=20)));
+        let victim = PROTECTED + rng.u64(..(WORKERS - PROTECTED) as u64) as usize;
         // A worker exits only when told to stop: one that exited by itself
         // (a corrupt read, an error, a panic, a crash) fails the test.
         for w in &mut workers {
@@ -115,6 +115,7 @@ fn sigkill_storm_blocks_no_one_corrupts_nothing_and_loses_no_space() {
         advanced.iter().all(|a| *a),
         "some worker slot never made progress: {advanced:?}"
     );
+    assert!(kills > 50, "only {kills} kills in the storm");
 
     // Stop everyone; each must exit cleanly on its own.
     control.put("stop", "1").unwrap();
@@ -148,7 +149,7 @@ fn sigkill_storm_blocks_no_one_corrupts_nothing_and_loses_no_space() {
     c.clear().unwrap();
     let c2 = c.clone();
     let (written, present) = with_deadline(Duration::from_secs(20), "refill", move || {
-        let mut rng = Rng::new(3);
+        let mut rng = Rng::with_seed(3);
         let budget = s.data_bytes * 8 / 10;
         let mut bytes = 0;
         let mut keys = Vec::new();

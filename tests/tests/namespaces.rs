@@ -171,7 +171,7 @@ fn sigkill_storm_across_pid_namespaces() {
     };
     let mut workers: Vec<Worker> = (0..N).map(spawn).collect();
     let hb = |id: usize| counter(&control, &format!("hb:{id}"));
-    let mut rng = Rng::from_entropy();
+    let mut rng = Rng::new();
     let mut last: Vec<(i64, Instant)> = (0..N).map(|_| (0, Instant::now())).collect();
     let start = Instant::now();
     let mut kills = 0;
@@ -183,8 +183,8 @@ fn sigkill_storm_across_pid_namespaces() {
         *l = (hb(id), Instant::now());
     }
     while start.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(rng.range(5, 40)));
-        let victim = 2 + rng.below((N - 2) as u64) as usize;
+        std::thread::sleep(Duration::from_millis(rng.u64(5..=40)));
+        let victim = 2 + rng.u64(..(N - 2) as u64) as usize;
         for w in &mut workers {
             if let Some(st) = w.child.try_wait().unwrap() {
                 panic!("worker `{}` exited by itself: {st}", w.what);

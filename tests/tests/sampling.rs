@@ -62,16 +62,16 @@ fn hot_keys_finds_the_skew() {
     for i in 0..1000 {
         c.put(format!("key:{i}"), "v").unwrap();
     }
-    let mut rng = Rng::new(5);
+    let mut rng = Rng::with_seed(5);
     // 50 % of the gets to key:7, 20 % to key:3, the rest spread.
     for _ in 0..200_000 {
-        let r = rng.below(100);
+        let r = rng.u64(..100);
         let k = if r < 50 {
             7
         } else if r < 70 {
             3
         } else {
-            rng.below(1000)
+            rng.u64(..1000)
         };
         c.get(format!("key:{k}")).unwrap();
     }

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Keys are 16 bytes (`user:00000000042`), values `--value` bytes, picked
-//! uniformly at random (xorshift, a different stream per process); the
+//! uniformly at random (fastrand, a different seed per process); the
 //! segment is filled with every key before the timed runs, so gets hit.
 
 use std::process::{Command, Stdio};
@@ -93,7 +93,7 @@ fn child(a: &Args, name: &str, seed: u64, start_ms: u64) {
     let cache = memshelf::Cache::open(name, a.capacity_mib << 20).expect("attach");
     let value = vec![0x42u8; a.value];
     let mut buf = Vec::with_capacity(a.value);
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
+    let mut rng = fastrand::Rng::with_seed(seed);
     while unix_ms() < start_ms {
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -102,11 +102,8 @@ fn child(a: &Args, name: &str, seed: u64, start_ms: u64) {
     let (mut ops, mut gets, mut hits) = (0u64, 0u64, 0u64);
     loop {
         for _ in 0..1024 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let k = key(x % a.keys);
-            if (x >> 40) % 100 < a.get_pct {
+            let k = key(rng.u64(..a.keys));
+            if rng.u64(..100) < a.get_pct {
                 gets += 1;
                 hits += cache.get_into(k, &mut buf).unwrap() as u64;
             } else {

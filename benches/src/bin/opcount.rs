@@ -52,15 +52,7 @@ fn main() {
     } else {
         keys.clone()
     };
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let order: Vec<u32> = (0..OPS)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % nkeys as u64) as u32
-        })
-        .collect();
+    let order = memshelf_benches::key_order(nkeys, OPS);
     // `get-hit-unsampled`: the same gets with latency and hot-key sampling
     // off, to show what sampling costs.
     c.set_sampling(op != "get-hit-unsampled");

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use memshelf::{Cache, FillError, GetOrSetOptions, OpenOptions, PutOptions};
-use memshelf_tests::{Args, Rng, check_value, make_value, now_ms};
+use memshelf_tests::{Args, Rng, check_value, is_int, make_value, now_ms};
 
 fn main() {
     let mut words = std::env::args().skip(1);
@@ -66,7 +66,10 @@ fn open(args: &Args, key: &str) -> Cache {
 /// * `ctl` (kill test): heartbeats `hb:<id>`, stops when `stop` exists,
 ///   counts `corrupt` and `errors` there (it may be killed at any time);
 /// * `ops`: operations to do (0 = until stopped), `keys`: shared keys,
-///   `reader`: mostly gets.
+///   `reader`: mostly gets;
+/// * `incr_values`: also incr shared keys, which mostly hold values that
+///   are not integers: `Ok` or `NotAnInteger`, never another error (and a
+///   shared key may then hold an integer).
 fn stress(args: &Args) -> i32 {
     let data = open(args, "seg");
     let ctr = args.opt("ctr").map(|_| open(args, "ctr"));
@@ -77,10 +80,11 @@ fn stress(args: &Args) -> i32 {
     let ncounters = args.num("counters", 4);
     let reader = args.opt("reader").is_some();
     let max_len = args.num("maxlen", 4000);
-    let mut rng = Rng::new(args.num("seed", id) ^ now_ms() ^ u64::from(std::process::id()));
+    let incr_values = args.opt("incr_values").is_some();
+    let mut rng = Rng::with_seed(args.num("seed", id) ^ now_ms() ^ u64::from(std::process::id()));
     // This incarnation's own keys and versions: not the pid, which repeats
     // across PID namespaces (every namespaced worker is pid 1).
-    let me = Rng::from_entropy().next_u64() as u32;
+    let me = fastrand::u32(..);
     let hb_key = format!("hb:{id}");
 
     let mut own: HashMap<u64, Option<u64>> = HashMap::new(); // own key -> latest version (None = deleted)
@@ -110,18 +114,18 @@ fn stress(args: &Args) -> i32 {
                 break;
             }
         }
-        let r = rng.below(100);
-        let shared = rng.chance(70);
-        let k = rng.below(nkeys);
+        let r = rng.u64(..100);
+        let shared = rng.u64(..100) < 70;
+        let k = rng.u64(..nkeys);
         let key = if shared {
             format!("k:{k}")
         } else {
             format!("own:{id}:{me:08x}:{k}")
         };
-        let len = if rng.chance(10) {
-            rng.below(max_len + 1)
+        let len = if rng.u64(..100) < 10 {
+            rng.u64(..max_len + 1)
         } else {
-            rng.below(max_len.min(300) + 1)
+            rng.u64(..max_len.min(300) + 1)
         } as usize;
         let res: memshelf::Result<()> = (|| {
             if r < if reader { 85 } else { 40 } {
@@ -129,6 +133,7 @@ fn stress(args: &Args) -> i32 {
                 if let Some(v) = data.get(&key)? {
                     hits += 1;
                     match check_value(key.as_bytes(), &v) {
+                        Err(_) if shared && incr_values && is_int(&v) => {}
                         Err(e) => report_corrupt(format!("get {key}: {e}"), &mut corrupt),
                         Ok(ver) if !shared => match own.get(&k) {
                             Some(Some(want)) if *want == ver => {}
@@ -143,8 +148,8 @@ fn stress(args: &Args) -> i32 {
             } else if r < 75 {
                 version += 1;
                 let v = make_value(key.as_bytes(), version, len, &mut rng);
-                let opts = if rng.chance(20) {
-                    PutOptions::ttl(Duration::from_millis(rng.range(5, 500)))
+                let opts = if rng.u64(..100) < 20 {
+                    PutOptions::ttl(Duration::from_millis(rng.u64(5..=500)))
                 } else {
                     PutOptions::default()
                 };
@@ -163,9 +168,14 @@ fn stress(args: &Args) -> i32 {
                 if !shared {
                     own.insert(k, None);
                 }
+            } else if incr_values && shared && r >= 96 {
+                match data.incr(&key, 1) {
+                    Ok(_) | Err(memshelf::Error::NotAnInteger { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             } else {
-                let j = rng.below(ncounters);
-                let delta = rng.range(1, 5) as i64;
+                let j = rng.u64(..ncounters);
+                let delta = rng.u64(1..=5) as i64;
                 if let Some(c) = &ctr {
                     c.incr(format!("c:{j}"), delta)?;
                     sums[j as usize] += delta;
@@ -270,7 +280,7 @@ fn race(args: &Args) -> i32 {
         std::hint::spin_loop();
     }
     let c = open(args, "seg");
-    let mut rng = Rng::from_entropy();
+    let mut rng = Rng::new();
     let key = format!("member:{id}");
     c.put(&key, make_value(key.as_bytes(), id, 100, &mut rng))
         .expect("put member");
@@ -326,9 +336,9 @@ fn half_creator(args: &Args) -> i32 {
     let mut hdr = vec![0u8; 4096];
     hdr[..8].copy_from_slice(b"MEMSHELF");
     hdr[8..12].copy_from_slice(&memshelf::LAYOUT_VERSION.to_le_bytes());
-    let mut rng = Rng::from_entropy();
+    let mut rng = Rng::new();
     for b in &mut hdr[16..120] {
-        *b = rng.next_u64() as u8;
+        *b = rng.u8(..);
     }
     std::os::unix::fs::FileExt::write_all_at(&f, &hdr, 0).expect("write header");
     std::fs::write(args.str("marker"), b"").expect("marker");
@@ -352,11 +362,11 @@ fn chaos(args: &Args) -> i32 {
             let (c, corrupt, errors, ops) =
                 (c.clone(), corrupt.clone(), errors.clone(), ops.clone());
             std::thread::spawn(move || {
-                let mut rng = Rng::new(now_ms() ^ t ^ u64::from(std::process::id()));
+                let mut rng = Rng::with_seed(now_ms() ^ t ^ u64::from(std::process::id()));
                 let end = Instant::now() + Duration::from_millis(ms);
                 while Instant::now() < end {
-                    let key = format!("k:{}", rng.below(500));
-                    let r: memshelf::Result<()> = match rng.below(10) {
+                    let key = format!("k:{}", rng.u64(..500));
+                    let r: memshelf::Result<()> = match rng.u64(..10) {
                         0..=3 => c.get(&key).map(|v| {
                             if let Some(v) = v
                                 && let Err(e) = check_value(key.as_bytes(), &v)
@@ -367,14 +377,14 @@ fn chaos(args: &Args) -> i32 {
                         }),
                         4..=6 => {
                             let v =
-                                make_value(key.as_bytes(), 0, rng.below(2000) as usize, &mut rng);
+                                make_value(key.as_bytes(), 0, rng.u64(..2000) as usize, &mut rng);
                             c.put(&key, v)
                         }
                         7 => c.delete(&key).map(drop),
-                        8 => c.incr(format!("n:{}", rng.below(20)), 1).map(drop),
+                        8 => c.incr(format!("n:{}", rng.u64(..20)), 1).map(drop),
                         _ => c
                             .get_or_set(
-                                format!("g:{}", rng.below(20)),
+                                format!("g:{}", rng.u64(..20)),
                                 &GetOrSetOptions {
                                     lease: Duration::from_millis(200),
                                     ..Default::default()
@@ -391,7 +401,7 @@ fn chaos(args: &Args) -> i32 {
                     if r.is_err() {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
-                    if rng.chance(1) {
+                    if rng.u64(..100) < 1 {
                         let _ = c.stats();
                         let _ = c.keys(None).take(50).count();
                     }
@@ -486,9 +496,9 @@ fn gos_many(args: &Args) -> i32 {
         std::thread::sleep(Duration::from_millis(1));
     }
     let mut order: Vec<u64> = (0..n).collect();
-    let mut rng = Rng::from_entropy();
+    let mut rng = Rng::new();
     for i in (1..order.len()).rev() {
-        order.swap(i, rng.below(i as u64 + 1) as usize);
+        order.swap(i, rng.u64(..i as u64 + 1) as usize);
     }
     for i in order {
         let key = format!("{prefix}{i}");

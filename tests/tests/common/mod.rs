@@ -11,14 +11,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
-pub use memshelf_tests::{Rng, check_value, make_value, now_ms, shm_path};
+pub use memshelf_tests::{Rng, check_value, is_int, make_value, now_ms, shm_path};
 
 /// A segment name unique to this run (pid + random), unlinked on drop.
 pub struct Seg(pub String);
 
 impl Seg {
     pub fn new(tag: &str) -> Seg {
-        let r = Rng::from_entropy().next_u64() & 0xffff_ffff;
+        let r = fastrand::u32(..);
         Seg(format!("mst-{tag}-{}-{r:08x}", std::process::id()))
     }
     pub fn name(&self) -> &str {
@@ -37,7 +37,7 @@ pub struct TempPath(pub PathBuf);
 
 impl TempPath {
     pub fn new(tag: &str) -> TempPath {
-        let r = Rng::from_entropy().next_u64() & 0xffff_ffff;
+        let r = fastrand::u32(..);
         TempPath(std::env::temp_dir().join(format!(
             "memshelf-test-{tag}-{}-{r:08x}",
             std::process::id()
@@ -292,5 +292,5 @@ pub fn write_at(path: &std::path::Path, off: u64, bytes: &[u8]) {
 
 /// `n` random bytes.
 pub fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
-    (0..n).map(|_| rng.next_u64() as u8).collect()
+    (0..n).map(|_| rng.u8(..)).collect()
 }
