@@ -25,7 +25,8 @@ cargo build --quiet --release -p memshelf-agent
 venv=target/demo-venv
 if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import memshelf.redis, redis' 2>/dev/null \
    || [[ -n "$(find bindings/python core -newer "$venv/bin/python" -name '*.rs' -o -newer "$venv/bin/python" -name '*.py' | head -n 1)" ]]; then
-  WHEEL_DIR=target/wheels-demo bash scripts/build-wheels.sh >/dev/null
+  WHEEL_DIR=target/wheels-demo bash scripts/build-wheels.sh >"$work/wheel.log" 2>&1 \
+    || { cat "$work/wheel.log" >&2; exit 1; }
   rm -rf "$venv"
   python3 -m venv --without-pip "$venv"
   .venv/bin/python -m pip --python "$venv/bin/python" install -q --disable-pip-version-check \
@@ -39,7 +40,7 @@ for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; slee
 mport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 target/release/memshelf-agent --segment "$seg" --create-capacity 64MiB \
   --broker "redis://127.0.0.1:$port" --feed tracking --tracking-prefix demo: \
-  --metrics-addr "127.0.0.1:$mport" --log-level warn &
+  --metrics-addr "127.0.0.1:$mport" --log-level error &
 pids+=($!)
 for _ in $(seq 200); do curl -fsS "http://127.0.0.1:$mport/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
 echo "redis-server on :$port, memshelf-agent (tracking demo:*) with metrics on :$mport"
