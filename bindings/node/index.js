@@ -30,9 +30,6 @@ const GET_OR_SET_TIMED = Symbol.for('memshelf.getOrSetTimed');
 const KEY_SCRATCH = Buffer.allocUnsafeSlow(3 * MAX_KEY_LEN);
 const VALUE_SCRATCH = Buffer.allocUnsafeSlow(64 * 1024);
 native.setScratch(KEY_SCRATCH, VALUE_SCRATCH);
-// How long one wait for another caller's fill lasts before getOrSet asks
-// the engine again (takeover of a dead or late leader is decided then).
-const FILL_WAIT_MS = 50;
 // The slab `get` copies values into (see above).
 const SLAB_SIZE = 16 * 1024;
 const SLAB_MIN_ROOM = 4 * 1024;
@@ -520,9 +517,9 @@ class Cache {
     };
     const h = this.#h;
     const json = this.#json;
-    let waited = false;
+    const call = native.newFillCall(); // the engine counts this call's wait once
     for (;;) {
-      const step = native.beginFill(h, loadKey(k), args);
+      const step = native.beginFill(h, call, loadKey(k), args);
       switch (step.state) {
         case 'hit':
         case 'stale':
@@ -530,11 +527,7 @@ class Cache {
         case 'absent':
           return null;
         case 'wait':
-          if (!waited) {
-            waited = true;
-            native.recordWait(h);
-          }
-          await native.waitFill(h, step.ticket, FILL_WAIT_MS);
+          await native.waitFill(h, step.ticket);
           break;
         case 'lead': {
           let value;

@@ -28,9 +28,9 @@ export declare function add(h: number, klen: number, vlen: number, value?: Buffe
 /**
  * One step of `getOrSet` for the key in the key buffer:
  * `{state: "hit"|"stale"|"absent", value?}`, `{state: "lead", lease}` or
- * `{state: "wait", ticket}`.
+ * `{state: "wait", ticket}` (`Cache::fill_step`).
  */
-export declare function beginFill(h: number, klen: number, args: FillArgs): object
+export declare function beginFill(h: number, call: ExternalObject<FillCall>, klen: number, args: FillArgs): object
 
 /** Every entry becomes a miss. */
 export declare function clear(h: number): void
@@ -142,6 +142,12 @@ export interface MessageArgs {
   ts?: number
 }
 
+/**
+ * One `getOrSet` call (`memshelf::FillCall`), passed to each of its
+ * `beginFill` steps so the engine counts its wait once.
+ */
+export declare function newFillCall(): ExternalObject<FillCall>
+
 /** Opens (creates or attaches) segment `name`; returns its handle. */
 export declare function open(name: string, args: OpenArgs): number
 
@@ -189,12 +195,6 @@ export declare function readSlab(h: number, klen: number, off: number): number
 /** `getString`, `has`: copies the value into the value buffer. */
 export declare function readValue(h: number, klen: number): number
 
-/**
- * Counts one `getOrSet` call that had to wait (`get_or_set_waits`); the
- * wrapper calls it once per call, at its first wait.
- */
-export declare function recordWait(h: number): void
-
 /** Removes a key; returns whether it was present. */
 export declare function remove(h: number, klen: number): boolean
 
@@ -217,7 +217,8 @@ export declare function ttl(h: number, klen: number): number | null
 export declare function unlink(name: string, path?: string | undefined | null): void
 
 /**
- * A promise that resolves when the fill behind `ticket` ends or `ms`
- * pass; then call `beginFill` again. Waits on the waiter thread.
+ * A promise that resolves when the fill behind `ticket` ends or the
+ * engine's wait slice (`FILL_WAIT_SLICE`) passes; then call `beginFill`
+ * again. Waits on the waiter thread.
  */
-export declare function waitFill(h: number, ticket: ExternalObject<WaitTicket>, ms: number): Promise<void>
+export declare function waitFill(h: number, ticket: ExternalObject<WaitTicket>): Promise<void>

@@ -80,6 +80,53 @@ pub enum Fill {
     Wait(WaitTicket),
 }
 
+/// How long one wait on another caller's fill lasts before the caller asks
+/// again ([`Cache::fill_step`]): a dead or late leader's lease is taken over
+/// then. Every binding waits in slices of this length.
+pub const FILL_WAIT_SLICE: Duration = Duration::from_millis(50);
+
+/// One `get_or_set` call driven step by step, for callers whose factory or
+/// waiting is asynchronous (the Python asyncio and Node bindings): ask
+/// [`Cache::fill_step`] until it answers something other than
+/// [`Fill::Wait`], waiting on each ticket with [`Cache::wait_fill`] (on a
+/// thread, or in short sleeps). The engine counts the call's wait (once,
+/// in `stats().get_or_set_waits`); [`Cache::get_or_set`] is this loop,
+/// blocking.
+///
+/// ```
+/// # let name = format!("doc-fillcall-{}", std::process::id());
+/// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+/// use memshelf::{Fill, FillCall, GetOrSetOptions, FILL_WAIT_SLICE};
+/// let mut call = FillCall::default();
+/// let value = loop {
+///     match cache.fill_step(b"k", &GetOrSetOptions::default(), &mut call)? {
+///         Fill::Hit(v) | Fill::Stale(v) => break Some(v),
+///         Fill::Absent => break None,
+///         Fill::Lead(lease) => {
+///             let v = b"computed".to_vec(); // an async caller awaits here
+///             lease.fill(Some(&v))?;
+///             break Some(v);
+///         }
+///         Fill::Wait(t) => cache.wait_fill(&t, FILL_WAIT_SLICE),
+///     }
+/// };
+/// assert_eq!(value.as_deref(), Some(&b"computed"[..]));
+/// assert!(!call.waited());
+/// # memshelf::unlink(&name)?;
+/// # Ok::<(), memshelf::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct FillCall {
+    waited: bool,
+}
+
+impl FillCall {
+    /// Whether this call has had to wait for another caller's fill.
+    pub fn waited(&self) -> bool {
+        self.waited
+    }
+}
+
 /// Where to wait for another caller's fill.
 #[derive(Debug, Clone, Copy)]
 pub struct WaitTicket {
@@ -256,9 +303,9 @@ impl Cache {
         factory: impl FnOnce() -> std::result::Result<Option<Vec<u8>>, E>,
     ) -> std::result::Result<Option<Vec<u8>>, FillError<E>> {
         let key = key.as_ref();
-        let mut waited = false;
+        let mut call = FillCall::default();
         loop {
-            match self.begin_fill(key, opts)? {
+            match self.fill_step(key, opts, &mut call)? {
                 Fill::Hit(v) | Fill::Stale(v) => return Ok(Some(v)),
                 Fill::Absent => return Ok(None),
                 Fill::Lead(lease) => {
@@ -270,15 +317,26 @@ impl Cache {
                         Err(e) => Err(FillError::Factory(e)),
                     };
                 }
-                Fill::Wait(t) => {
-                    if !waited {
-                        waited = true;
-                        self.record_get_or_set_wait();
-                    }
-                    self.wait_fill(&t, Duration::from_millis(50));
-                }
+                Fill::Wait(t) => self.wait_fill(&t, FILL_WAIT_SLICE),
             }
         }
+    }
+
+    /// One step of a `get_or_set` call (see [`FillCall`]): what
+    /// [`begin_fill`](Self::begin_fill) decides, with the call's first wait
+    /// counted in `stats().get_or_set_waits`.
+    pub fn fill_step(
+        &self,
+        key: impl AsRef<[u8]>,
+        opts: &GetOrSetOptions<'_>,
+        call: &mut FillCall,
+    ) -> Result<Fill> {
+        let f = self.begin_fill(key, opts)?;
+        if matches!(f, Fill::Wait(_)) && !call.waited {
+            call.waited = true;
+            self.record_get_or_set_wait();
+        }
+        Ok(f)
     }
 
     /// The first half of `get_or_set`, for callers that compute the value

@@ -56,7 +56,7 @@ pub use cache::{Cache, Keys, ReadInto, unlink, unlink_path};
 pub use dump::{DUMP_MAGIC, DUMP_VERSION, DumpReport, LoadReport, dump_to, load_from};
 pub use error::{Error, Result};
 pub use layout::{LAYOUT_VERSION, capacity_for_entries};
-pub use lease::{Fill, FillError, FillLease, WaitTicket};
+pub use lease::{FILL_WAIT_SLICE, Fill, FillCall, FillError, FillLease, WaitTicket};
 pub use options::{
     DEFAULT_CAPACITY, DEFAULT_MAX_VALUE_SIZE, Expiry, GetOrSetOptions, MAX_CAPACITY, MAX_KEY_LEN,
     MAX_TAG_LEN, MAX_TAGS, MAX_TTL, MIN_CAPACITY, OpenOptions, PutOptions, Ttl, parse_size,

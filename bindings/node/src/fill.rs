@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
-use memshelf::{Cache, Fill, FillLease, GetOrSetOptions, WaitTicket};
+use memshelf::{Cache, FILL_WAIT_SLICE, Fill, FillCall, FillLease, GetOrSetOptions, WaitTicket};
 use napi::bindgen_prelude::{Buffer, BufferSlice, External, Object};
 use napi::{Env, JsDeferred, Result};
 use napi_derive::napi;
@@ -33,11 +33,24 @@ pub struct FillArgs {
 /// is garbage-collected, which abandons it too).
 pub type LeaseCell = Option<FillLease>;
 
+/// One `getOrSet` call (`memshelf::FillCall`), passed to each of its
+/// `beginFill` steps so the engine counts its wait once.
+#[napi]
+pub fn new_fill_call() -> External<FillCall> {
+    External::new(FillCall::default())
+}
+
 /// One step of `getOrSet` for the key in the key buffer:
 /// `{state: "hit"|"stale"|"absent", value?}`, `{state: "lead", lease}` or
-/// `{state: "wait", ticket}`.
+/// `{state: "wait", ticket}` (`Cache::fill_step`).
 #[napi]
-pub fn begin_fill<'e>(env: &'e Env, h: u32, klen: u32, args: FillArgs) -> Result<Object<'e>> {
+pub fn begin_fill<'e>(
+    env: &'e Env,
+    h: u32,
+    call: &mut External<FillCall>,
+    klen: u32,
+    args: FillArgs,
+) -> Result<Object<'e>> {
     let tags = tag_refs(&args.tags);
     let opts = (|| -> memshelf::Result<GetOrSetOptions<'_>> {
         let mut o = GetOrSetOptions {
@@ -54,7 +67,8 @@ pub fn begin_fill<'e>(env: &'e Env, h: u32, klen: u32, args: FillArgs) -> Result
     })()
     .or_throw(env)?;
     let step = with_cache(env, h, |c| {
-        c.begin_fill(scratch::key(env, klen)?, &opts).or_throw(env)
+        c.fill_step(scratch::key(env, klen)?, &opts, call)
+            .or_throw(env)
     })?;
     let mut out = Object::new(env)?;
     match step {
@@ -77,16 +91,6 @@ pub fn begin_fill<'e>(env: &'e Env, h: u32, klen: u32, args: FillArgs) -> Result
         }
     }
     Ok(out)
-}
-
-/// Counts one `getOrSet` call that had to wait (`get_or_set_waits`); the
-/// wrapper calls it once per call, at its first wait.
-#[napi]
-pub fn record_wait(env: &Env, h: u32) -> Result<()> {
-    with_cache(env, h, |c| {
-        c.record_get_or_set_wait();
-        Ok(())
-    })
 }
 
 /// Stores the factory's value (`null`: nothing, or a cached absence with
@@ -188,21 +192,17 @@ fn waiter() -> &'static Sender<Job> {
     })
 }
 
-/// A promise that resolves when the fill behind `ticket` ends or `ms`
-/// pass; then call `beginFill` again. Waits on the waiter thread.
+/// A promise that resolves when the fill behind `ticket` ends or the
+/// engine's wait slice (`FILL_WAIT_SLICE`) passes; then call `beginFill`
+/// again. Waits on the waiter thread.
 #[napi(ts_return_type = "Promise<void>")]
-pub fn wait_fill<'e>(
-    env: &'e Env,
-    h: u32,
-    ticket: &External<WaitTicket>,
-    ms: u32,
-) -> Result<Object<'e>> {
+pub fn wait_fill<'e>(env: &'e Env, h: u32, ticket: &External<WaitTicket>) -> Result<Object<'e>> {
     let cache = cache_of(env, h)?;
     let (done, promise) = env.create_deferred::<(), Resolver>()?;
     let job = Job {
         cache,
         ticket: **ticket,
-        until: Instant::now() + Duration::from_millis(u64::from(ms)),
+        until: Instant::now() + FILL_WAIT_SLICE,
         done,
     };
     if let Err(mpsc::SendError(job)) = waiter().send(job) {

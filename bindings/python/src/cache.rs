@@ -12,7 +12,7 @@ use pyo3::types::{PyBytes, PyDict, PyInt, PyIterator, PyList, PyString, PyTuple}
 
 use crate::codec::Codec;
 use crate::convert::{IntoPy, error_to_py, owned_bytes, tags_of, ttl_of, type_name, with_bytes};
-use crate::fill::{FILL_ABSENT, FILL_HIT, FILL_LEAD, FILL_WAIT, FillArgs, FillLease};
+use crate::fill::{FILL_ABSENT, FILL_HIT, FILL_LEAD, FILL_WAIT, FillArgs, FillCall, FillLease};
 
 thread_local! {
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -119,9 +119,9 @@ impl Cache {
         let tag_refs = args.tag_refs();
         let opts = args.opts(&tag_refs);
         let cache = self.handle(py)?;
-        let mut waited = false;
+        let mut call = memshelf::FillCall::default();
         loop {
-            match cache.begin_fill(&args.key, &opts).py_err(py)? {
+            match cache.fill_step(&args.key, &opts, &mut call).py_err(py)? {
                 Fill::Hit(v) | Fill::Stale(v) => {
                     return self.codec.decode(PyBytes::new(py, &v), &args.key);
                 }
@@ -161,11 +161,7 @@ impl Cache {
                     })?;
                 }
                 Fill::Wait(ticket) => {
-                    if !waited {
-                        waited = true;
-                        cache.record_get_or_set_wait();
-                    }
-                    py.detach(|| cache.wait_fill(&ticket, std::time::Duration::from_millis(50)));
+                    py.detach(|| cache.wait_fill(&ticket, memshelf::FILL_WAIT_SLICE));
                     py.check_signals()?;
                 }
             }
@@ -492,12 +488,14 @@ impl Cache {
     /// asynchronously (memshelf's asyncio API): returns (kind, payload):
     /// (0, value) a live or stale value; (1, None) a cached absence;
     /// (2, FillLease) this caller must compute and fill(); (3, None)
-    /// another caller is computing: ask again a little later.
-    #[pyo3(signature = (key, ttl = None, lease = None, grace = None, negative_ttl = None, tags = None))]
+    /// another caller is computing: ask again a little later. `call`: one
+    /// `_FillCall` per get_or_set call (the engine counts its wait once).
+    #[pyo3(signature = (call, key, ttl = None, lease = None, grace = None, negative_ttl = None, tags = None))]
     #[allow(clippy::too_many_arguments)]
     fn _begin_fill<'py>(
         &self,
         py: Python<'py>,
+        call: &Bound<'py, FillCall>,
         key: &Bound<'py, PyAny>,
         ttl: Option<&Bound<'py, PyAny>>,
         lease: Option<&Bound<'py, PyAny>>,
@@ -507,7 +505,11 @@ impl Cache {
     ) -> PyResult<(u8, Bound<'py, PyAny>)> {
         let args = FillArgs::parse(py, key, ttl, lease, grace, negative_ttl, tags)?;
         let tag_refs = args.tag_refs();
-        let fill = self.with(py, |c| c.begin_fill(&args.key, &args.opts(&tag_refs)))?;
+        let opts = args.opts(&tag_refs);
+        let fill = self.with(py, |c| {
+            let mut call = call.get().0.lock().unwrap_or_else(|p| p.into_inner());
+            c.fill_step(&args.key, &opts, &mut call)
+        })?;
         Ok(match fill {
             Fill::Hit(v) | Fill::Stale(v) => (
                 FILL_HIT,
@@ -519,14 +521,6 @@ impl Cache {
                 Bound::new(py, FillLease::new(lease, args.key, self.codec.clone()))?.into_any(),
             ),
             Fill::Wait(_) => (FILL_WAIT, py.None().into_bound(py)),
-        })
-    }
-
-    /// Counts one get_or_set call that waited (stats()["get_or_set_waits"]).
-    fn _record_get_or_set_wait(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |c| {
-            c.record_get_or_set_wait();
-            Ok(())
         })
     }
 

@@ -71,6 +71,20 @@ impl FillArgs {
     }
 }
 
+/// One get_or_set call of the asyncio API (`memshelf::FillCall`): passed
+/// to every `_begin_fill` of the call, so the engine counts its wait once.
+#[pyclass(frozen, module = "memshelf._memshelf", name = "_FillCall")]
+#[derive(Default)]
+pub(crate) struct FillCall(pub(crate) Mutex<memshelf::FillCall>);
+
+#[pymethods]
+impl FillCall {
+    #[new]
+    fn new() -> Self {
+        FillCall::default()
+    }
+}
+
 /// The right to compute one key's value (from `_begin_fill`): call
 /// `fill(value)` once, or `release()` (also done when it is garbage
 /// collected) to hand the lease to a waiter.

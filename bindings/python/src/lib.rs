@@ -70,6 +70,7 @@ fn invalidation_message<'py>(
 fn _memshelf(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::Cache>()?;
     m.add_class::<fill::FillLease>()?;
+    m.add_class::<fill::FillCall>()?;
     m.add("NEVER", Bound::new(m.py(), convert::Never)?)?;
     m.add_function(wrap_pyfunction!(unlink, m)?)?;
     m.add_function(wrap_pyfunction!(parse_size, m)?)?;

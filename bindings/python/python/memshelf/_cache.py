@@ -93,9 +93,9 @@ class Cache(_memshelf.Cache):
         if not callable(factory):
             raise TypeError(f"factory must be callable, not {type(factory).__name__}")
         delay = 0.001
-        waited = False
+        call = _memshelf._FillCall()  # the engine counts this call's wait once
         while True:
-            kind, got = self._begin_fill(key, ttl, lease, grace, negative_ttl, tags)
+            kind, got = self._begin_fill(call, key, ttl, lease, grace, negative_ttl, tags)
             if kind == _HIT:
                 return got
             if kind == _ABSENT:
@@ -115,9 +115,6 @@ class Cache(_memshelf.Cache):
                     got.release()
                     raise
                 return _as_bytes(value) if self.codec == "raw" else value
-            if not waited:
-                waited = True
-                self._record_get_or_set_wait()
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_POLL)
 
