@@ -488,27 +488,31 @@ impl Cache {
     /// asynchronously (memshelf's asyncio API): returns (kind, payload):
     /// (0, value) a live or stale value; (1, None) a cached absence;
     /// (2, FillLease) this caller must compute and fill(); (3, None)
-    /// another caller is computing: ask again a little later. `call`: one
-    /// `_FillCall` per get_or_set call (the engine counts its wait once).
-    #[pyo3(signature = (call, key, ttl = None, lease = None, grace = None, negative_ttl = None, tags = None))]
+    /// another caller is computing: ask again a little later. `call`: the
+    /// `_FillCall` of a get_or_set call that may wait (the engine counts its
+    /// wait once); None for a probe that will not wait.
+    #[pyo3(signature = (key, ttl = None, lease = None, grace = None, negative_ttl = None, tags = None, call = None))]
     #[allow(clippy::too_many_arguments)]
     fn _begin_fill<'py>(
         &self,
         py: Python<'py>,
-        call: &Bound<'py, FillCall>,
         key: &Bound<'py, PyAny>,
         ttl: Option<&Bound<'py, PyAny>>,
         lease: Option<&Bound<'py, PyAny>>,
         grace: Option<&Bound<'py, PyAny>>,
         negative_ttl: Option<&Bound<'py, PyAny>>,
         tags: Option<&Bound<'py, PyAny>>,
+        call: Option<&Bound<'py, FillCall>>,
     ) -> PyResult<(u8, Bound<'py, PyAny>)> {
         let args = FillArgs::parse(py, key, ttl, lease, grace, negative_ttl, tags)?;
         let tag_refs = args.tag_refs();
         let opts = args.opts(&tag_refs);
-        let fill = self.with(py, |c| {
-            let mut call = call.get().0.lock().unwrap_or_else(|p| p.into_inner());
-            c.fill_step(&args.key, &opts, &mut call)
+        let fill = self.with(py, |c| match call {
+            Some(call) => {
+                let mut call = call.get().0.lock().unwrap_or_else(|p| p.into_inner());
+                c.fill_step(&args.key, &opts, &mut call)
+            }
+            None => c.begin_fill(&args.key, &opts),
         })?;
         Ok(match fill {
             Fill::Hit(v) | Fill::Stale(v) => (

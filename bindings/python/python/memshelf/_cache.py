@@ -95,7 +95,7 @@ class Cache(_memshelf.Cache):
         delay = 0.001
         call = _memshelf._FillCall()  # the engine counts this call's wait once
         while True:
-            kind, got = self._begin_fill(call, key, ttl, lease, grace, negative_ttl, tags)
+            kind, got = self._begin_fill(key, ttl, lease, grace, negative_ttl, tags, call)
             if kind == _HIT:
                 return got
             if kind == _ABSENT:
