@@ -20,12 +20,13 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::cache::{Counter, Engine, Liveness};
+use crate::engine::{Engine, Liveness};
 use crate::index::{KIND_ITEM, Slot, tag_of};
 use crate::item::{self, Check, Encoded, Read};
 use crate::layout::ITEM_HEADER;
 use crate::layout::SLOTS;
 use crate::segment::{LogGeom, LogId, REC_ITEM, REC_MAGIC, REC_PAD};
+use crate::stats::Counter;
 
 /// Deepest nesting of tail passes (a promotion's or reinsertion's own
 /// allocation makes room too); deeper allocations skip it, which only costs
