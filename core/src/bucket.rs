@@ -75,13 +75,12 @@ impl Engine {
             let mut s = s;
             for _ in 0..4 {
                 let log = self.seg.log(s.log());
-                let r = item::read(
+                let r = item::read_value(
                     &self.seg,
                     log,
                     s.pos(),
-                    Some(key),
+                    key,
                     value.as_deref_mut(),
-                    None,
                     Check::Reader,
                 );
                 match r {
@@ -129,15 +128,7 @@ impl Engine {
                 continue;
             }
             let log = self.seg.log(s.log());
-            match item::read(
-                &self.seg,
-                log,
-                s.pos(),
-                Some(key),
-                None,
-                None,
-                Check::Reader,
-            ) {
+            match item::read_value(&self.seg, log, s.pos(), key, None, Check::Reader) {
                 Read::Valid(meta) if ks.valid.is_none() => {
                     ks.valid = Some(Found {
                         slot_index: i,
@@ -344,7 +335,7 @@ impl Engine {
                 KIND_PENDING => 50,
                 KIND_ITEM => {
                     let log = self.seg.log(s.log());
-                    match item::read(&self.seg, log, s.pos(), None, None, None, Check::Reader) {
+                    match item::validate(&self.seg, log, s.pos()) {
                         Read::Valid(m) => match self.liveness(&m, &mut now) {
                             Liveness::Live | Liveness::Stale => {
                                 10 + s.freq() * 2 + (s.log() == LogId::Main) as u64

@@ -939,13 +939,12 @@ impl Iterator for Keys {
             }
             let mut key = Vec::new();
             let log = e.seg.log(s.log());
-            if let Read::Valid(m) = item::read(
+            if let Read::Valid(m) = item::read_entry(
                 &e.seg,
                 log,
                 s.pos(),
-                None,
+                &mut key,
                 Some(&mut value),
-                Some(&mut key),
                 Check::Reader,
             ) {
                 if e.liveness(&m, &mut None) == Liveness::Live

@@ -235,7 +235,7 @@ impl Engine {
             let own_copy = log.id == LogId::Main && pos % log.len == npos % log.len;
             let intact = own_copy
                 || matches!(
-                    item::read(&self.seg, log, pos, Some(key), None, None, Check::Evictor),
+                    item::read_value(&self.seg, log, pos, key, None, Check::Evictor),
                     Read::Valid(_)
                 );
             if !intact || ks.valid.as_ref().is_some_and(|f| f.slot_index != index) {
@@ -335,13 +335,12 @@ impl Engine {
     fn copy_item(&self, from: &LogGeom, pos: u64, to: LogId, depth: u32) -> Option<(u64, Vec<u8>)> {
         let mut key = Vec::new();
         let mut value = Vec::new();
-        let Read::Valid(meta) = item::read(
+        let Read::Valid(meta) = item::read_entry(
             &self.seg,
             from,
             pos,
-            None,
+            &mut key,
             Some(&mut value),
-            Some(&mut key),
             Check::Evictor,
         ) else {
             return None;

@@ -193,15 +193,9 @@ impl Engine {
                 continue;
             }
             let log = self.seg.log(s.log());
-            if let Read::Valid(_) = item::read(
-                &self.seg,
-                log,
-                s.pos(),
-                None,
-                None,
-                Some(&mut key),
-                Check::Reader,
-            ) {
+            if let Read::Valid(_) =
+                item::read_entry(&self.seg, log, s.pos(), &mut key, None, Check::Reader)
+            {
                 if self.hash(&key) == hash {
                     return Some(key);
                 }
