@@ -4,9 +4,10 @@
 //! CAS that makes a written item the key's), `free_slot` (the slot a new
 //! key takes), `clear_others`, `void_pending`, `forget_slot`; plus `reap`
 //! (drop a dead item), `bump` (hit frequency) and the ghost checks.
-//! Called by `read.rs`, `write.rs`, `lease.rs` and `log.rs` (the tail pass
-//! moves keys under the lock with `key_slots`); calls `item.rs` to read
-//! records and `lease.rs` for the state of PENDING slots.
+//! Called by `read.rs`, `write.rs`, `lease.rs`, `cache.rs` (`find` for
+//! incr, touch, ttl) and `log.rs` (the tail pass moves keys under the lock
+//! with `key_slots`); calls `item.rs` to read records and `lease.rs` for
+//! the state of PENDING slots.
 
 use std::sync::atomic::Ordering;
 

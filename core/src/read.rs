@@ -1,8 +1,8 @@
 //! The read path: `lookup` (a get: find, liveness, hit accounting and
 //! sampling), and the reads that need more than the value: `names_of` (a
 //! found item's tag names) and `export` (a live entry for `dump`). Called
-//! by `cache.rs`, `lease.rs` (through `find`) and `dump.rs`; calls
-//! `bucket.rs` (`find`, `bump`, `reap`) and `item.rs`.
+//! by `cache.rs` and `dump.rs`; calls `bucket.rs` (`find`, `bump`,
+//! `reap`), `sampling.rs` and `item.rs`.
 
 use std::time::Duration;
 
