@@ -56,6 +56,7 @@ impl Engine {
     }
 
     /// Tag (hash, current version) pairs for a write.
+    #[inline]
     pub fn tag_pairs(&self, tags: &[&[u8]]) -> Result<Vec<(u64, u64)>> {
         if tags.len() > MAX_TAGS {
             return Err(Error::InvalidArgument(format!(
@@ -78,6 +79,7 @@ impl Engine {
     }
 
     /// TTL in ms after defaults and jitter (0 = never).
+    #[inline]
     pub fn ttl_ms(&self, ttl: Ttl) -> Result<u64> {
         let ms = match ttl.validate()? {
             Ttl::Default => self.seg.g.default_ttl_ms,
