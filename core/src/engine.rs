@@ -16,6 +16,7 @@ use crate::options::{MAX_KEY_LEN, MAX_TAG_LEN, MAX_TAGS, Ttl};
 use crate::segment::Segment;
 use crate::sys;
 
+/// One process's handle on a segment: what every `Cache` clone shares.
 pub(crate) struct Engine {
     pub seg: Segment,
     /// Whether this handle samples latencies and hot keys (`sampling.rs`).
