@@ -264,7 +264,8 @@ pub(crate) enum Read {
     /// A valid item of another key (a tag collision).
     OtherKey,
     /// A valid item of the key asked for (`read_value`; of any key for
-    /// `read_entry` and `validate`); the value (if asked) is in the caller's buffer.
+    /// `read_entry` and `validate`); the value (if asked) is in the
+    /// caller's buffer.
     Valid(Meta),
 }
 
