@@ -263,8 +263,9 @@ pub(crate) enum Read {
     Invalid,
     /// A valid item of another key (a tag collision).
     OtherKey,
-    /// A valid item of the key asked for (or of any key when none was
-    /// given); the value (if asked) is in the caller's buffer.
+    /// A valid item of the key asked for (`read_value`; of any key for
+    /// `read_entry` and `validate`); the value (if asked) is in the
+    /// caller's buffer.
     Valid(Meta),
 }
 
@@ -360,7 +361,7 @@ pub(crate) fn readable(seg: &Segment, log: &LogGeom, pos: u64) -> bool {
     !log.before(pos, tail)
 }
 
-/// How `read` validates.
+/// How `read_value` and `read_entry` validate.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Check {
     /// A reader: the tail must not have passed the item, before and after
@@ -372,84 +373,47 @@ pub(crate) enum Check {
     Evictor,
 }
 
-/// Reads and validates the item at `pos` of `log`.
-///
-/// * `key`: compare against this key (`OtherKey` when different).
-/// * `value`: copy the value here.
-/// * `key_out`: copy the key here (for scans that do not know the key).
+/// The checks before a read copies anything: for a reader, the tail must
+/// not have passed the item; then its header (bounds-checked). Returns the
+/// offset of the key and the header.
 #[inline(always)]
-pub(crate) fn read(
-    seg: &Segment,
-    log: &LogGeom,
-    pos: u64,
-    key: Option<&[u8]>,
-    value: Option<&mut Vec<u8>>,
-    key_out: Option<&mut Vec<u8>>,
-    check: Check,
-) -> Read {
-    let reader = check == Check::Reader;
+fn open(seg: &Segment, log: &LogGeom, pos: u64, reader: bool) -> Option<(u64, Meta)> {
     if reader && !readable(seg, log, pos) {
-        return Read::Invalid;
+        return None;
     }
-    let Some((key_off, meta)) = load_meta(seg, log, pos) else {
-        return Read::Invalid;
-    };
-    let val_off = key_off + pad8(meta.key_len() as u64);
-    if let Some(k) = key {
-        if k.len() != meta.key_len() || !key_equals(seg, key_off, k) {
-            // A different key, or bytes being overwritten: callers treat
-            // both as "not this key".
-            return if !reader || readable(seg, log, pos) {
-                Read::OtherKey
-            } else {
-                Read::Invalid
-            };
+    load_meta(seg, log, pos)
+}
+
+/// Copies `len` value bytes at `off` into `value` (into a scratch buffer
+/// when `None`) and hashes the copy, seeded with `chain()` (the checksum
+/// chain so far, computed after the copy).
+#[inline(always)]
+fn copy_and_sum(
+    seg: &Segment,
+    off: u64,
+    len: usize,
+    value: Option<&mut Vec<u8>>,
+    chain: impl FnOnce() -> u64,
+) -> u64 {
+    match value {
+        Some(v) => {
+            copy_out(seg, off, len, v);
+            xxh3_64_with_seed(v, chain())
         }
-    }
-    let seed = seg.g.hash_seed;
-    // The checksum chain runs over the copies, never over shared memory.
-    let sum = match (key, key_out, value) {
-        (Some(k), _, Some(v)) => {
-            copy_out(seg, val_off, meta.value_len(), v);
-            xxh3_64_with_seed(v, partial_checksum(seed, pos, &meta, k))
-        }
-        (Some(k), _, None) => with_scratch(|s| {
-            copy_out(seg, val_off, meta.value_len(), s);
-            xxh3_64_with_seed(s, partial_checksum(seed, pos, &meta, k))
+        None => with_scratch(|s| {
+            copy_out(seg, off, len, s);
+            xxh3_64_with_seed(s, chain())
         }),
-        (None, Some(ko), v) => {
-            copy_out(seg, key_off, meta.key_len(), ko);
-            let kh = partial_checksum(seed, pos, &meta, ko);
-            match v {
-                Some(v) => {
-                    copy_out(seg, val_off, meta.value_len(), v);
-                    xxh3_64_with_seed(v, kh)
-                }
-                None => with_scratch(|s| {
-                    copy_out(seg, val_off, meta.value_len(), s);
-                    xxh3_64_with_seed(s, kh)
-                }),
-            }
-        }
-        (None, None, v) => {
-            let kh = with_scratch(|s| {
-                copy_out(seg, key_off, meta.key_len(), s);
-                partial_checksum(seed, pos, &meta, s)
-            });
-            match v {
-                Some(v) => {
-                    copy_out(seg, val_off, meta.value_len(), v);
-                    xxh3_64_with_seed(v, kh)
-                }
-                None => with_scratch(|s| {
-                    copy_out(seg, val_off, meta.value_len(), s);
-                    xxh3_64_with_seed(s, kh)
-                }),
-            }
-        }
-    };
-    // Seqlock-style validation: the copies above happen before this fence;
-    // if any of them saw a byte of a newer writer, the tail that writer
+    }
+}
+
+/// The checks after the copies: `Valid` only if the log has not lapped the
+/// item meanwhile (a reader) and `sum`, the checksum of the copies,
+/// matches the stored one.
+#[inline(always)]
+fn validated(seg: &Segment, log: &LogGeom, pos: u64, reader: bool, sum: u64, meta: Meta) -> Read {
+    // Seqlock-style validation: the copies before this fence happen before
+    // it; if any of them saw a byte of a newer writer, the tail that writer
     // waited for is visible to the load below.
     fence(Ordering::Acquire);
     if reader && !readable(seg, log, pos) {
@@ -461,8 +425,86 @@ pub(crate) fn read(
     Read::Valid(meta)
 }
 
+/// Reads and validates `key`'s item at `pos` of `log` (the get path, and
+/// any caller that knows the key): `OtherKey` when the item holds another
+/// key; the value is copied into `value` (`None`: only validated).
+#[inline(always)]
+pub(crate) fn read_value(
+    seg: &Segment,
+    log: &LogGeom,
+    pos: u64,
+    key: &[u8],
+    value: Option<&mut Vec<u8>>,
+    check: Check,
+) -> Read {
+    let reader = check == Check::Reader;
+    let Some((key_off, meta)) = open(seg, log, pos, reader) else {
+        return Read::Invalid;
+    };
+    let val_off = key_off + pad8(meta.key_len() as u64);
+    if key.len() != meta.key_len() || !key_equals(seg, key_off, key) {
+        // A different key, or bytes being overwritten: callers treat
+        // both as "not this key".
+        return if !reader || readable(seg, log, pos) {
+            Read::OtherKey
+        } else {
+            Read::Invalid
+        };
+    }
+    let seed = seg.g.hash_seed;
+    // The checksum chain runs over the copies, never over shared memory.
+    let sum = copy_and_sum(seg, val_off, meta.value_len(), value, || {
+        partial_checksum(seed, pos, &meta, key)
+    });
+    validated(seg, log, pos, reader, sum, meta)
+}
+
+/// Reads and validates the item at `pos` of `log`, whatever its key, into
+/// `key` and `value` (`None`: only validated): for scans and the tail pass,
+/// which do not know the key.
+#[inline(always)]
+pub(crate) fn read_entry(
+    seg: &Segment,
+    log: &LogGeom,
+    pos: u64,
+    key: &mut Vec<u8>,
+    value: Option<&mut Vec<u8>>,
+    check: Check,
+) -> Read {
+    let reader = check == Check::Reader;
+    let Some((key_off, meta)) = open(seg, log, pos, reader) else {
+        return Read::Invalid;
+    };
+    let val_off = key_off + pad8(meta.key_len() as u64);
+    let seed = seg.g.hash_seed;
+    // The checksum chain runs over the copies, never over shared memory.
+    copy_out(seg, key_off, meta.key_len(), key);
+    let kh = partial_checksum(seed, pos, &meta, key);
+    let sum = copy_and_sum(seg, val_off, meta.value_len(), value, || kh);
+    validated(seg, log, pos, reader, sum, meta)
+}
+
+/// Validates the item at `pos` of `log` as a reader, whatever its key,
+/// copying nothing out (key and value go through a scratch buffer): for a
+/// decision that needs only the checked header.
+#[inline(always)]
+pub(crate) fn validate(seg: &Segment, log: &LogGeom, pos: u64) -> Read {
+    let Some((key_off, meta)) = open(seg, log, pos, true) else {
+        return Read::Invalid;
+    };
+    let val_off = key_off + pad8(meta.key_len() as u64);
+    let seed = seg.g.hash_seed;
+    // The checksum chain runs over the copies, never over shared memory.
+    let kh = with_scratch(|s| {
+        copy_out(seg, key_off, meta.key_len(), s);
+        partial_checksum(seed, pos, &meta, s)
+    });
+    let sum = copy_and_sum(seg, val_off, meta.value_len(), None, || kh);
+    validated(seg, log, pos, true, sum, meta)
+}
+
 /// Copies the tag-names block of the item at `pos` into `out` (empty for
-/// an item without tags). `meta` comes from a `read` of the same item just
+/// an item without tags). `meta` comes from a read of the same item just
 /// before. For a reader, `false` when the log lapped the item meanwhile
 /// (the bytes may be another item's). The names are not checksummed: see
 /// the module comment.

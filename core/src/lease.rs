@@ -43,14 +43,18 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::cache::{Cache, Counter, Engine, Liveness, Mode, Outcome, Write};
+use crate::bucket::{Mode, Outcome};
+use crate::cache::Cache;
+use crate::engine::{Engine, Liveness};
 use crate::error::{Error, Result};
 use crate::index::{self, KIND_PENDING, LEASE_GEN_MASK, LOCK_WAIT_LIMIT, Slot, tag_of};
 use crate::item::FLAG_NEGATIVE;
 use crate::layout::{LEASE_SIZE, SLOTS};
 use crate::options::{GetOrSetOptions, MAX_TTL, Ttl};
 use crate::registry::{TOKEN_BITS, TOKEN_MASK};
+use crate::stats::Counter;
 use crate::sys;
+use crate::write::Write;
 
 const CLAIM: u64 = 0;
 const HASH: u64 = 8;

@@ -35,8 +35,10 @@ compile_error!(
 #[doc(test(attr(deny(warnings))))]
 pub struct ReadmeDoctests;
 
+mod bucket;
 mod cache;
 mod dump;
+mod engine;
 mod error;
 mod index;
 mod item;
@@ -45,12 +47,14 @@ mod lease;
 mod log;
 pub mod message;
 mod options;
+mod read;
 mod registry;
 mod sampling;
 mod segment;
 mod shm;
 mod stats;
 mod sys;
+mod write;
 
 pub use cache::{Cache, Keys, ReadInto, unlink, unlink_path};
 pub use dump::{DUMP_MAGIC, DUMP_VERSION, DumpReport, LoadReport, dump_to, load_from};

@@ -20,12 +20,13 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::cache::{Counter, Engine, Liveness};
+use crate::engine::{Engine, Liveness};
 use crate::index::{KIND_ITEM, Slot, tag_of};
 use crate::item::{self, Check, Encoded, Read};
 use crate::layout::ITEM_HEADER;
 use crate::layout::SLOTS;
 use crate::segment::{LogGeom, LogId, REC_ITEM, REC_MAGIC, REC_PAD};
+use crate::stats::Counter;
 
 /// Deepest nesting of tail passes (a promotion's or reinsertion's own
 /// allocation makes room too); deeper allocations skip it, which only costs
@@ -234,7 +235,7 @@ impl Engine {
             let own_copy = log.id == LogId::Main && pos % log.len == npos % log.len;
             let intact = own_copy
                 || matches!(
-                    item::read(&self.seg, log, pos, Some(key), None, None, Check::Evictor),
+                    item::read_value(&self.seg, log, pos, key, None, Check::Evictor),
                     Read::Valid(_)
                 );
             if !intact || ks.valid.as_ref().is_some_and(|f| f.slot_index != index) {
@@ -334,13 +335,12 @@ impl Engine {
     fn copy_item(&self, from: &LogGeom, pos: u64, to: LogId, depth: u32) -> Option<(u64, Vec<u8>)> {
         let mut key = Vec::new();
         let mut value = Vec::new();
-        let Read::Valid(meta) = item::read(
+        let Read::Valid(meta) = item::read_entry(
             &self.seg,
             from,
             pos,
-            None,
+            &mut key,
             Some(&mut value),
-            Some(&mut key),
             Check::Evictor,
         ) else {
             return None;

@@ -17,10 +17,11 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::cache::{Counter, Engine};
+use crate::engine::Engine;
 use crate::index::{KIND_ITEM, Slot, tag_of};
 use crate::item::{self, Check, Read};
 use crate::layout::{HIST_BUCKETS, HIST_OPS, HIST_STRIPES, HOT_ENTRIES, SLOTS};
+use crate::stats::Counter;
 use crate::sys;
 
 /// One operation in this many (per thread and kind, on average) is sampled.
@@ -192,15 +193,9 @@ impl Engine {
                 continue;
             }
             let log = self.seg.log(s.log());
-            if let Read::Valid(_) = item::read(
-                &self.seg,
-                log,
-                s.pos(),
-                None,
-                None,
-                Some(&mut key),
-                Check::Reader,
-            ) {
+            if let Read::Valid(_) =
+                item::read_entry(&self.seg, log, s.pos(), &mut key, None, Check::Reader)
+            {
                 if self.hash(&key) == hash {
                     return Some(key);
                 }

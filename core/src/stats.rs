@@ -1,13 +1,60 @@
-//! Segment-wide statistics. Counters are striped over 64 cache lines
-//! (each thread adds to its own stripe), so no single line bounces between
-//! cores on every get; `stats()` sums the stripes.
+//! Segment-wide statistics: the `Counter`s, `Engine::count` (adding to
+//! one) and `entry_removed`, and the `Stats` snapshot built from them.
+//! Counters are striped over 64 cache lines (each thread adds to its own
+//! stripe), so no single line bounces between cores on every get; `stats()`
+//! sums the stripes. Called by every engine module (to count) and by
+//! `cache.rs` (`collect`, `reset_entries`); calls only `engine.rs`.
 
 use std::sync::atomic::Ordering;
 
-use crate::cache::{Counter, Engine};
+use crate::engine::Engine;
 use crate::index::{KIND_GHOST, Slot};
 use crate::layout::SLOTS;
-use crate::layout::{LAYOUT_VERSION, NSTRIPES};
+use crate::layout::{LAYOUT_VERSION, NCOUNTERS, NSTRIPES};
+use crate::sys;
+
+/// Segment-wide counters (striped, see the module comment).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Counter {
+    Hits = 0,
+    Misses,
+    Inserts,
+    Updates,
+    Deletes,
+    Evictions,
+    Expirations,
+    GetOrSetWaits,
+    Promotions,
+    Reinsertions,
+    LockTakeovers,
+    LeaseTakeovers,
+    GhostHits,
+    MovedToMain,
+    /// Entries of the current clear epoch that left the index (deleted,
+    /// evicted, expired, invalidated, replaced while dead): `stats.rs`
+    /// derives the live `entries` from it and `Inserts`.
+    EntriesRemoved,
+    /// Hits sampled for the hot-key table (`sampling.rs`).
+    SampledHits,
+}
+const _: () = assert!((Counter::SampledHits as usize) < NCOUNTERS);
+
+impl Engine {
+    #[inline]
+    pub fn count(&self, c: Counter, n: u64) {
+        self.seg
+            .counter(sys::stripe(NSTRIPES as u32), c as usize)
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts an entry (an item of clear epoch `epoch`) leaving the index;
+    /// items of an older epoch were forgotten by `clear` already.
+    pub fn entry_removed(&self, epoch: u64) {
+        if epoch == self.seg.clear_epoch().load(Ordering::Relaxed) {
+            self.count(Counter::EntriesRemoved, 1);
+        }
+    }
+}
 
 /// A snapshot of a segment's statistics. Counters are monotonic for the
 /// segment's life and cover every process.

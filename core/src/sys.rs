@@ -202,16 +202,25 @@ pub(crate) fn seed_entropy() -> u64 {
     xxhash_rust::xxh3::xxh3_64_with_seed(&t.to_ne_bytes(), c)
 }
 
-/// This thread's statistics stripe.
+/// This thread's statistics stripe. (The first call's choice is out of
+/// line, so the thread-local access stays small enough to inline into
+/// every counter update, wherever codegen places it.)
 pub(crate) fn stripe(nstripes: u32) -> u32 {
     STRIPE.with(|c| {
         let s = c.get();
         if s != u32::MAX {
             return s % nstripes;
         }
-        let n = THREAD_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let s = xxhash_rust::xxh3::xxh3_64_with_seed(&n.to_ne_bytes(), seed_entropy()) as u32;
-        c.set(s);
-        s % nstripes
+        first_stripe(c) % nstripes
     })
+}
+
+/// Picks and stores this thread's stripe (its first counter update).
+#[cold]
+#[inline(never)]
+fn first_stripe(c: &Cell<u32>) -> u32 {
+    let n = THREAD_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let s = xxhash_rust::xxh3::xxh3_64_with_seed(&n.to_ne_bytes(), seed_entropy()) as u32;
+    c.set(s);
+    s
 }

@@ -20,13 +20,15 @@
 //!   `fetch_add(1, AcqRel)` of the generation. A process that dies sets its
 //!   ground-truth flag and then (the kernel, at exit) drops its OFD lock:
 //!   the liveness oracle says dead only after it stopped.
-//! * `item.rs` `read` (`Check::Reader` and `Check::Evictor`) and
+//! * `item.rs` `read_value` and `read_entry` (`Check::Reader` and
+//!   `Check::Evictor`) and
 //!   `holds_key`; items are three words (key, version, checksum seeded
 //!   with the position); `write` as in [`crate::ring`].
-//! * `cache.rs` `Engine::find` (lock-free, follows a slot that changed),
+//! * `bucket.rs` `Engine::find` (lock-free, follows a slot that changed),
 //!   `key_slots` (valid copy, other copies identified by key bytes,
 //!   validated or not, the key's PENDING slot), `publish` (the CAS loop,
-//!   `clear_others`, voiding a PENDING slot), `free_slot`, `delete`.
+//!   `clear_others`, voiding a PENDING slot), `free_slot`; `write.rs`
+//!   `delete`.
 //! * `log.rs` `evict_at` for an item promoted or reinserted: the tail
 //!   claims it, `copy_item` (read with `Check::Evictor`, write the copy),
 //!   then `publish_move` under the lock: `key_slots`, the source re-read
@@ -210,7 +212,7 @@ impl Drop for Guard<'_> {
     }
 }
 
-/// What `key_slots` found (`cache.rs` `KeySlots`).
+/// What `key_slots` found (`bucket.rs` `KeySlots`).
 pub(crate) struct KeySlots {
     pub pending: Option<(usize, Slot)>,
     pub valid: Option<(usize, Slot, u64)>,
@@ -429,7 +431,8 @@ impl Seg {
         self.tail.load(Ordering::Acquire) <= pos
     }
 
-    /// `item::read` (`reader`: `Check::Reader`, else `Check::Evictor`).
+    /// `item::read_value` (`key` given) or `item::read_entry` (`None`)
+    /// (`reader`: `Check::Reader`, else `Check::Evictor`).
     pub fn read(&self, pos: u64, key: Option<u64>, reader: bool) -> Read {
         if reader && !self.readable(pos) {
             return Read::Invalid;
@@ -462,7 +465,7 @@ impl Seg {
         self.items[pos as usize].key.load(Ordering::Relaxed) == key
     }
 
-    // ---- the index (cache.rs) ---------------------------------------
+    // ---- the index (bucket.rs, write.rs) ----------------------------
 
     /// `Engine::find`: lock-free; follows a slot that changed under it.
     pub fn find(&self, key: u64) -> Option<(usize, Slot, u64)> {

@@ -25,7 +25,7 @@
 //!   record's deadline): a
 //!   spurious timeout is one more `begin_fill` round, which the model
 //!   already explores through the other paths;
-//! * `Engine::delete` (voids the key's fill in progress).
+//! * `write.rs` `Engine::delete` (voids the key's fill in progress).
 //!
 //! Oracles, checked under the bucket lock against ghost state (every
 //! decision about a key's fill is made under it): a caller leads (new

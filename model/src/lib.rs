@@ -11,12 +11,13 @@
 //! within a preemption bound.
 //!
 //! * [`ring`]: item write and validated read over a ring (invariants I2,
-//!   I3; `item.rs` `write`/`read`/`readable`, `log.rs` `alloc_raw`,
+//!   I3; `item.rs` `write`/`read_value`/`readable`, `log.rs` `alloc_raw`,
 //!   `make_room`).
 //! * [`bucket`]: the bucket lock with kernel-judged liveness, publish,
 //!   delete, and an evictor's move under the lock, against readers
 //!   (invariant I1; `index.rs` `lock_bucket`, `registry.rs` `alive`/
-//!   `register`, `cache.rs` `key_slots`/`publish`/`delete`/`find`,
+//!   `register`, `bucket.rs` `key_slots`/`publish`/`find`, `write.rs`
+//!   `delete`,
 //!   `log.rs` `evict_at`).
 //! * [`lease`]: get_or_set's per-key leases (`lease.rs` `alloc_lease`,
 //!   `begin_fill`, `FillLease::fill`, `release`).

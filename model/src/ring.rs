@@ -13,10 +13,10 @@
 //! * `item.rs` `write`: checksum computed first, `fence(Release)`, the
 //!   words with `store(Relaxed)`, the checksum word last with
 //!   `store(Release)`;
-//! * the publish of the new item's slot (`cache.rs` `publish`:
+//! * the publish of the new item's slot (`bucket.rs` `publish`:
 //!   `compare_exchange(AcqRel, Relaxed)`);
-//! * `item.rs` `read` with `Check::Reader`: `readable` (`tail.load(Acquire)`,
-//!   not passed), `load_meta` (header words including the checksum,
+//! * `item.rs` `read_value` with `Check::Reader`: `readable`
+//!   (`tail.load(Acquire)`, not passed), `load_meta` (header words including the checksum,
 //!   `load(Relaxed)`), `key_equals` (`load(Relaxed)`; a different key is
 //!   `OtherKey` only if still readable), `copy_out` (`load(Relaxed)`),
 //!   `fence(Acquire)`, `readable` again, then the checksum.
@@ -51,9 +51,10 @@ pub enum Variant {
     Correct,
     /// `item::write` without its `fence(Release)` before the word stores.
     NoReleaseFence,
-    /// `item::read` without its `fence(Acquire)` after the copies.
+    /// `item::read_value` without its `fence(Acquire)` after the copies
+    /// (`validated`).
     NoAcquireFence,
-    /// `item::read` without the second `readable` (tail re-check).
+    /// `item::read_value` without the second `readable` (tail re-check).
     NoTailRecheck,
     /// The checksum not seeded with the item's position.
     UnseededChecksum,
@@ -194,7 +195,7 @@ impl Ring {
         self.tail.load(Ordering::Acquire) <= pos
     }
 
-    /// `item::read(.., Check::Reader)` of the item at `pos` for `key`.
+    /// `item::read_value(.., Check::Reader)` of the item at `pos` for `key`.
     /// `expect`: the words its owner wrote there (`None`: the oracle is
     /// skipped, e.g. for a late writer). Returns the version read.
     fn read(
