@@ -208,6 +208,34 @@ pub struct GetOrSetOptions<'a> {
     pub negative_ttl: Option<Duration>,
 }
 
+/// A duration option given in seconds, as Python and Node pass `lease`,
+/// `grace`, `negative_ttl` and a segment's default `ttl`: a finite number
+/// from 0 to [`MAX_TTL`]; 0 stays 0 (whether an option may be 0 is that
+/// option's rule, checked where it is used: a `lease` may not, a `grace`
+/// may); a positive value below the 1 ms resolution becomes 1 ms. The one
+/// conversion every binding uses, so they cannot disagree.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(memshelf::duration_from_secs("grace", 0.0)?, Duration::ZERO);
+/// assert_eq!(memshelf::duration_from_secs("lease", 1e-6)?, Duration::from_millis(1));
+/// assert!(memshelf::duration_from_secs("lease", -1.0).is_err());
+/// assert!(memshelf::duration_from_secs("lease", f64::NAN).is_err());
+/// # Ok::<(), memshelf::Error>(())
+/// ```
+pub fn duration_from_secs(what: &str, secs: f64) -> Result<Duration> {
+    if !secs.is_finite() || secs < 0.0 || secs > MAX_TTL.as_secs_f64() {
+        return Err(Error::InvalidTtl(format!(
+            "{what} of {secs} seconds is out of range (a finite number from 0 to {} s)",
+            MAX_TTL.as_secs()
+        )));
+    }
+    if secs == 0.0 {
+        return Ok(Duration::ZERO);
+    }
+    Ok(Duration::from_secs_f64(secs).max(Duration::from_millis(1)))
+}
+
 impl Default for GetOrSetOptions<'_> {
     fn default() -> Self {
         GetOrSetOptions {

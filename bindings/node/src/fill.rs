@@ -59,10 +59,13 @@ pub fn begin_fill<'e>(
             ..GetOrSetOptions::default()
         };
         if let Some(l) = args.lease {
-            o.lease = duration_arg(l)?;
+            o.lease = duration_arg("lease", l)?;
         }
-        o.grace = args.grace.map(duration_arg).transpose()?;
-        o.negative_ttl = args.negative_ttl.map(duration_arg).transpose()?;
+        o.grace = args.grace.map(|g| duration_arg("grace", g)).transpose()?;
+        o.negative_ttl = args
+            .negative_ttl
+            .map(|n| duration_arg("negativeTtl", n))
+            .transpose()?;
         Ok(o)
     })()
     .or_throw(env)?;

@@ -51,11 +51,8 @@ fn ttl_arg(secs: Option<f64>) -> memshelf::Result<Ttl> {
 
 /// Seconds to a duration for lease/grace/negative TTL (0 stays 0: the
 /// engine decides whether 0 is allowed).
-fn duration_arg(secs: f64) -> memshelf::Result<Duration> {
-    Ok(match Ttl::from_secs_f64(secs)? {
-        Ttl::After(d) => d,
-        Ttl::Default | Ttl::Never => Duration::ZERO,
-    })
+fn duration_arg(what: &str, secs: f64) -> memshelf::Result<Duration> {
+    memshelf::duration_from_secs(what, secs)
 }
 
 /// A non-negative integral number of bytes, or a size such as `"64MiB"`.
@@ -106,7 +103,7 @@ pub fn open(env: &Env, name: String, args: OpenArgs) -> Result<u32> {
             o.mode(m);
         }
         if let Some(t) = args.ttl {
-            o.ttl(duration_arg(t)?);
+            o.ttl(duration_arg("ttl", t)?);
         }
         if let Some(j) = args.ttl_jitter {
             o.ttl_jitter(j);

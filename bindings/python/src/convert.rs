@@ -116,14 +116,7 @@ pub(crate) fn seconds(t: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
 }
 
 pub(crate) fn duration_of(py: Python<'_>, t: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
-    let s = seconds(t, what)?;
-    match Ttl::from_secs_f64(s).py_err(py)? {
-        Ttl::After(d) => Ok(d),
-        _ => Err(error_to_py(
-            py,
-            &Error::InvalidTtl(format!("{what} must be > 0 seconds (got {s})")),
-        )),
-    }
+    memshelf::duration_from_secs(what, seconds(t, what)?).py_err(py)
 }
 
 /// An optional duration: `None` (or absent) stays `None`.

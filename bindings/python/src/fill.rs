@@ -40,7 +40,7 @@ impl FillArgs {
         let ttl = ttl_of(py, ttl)?;
         let lease = match lease {
             Some(l) if !l.is_none() => duration_of(py, l, "lease")?,
-            _ => Duration::from_secs(10),
+            _ => GetOrSetOptions::default().lease,
         };
         let grace = opt_duration(py, grace, "grace")?;
         let negative_ttl = opt_duration(py, negative_ttl, "negative_ttl")?;

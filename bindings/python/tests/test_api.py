@@ -397,3 +397,15 @@ def test_keys_types_and_prefix(cache):
     assert cache.keys(None) == cache.keys()
     assert cache.delete_prefix(bytearray(b"\xff")) == 1
     assert cache.name and cache.name in repr(cache)
+
+
+def test_duration_options_follow_the_engine_rules(cache):
+    # One conversion (memshelf::duration_from_secs) and the engine's rules,
+    # as in Node and C: grace may be 0, lease and negative_ttl may not; a
+    # negative, NaN or too long duration is InvalidTtl.
+    assert cache.get_or_set("g0", lambda: b"v", grace=0) == b"v"
+    for bad in (dict(lease=0), dict(negative_ttl=0), dict(lease=-1), dict(grace=float("nan")),
+                dict(lease=1e12)):
+        with pytest.raises(memshelf.InvalidTtl):
+            cache.get_or_set("bad", lambda: b"v", **bad)
+    assert "bad" not in cache
