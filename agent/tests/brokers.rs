@@ -286,36 +286,7 @@ fn cli(port: u16, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_of_three_masters_pubsub_and_streams() {
-    let nodes: Vec<Redis> = (0..3)
-        .map(|_| {
-            Redis::start_with(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "{dir}/nodes.conf",
-                "--cluster-node-timeout",
-                "2000",
-            ])
-        })
-        .collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let out = Command::new("redis-cli")
-        .arg("--cluster")
-        .arg("create")
-        .args(&addrs)
-        .arg("--cluster-yes")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("redis-cli --cluster create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (nodes, addrs) = start_cluster(3);
     for n in &nodes {
         wait_until("cluster_state:ok", 20, || {
             cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")

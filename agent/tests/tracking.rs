@@ -385,36 +385,7 @@ fn cluster_ok(port: u16) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_is_tracked_on_every_master_and_a_lost_master_is_a_gap() {
-    let mut nodes: Vec<Redis> = (0..3)
-        .map(|_| {
-            Redis::start_with(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "{dir}/nodes.conf",
-                "--cluster-node-timeout",
-                "2000",
-            ])
-        })
-        .collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let out = Command::new("redis-cli")
-        .arg("--cluster")
-        .arg("create")
-        .args(&addrs)
-        .arg("--cluster-yes")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("redis-cli --cluster create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (mut nodes, addrs) = start_cluster(3);
     for n in &nodes {
         wait_for("cluster_state:ok", || cluster_ok(n.port)).await;
     }

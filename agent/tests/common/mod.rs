@@ -250,6 +250,43 @@ pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// A test configuration: fast backoff, HTTP on an ephemeral port.
+/// `n` cluster-enabled redis-servers joined into one cluster of `n`
+/// masters with `redis-cli --cluster create`, and their `host:port`s (the
+/// caller waits for `cluster_state:ok` as it prefers).
+pub fn start_cluster(n: usize) -> (Vec<Redis>, Vec<String>) {
+    let nodes: Vec<Redis> = (0..n)
+        .map(|_| {
+            Redis::start_with(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "{dir}/nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            ])
+        })
+        .collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&addrs)
+        .arg("--cluster-yes")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("redis-cli --cluster create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    (nodes, addrs)
+}
+
 pub fn config(segments: &[&str], redis: &Redis) -> Config {
     let mut c = Config::new(segments, redis.broker());
     c.metrics_addr = Some("127.0.0.1:0".into());
