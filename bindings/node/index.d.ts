@@ -291,16 +291,20 @@ export function unlink(name: string, options?: { path?: string }): void;
 
 /** Fields of an invalidation message (SPEC section 6). */
 export interface InvalidationMessage {
-  /** `del` (needs `keys`), `del_prefix` (needs `prefix`), `tag` (needs `tag`), `clear` or `hb`. */
+  /**
+   * `del` (needs at least one key in `keys`), `del_prefix` (needs a
+   * non-empty UTF-8 `prefix`), `tag` (needs a non-empty UTF-8 `tag`),
+   * `clear` or `hb`; a field the op does not take is a RangeError.
+   */
   op: 'del' | 'del_prefix' | 'tag' | 'clear' | 'hb';
   keys?: Array<string | Uint8Array>;
   prefix?: string | Uint8Array;
   tag?: string | Uint8Array;
   /** Only this segment (absent: every segment the agent serves). */
   cache?: string;
-  /** Writer id plus per-boot nonce; goes with `seq`. */
+  /** Writer id plus per-boot nonce (alone: agents on its own host skip the message). */
   origin?: string;
-  /** Per-origin contiguous sequence number; goes with `origin`. */
+  /** Per-origin contiguous sequence number (needs `origin`; lets agents detect gaps). */
   seq?: number;
   /** Sender's unix time in ms. */
   ts?: number;
