@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memshelf::message::Op;
-use memshelf::{Cache, MAX_KEY_LEN, OpenOptions};
+use memshelf::{Cache, OpenOptions};
 use tracing::{error, info, warn};
 
 use crate::config::{Config, FeedKind, GapPolicy};
@@ -408,7 +408,7 @@ impl Applier {
         if let Op::Del(keys) = &inv.op {
             let bad = keys
                 .iter()
-                .filter(|k| k.is_empty() || k.len() > MAX_KEY_LEN)
+                .filter(|k| memshelf::validate_key(k).is_err())
                 .count();
             for _ in 0..bad {
                 self.metrics.message(Outcome::BadKey);
@@ -438,10 +438,7 @@ impl Applier {
             let mut errors = Vec::new();
             match &inv.op {
                 Op::Del(keys) => {
-                    for k in keys
-                        .iter()
-                        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
-                    {
+                    for k in keys.iter().filter(|k| memshelf::validate_key(k).is_ok()) {
                         if let Err(e) = c.delete(k) {
                             errors.push(e);
                         }

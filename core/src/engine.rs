@@ -12,7 +12,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::{Error, Result};
 use crate::item::Meta;
-use crate::options::{MAX_KEY_LEN, MAX_TAG_LEN, MAX_TAGS, Ttl};
+use crate::options::{MAX_TAG_LEN, MAX_TAGS, Ttl};
 use crate::segment::Segment;
 use crate::sys;
 
@@ -47,13 +47,7 @@ impl Engine {
     }
 
     pub fn check_key(&self, key: &[u8]) -> Result<()> {
-        if key.is_empty() || key.len() > MAX_KEY_LEN {
-            return Err(Error::KeyTooLong {
-                len: key.len(),
-                max: MAX_KEY_LEN,
-            });
-        }
-        Ok(())
+        crate::validate_key(key)
     }
 
     /// Tag (hash, current version) pairs for a write.

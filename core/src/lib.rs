@@ -64,7 +64,7 @@ pub use lease::{FILL_WAIT_SLICE, Fill, FillCall, FillError, FillLease, WaitTicke
 pub use options::{
     DEFAULT_CAPACITY, DEFAULT_MAX_VALUE_SIZE, Expiry, GetOrSetOptions, MAX_CAPACITY, MAX_KEY_LEN,
     MAX_TAG_LEN, MAX_TAGS, MAX_TTL, MIN_CAPACITY, OpenOptions, PutOptions, Ttl, duration_from_secs,
-    parse_size, validate_name,
+    parse_size, validate_key, validate_name,
 };
 pub use sampling::Histogram;
 pub use stats::Stats;

@@ -288,11 +288,8 @@ impl Message {
                 if keys.is_empty() {
                     return Err(invalid("op \"del\" needs at least one key"));
                 }
-                if let Some(k) = keys.iter().find(|k| k.is_empty() || k.len() > MAX_KEY_LEN) {
-                    return Err(Error::KeyTooLong {
-                        len: k.len(),
-                        max: MAX_KEY_LEN,
-                    });
+                for k in keys {
+                    crate::validate_key(k)?;
                 }
             }
             Op::DelPrefix(p) => {
@@ -303,6 +300,11 @@ impl Message {
             }
             Op::Clear | Op::Heartbeat => {}
         }
+        self.validate_fields()
+    }
+
+    /// The rules on `cache`, `origin` and `seq` (every op's).
+    fn validate_fields(&self) -> Result<()> {
         if let Some(c) = &self.cache {
             crate::validate_name(c)?;
         }
@@ -409,11 +411,7 @@ impl Message {
         }
         // The building rules, except for the keys of a del (see above).
         let check = match &m.op {
-            Op::Del(_) => Message {
-                op: Op::Clear,
-                ..m.clone()
-            }
-            .validate(),
+            Op::Del(_) => m.validate_fields(),
             _ => m.validate(),
         };
         match check {

@@ -501,6 +501,24 @@ impl OpenOptions {
     }
 }
 
+/// Checks a key: 1 to [`MAX_KEY_LEN`] bytes, any bytes (`KeyTooLong`
+/// otherwise). The one rule every operation, message and binding uses.
+///
+/// ```
+/// assert!(memshelf::validate_key(b"user:42").is_ok());
+/// assert!(memshelf::validate_key(b"").is_err());
+/// assert!(memshelf::validate_key(&vec![b'k'; memshelf::MAX_KEY_LEN + 1]).is_err());
+/// ```
+pub fn validate_key(key: &[u8]) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(Error::KeyTooLong {
+            len: key.len(),
+            max: MAX_KEY_LEN,
+        });
+    }
+    Ok(())
+}
+
 /// Checks a segment name: 1-200 characters of `[A-Za-z0-9._-]`, not
 /// starting with `.`.
 pub fn validate_name(name: &str) -> Result<()> {
