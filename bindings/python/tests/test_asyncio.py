@@ -49,18 +49,37 @@ async def measure_lag(done):
     return lags, raw
 
 
+# The defect these tests look for is a wait on the event-loop thread: the
+# core's blocking wait sleeps in slices of FILL_WAIT_SLICE (50 ms) or for the
+# whole fill (0.5 s here), so a blocked loop lags 50 ms or more at once. What
+# remains after the run-queue correction on this shared 2-core VM (steal time,
+# a GC pass, the spawned process starting) reached 11 ms in CI with nothing
+# blocking; the bar sits between the two.
+BLOCKING_WAIT = 0.05
+MAX_LAG = 0.025
+
+
+def assert_loop_never_blocked(lags, raw):
+    assert len(lags) > 50
+    assert max(lags) < MAX_LAG, (
+        f"event-loop lag {max(lags) * 1000:.2f} ms (max; {max(raw) * 1000:.2f} ms "
+        f"with CPU waits) over {len(lags)} ticks"
+    )
+
+
 def test_lag_measure_sees_a_blocked_loop():
     async def main():
         done = asyncio.Event()
         tick = asyncio.create_task(measure_lag(done))
-        await asyncio.sleep(0.01)
-        time.sleep(0.02)  # blocks the loop, as a blocking wait would
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        time.sleep(BLOCKING_WAIT)  # blocks the loop for one wait slice
+        await asyncio.sleep(0.1)
         done.set()
         return await tick
 
-    lags, _ = asyncio.run(main())
-    assert max(lags) > 0.015
+    lags, raw = asyncio.run(main())
+    with pytest.raises(AssertionError, match="event-loop lag"):
+        assert_loop_never_blocked(lags, raw)
 
 
 def test_aget_aput(name):
@@ -79,8 +98,8 @@ def test_aget_aput(name):
 def test_loop_lag_stays_low_while_another_process_holds_the_lease(name):
     # Up to three measurements, each with its own held lease: a loop that
     # really blocks on the wait (the defect) lags in every one, while a
-    # single scheduling hiccup of this shared 2-core machine (seen once:
-    # one tick of 5.7 ms among 326 under 0.7 ms) does not fail the test.
+    # single scheduling hiccup of this shared 2-core machine does not fail
+    # the test (see MAX_LAG).
     # test_lag_measure_sees_a_blocked_loop shows the measure detects a
     # blocked loop.
     failures = []
@@ -133,11 +152,7 @@ def _loop_lag_once(name):
             assert other.get(timeout=30) == b"from-the-other-process"
         assert v == b"from-the-other-process"
         assert waited > 0.3, waited  # it really waited for the other process
-        assert len(lags) > 50
-        assert max(lags) < 0.005, (
-            f"event-loop lag {max(lags) * 1000:.2f} ms (max; {max(raw) * 1000:.2f} ms "
-            f"with CPU waits) over {len(lags)} ticks"
-        )
+        assert_loop_never_blocked(lags, raw)
         assert memshelf.Cache(name).stats()["get_or_set_waits"] >= 1
     finally:
         memshelf.unlink(ctl)
