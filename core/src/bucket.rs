@@ -229,9 +229,13 @@ impl Engine {
     /// measured in small-log bytes, which also count the keys that were
     /// promoted instead, so the window is twice main's bytes.
     fn ghost_recent(&self, s: Slot) -> bool {
+        self.ghost_age(s) * 8 <= 2 * self.seg.main.len
+    }
+
+    /// A ghost's age in 8-byte units of small-log insertions.
+    fn ghost_age(&self, s: Slot) -> u64 {
         let head = self.seg.head(&self.seg.small).load(Ordering::Relaxed);
-        let age = (head / 8).wrapping_sub(s.pos() / 8) & ((1 << 48) - 1);
-        age * 8 <= 2 * self.seg.main.len
+        (head / 8).wrapping_sub(s.pos() / 8) & ((1 << 48) - 1)
     }
 
     pub(crate) fn ghost_hit(&self, hash: u64) -> bool {
@@ -328,25 +332,27 @@ impl Engine {
             let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Acquire));
             let score = match s.kind() {
                 KIND_GHOST if s.tag() == tag => return (i, s),
-                KIND_EMPTY => 1,
-                KIND_GHOST if !self.ghost_recent(s) => 1,
-                KIND_GHOST => 5,
-                KIND_PENDING if self.pending_is_junk(s) => 2,
+                KIND_EMPTY => 1 << 48,
+                KIND_GHOST if !self.ghost_recent(s) => 1 << 48,
+                // The oldest recent ghost first (FIFO, as S3-FIFO's ghost
+                // queue forgets).
+                KIND_GHOST => (5 << 48) | ((1 << 48) - 1 - self.ghost_age(s).min((1 << 48) - 1)),
+                KIND_PENDING if self.pending_is_junk(s) => 2 << 48,
                 // Another key's fill in progress: the very last resort.
-                KIND_PENDING => 50,
+                KIND_PENDING => 50 << 48,
                 KIND_ITEM => {
                     let log = self.seg.log(s.log());
                     match item::validate(&self.seg, log, s.pos()) {
                         Read::Valid(m) => match self.liveness(&m, &mut now) {
                             Liveness::Live | Liveness::Stale => {
-                                10 + s.freq() * 2 + (s.log() == LogId::Main) as u64
+                                (10 + s.freq() * 2 + (s.log() == LogId::Main) as u64) << 48
                             }
-                            _ => 3,
+                            _ => 3 << 48,
                         },
-                        _ => 2,
+                        _ => 2 << 48,
                     }
                 }
-                _ => 2,
+                _ => 2 << 48,
             };
             if score < best.2 {
                 best = (i, s, score);

@@ -151,6 +151,11 @@ pub(crate) struct Geometry {
     pub nreg: u64,
 }
 
+/// Index slots per entry of the expected size. Measured on the traces
+/// (`hitratio`, P3 at 200 k entries): 3.5 slots per item hold today's hit
+/// ratio, 2.5 lose 0.2 points, 1.2 lose 8 (ghosts crowd out live keys).
+pub(crate) const SLOTS_PER_ENTRY: u64 = 3;
+
 /// Bytes of the item header (see `item.rs`).
 pub(crate) const ITEM_HEADER: u64 = 56;
 
@@ -180,6 +185,7 @@ impl Geometry {
         default_ttl_ms: u64,
         ttl_jitter_ppm: u64,
         max_value_size: Option<u64>,
+        expected_entry_size: u64,
     ) -> Result<Geometry> {
         let stats_off = HEADER_SIZE;
         let registry_off = stats_off + NSTRIPES * STRIPE_SIZE + HIST_SIZE + HOT_SIZE;
@@ -191,16 +197,18 @@ impl Geometry {
         // `lease.rs`): room for thousands of concurrent fills.
         let nleases = pow2_floor(capacity / 8192).clamp(64, 65536);
         let index_off = leases_off + nleases * LEASE_SIZE;
-        // One index slot per 32-64 bytes of capacity (the bucket count is
-        // rounded up to a power of two): an item and its ghost each need a
-        // slot, and with ~100-200 byte items a smaller index fills and
-        // evicts ghosts, then live keys, early (measured on the P3 trace:
-        // 7 points of hit ratio). An index sized to expected items (two
-        // slots per item, any bucket count) lost 1-2 points on P3, scan and
-        // gli, even with more slots than this one: see benches/README.md.
-        let nbuckets = (capacity / 64 / SLOTS_PER_BUCKET as u64)
-            .max(8)
-            .next_power_of_two();
+        // The index: SLOTS_PER_ENTRY slots per entry of the expected size
+        // (an item, a ghost, and room so that buckets rarely fill), any
+        // bucket count (multiply-shift, `Segment::bucket_of`). Entries
+        // smaller than expected get fewer slots each: ghosts are then
+        // forgotten earlier (oldest first) and, far below, live keys
+        // forced out of full buckets (see `OpenOptions::expected_entry_size`).
+        let expected_item = ITEM_HEADER + pad8(expected_entry_size.max(1));
+        let rest = capacity.saturating_sub(index_off);
+        let entries = rest / (expected_item + SLOTS_PER_ENTRY * 8);
+        let nbuckets = (entries * SLOTS_PER_ENTRY)
+            .div_ceil(SLOTS_PER_BUCKET as u64)
+            .max(8);
         let small_off = index_off + nbuckets * BUCKET_SIZE;
         if small_off + 4096 > capacity {
             return Err(Error::InvalidArgument(format!(
@@ -380,8 +388,24 @@ impl Geometry {
 }
 
 /// Smallest capacity whose logs hold `entries` items of `key_len`-byte keys
-/// and `value_len`-byte values (no tags). Used to translate a capacity in
-/// entries (as cache simulators count) into bytes.
+/// and `value_len`-byte values (no tags), for a segment opened with
+/// `expected_entry_size(key_len + value_len)`. Used to translate a capacity
+/// in entries (as cache simulators count) into bytes.
+///
+/// ```
+/// # let name = format!("doc-capacity-for-entries-{}", std::process::id());
+/// let cap = memshelf::capacity_for_entries(10_000, 16, 100);
+/// let cache = memshelf::OpenOptions::new()
+///     .capacity(cap)
+///     .expected_entry_size(116)
+///     .open(&name)?;
+/// for i in 0..10_000 {
+///     cache.put(format!("key:{i:012}"), [0u8; 100])?;
+/// }
+/// assert_eq!(cache.stats().entries, 10_000); // every entry still there
+/// # memshelf::unlink(&name)?;
+/// # Ok::<(), memshelf::Error>(())
+/// ```
 pub fn capacity_for_entries(entries: u64, key_len: u64, value_len: u64) -> u64 {
     let item = ITEM_HEADER + pad8(key_len) + pad8(value_len);
     let want = (entries.max(1) * item + 63) & !63;
@@ -393,7 +417,7 @@ pub fn capacity_for_entries(entries: u64, key_len: u64, value_len: u64) -> u64 {
     // asked for.)
     let mut cap = want + (16 << 10);
     for _ in 0..256 {
-        let next = match Geometry::compute(cap, 0, 0, 0, None) {
+        let next = match Geometry::compute(cap, 0, 0, 0, None, key_len + value_len) {
             Ok(g) if g.small_len + g.main_len >= want => return cap,
             Ok(g) => cap.max(g.small_off + want),
             Err(_) => cap + 1024,
@@ -415,7 +439,7 @@ mod tests {
             let (k, v) = (9, 64);
             let want = entries * (ITEM_HEADER + pad8(k) + pad8(v));
             let cap = capacity_for_entries(entries, k, v);
-            let g = Geometry::compute(cap, 0, 0, 0, None).unwrap();
+            let g = Geometry::compute(cap, 0, 0, 0, None, k + v).unwrap();
             let logs = g.small_len + g.main_len;
             assert!(logs >= want, "{entries}: logs {logs} < {want}");
             assert!(

@@ -62,9 +62,10 @@ pub use error::{Error, Result};
 pub use layout::{LAYOUT_VERSION, capacity_for_entries};
 pub use lease::{FILL_WAIT_SLICE, Fill, FillCall, FillError, FillLease, WaitTicket};
 pub use options::{
-    DEFAULT_CAPACITY, DEFAULT_MAX_VALUE_SIZE, Expiry, GetOrSetOptions, MAX_CAPACITY, MAX_KEY_LEN,
-    MAX_TAG_LEN, MAX_TAGS, MAX_TTL, MIN_CAPACITY, OpenOptions, PutOptions, Ttl, duration_from_secs,
-    parse_size, validate_key, validate_name,
+    DEFAULT_CAPACITY, DEFAULT_EXPECTED_ENTRY_SIZE, DEFAULT_MAX_VALUE_SIZE, Expiry, GetOrSetOptions,
+    MAX_CAPACITY, MAX_EXPECTED_ENTRY_SIZE, MAX_KEY_LEN, MAX_TAG_LEN, MAX_TAGS, MAX_TTL,
+    MIN_CAPACITY, OpenOptions, PutOptions, Ttl, duration_from_secs, parse_size, validate_key,
+    validate_name,
 };
 pub use sampling::Histogram;
 pub use stats::Stats;

@@ -206,36 +206,28 @@ impl Engine {
         // past them), so a writer or a delete of the key may not have
         // recognised this slot as the key's: moving then would bring an old
         // value back beside a newer one or after the delete.
-        let publish_move = |key: &[u8], with: Slot, counter: Counter| {
-            let npos = with.pos();
-            let mut steals = 0;
-            // A bucket lock held by a live but stopped process: evict
-            // rather than wait (an evictor must never stall on it).
-            let lock = crate::index::lock_bucket(
-                &self.seg,
-                hash,
-                &mut steals,
-                std::time::Duration::from_millis(1),
-            );
-            if steals > 0 {
-                self.count(Counter::LockTakeovers, steals);
-            }
-            let Ok(_lock) = lock else {
-                remove(Slot(0), None);
-                return;
+        let publish_move = |copy: Copied<'_>, with: Slot, counter: Counter| {
+            let Copied { key, held, .. } = copy;
+            let copy_checked = held.is_some();
+            let _lock = match held {
+                Some(g) => g,
+                None => match self.lock_for_move(hash) {
+                    Some(g) => g,
+                    None => {
+                        remove(Slot(0), None);
+                        return;
+                    }
+                },
             };
-            let ks = self.key_slots(key, hash);
-            // The source must still be intact, unless our own copy landed
-            // exactly on it: in a full main log a reinsertion is written
-            // where its source was (it used to be dropped there, losing a
-            // hot key). Then the bytes at the source hold the same key at
-            // the same offset, so writers and deletes, which identify a
-            // key's slots by those bytes under this lock, still see this
-            // slot as the key's and replace or clear it.
-            let own_copy = log.id == LogId::Main && pos % log.len == npos % log.len;
-            let intact = own_copy
+            let ks = self.key_slots(&key, hash);
+            // The source must still be intact, unless our copy was written
+            // over it: then `copy_item` checked it under this same lock
+            // hold, before writing, and nobody could change the key's slots
+            // since (writers and deletes, which identify a key's slots by
+            // the bytes at the slot's position, wait for this lock).
+            let intact = copy_checked
                 || matches!(
-                    item::read_value(&self.seg, log, pos, key, None, Check::Evictor),
+                    item::read_value(&self.seg, log, pos, &key, None, Check::Evictor),
                     Read::Valid(_)
                 );
             if !intact || ks.valid.as_ref().is_some_and(|f| f.slot_index != index) {
@@ -264,9 +256,10 @@ impl Engine {
                 } else {
                     Counter::MovedToMain
                 };
-                match self.copy_item(log, pos, LogId::Main, depth + 1) {
-                    Some((npos, key)) => {
-                        publish_move(&key, Slot::item(tag, LogId::Main, npos, 0), counter)
+                match self.copy_item(log, pos, LogId::Main, depth + 1, hash) {
+                    Some(c) => {
+                        let with = Slot::item(tag, LogId::Main, c.npos, 0);
+                        publish_move(c, with, counter)
                     }
                     None => remove(Slot(0), None),
                 }
@@ -284,12 +277,11 @@ impl Engine {
                 // The copy's own allocation makes room first (a nested tail
                 // pass): writing it before the tail has passed the bytes it
                 // overwrites would destroy unprocessed records.
-                match self.copy_item(log, pos, LogId::Main, depth + 1) {
-                    Some((npos, key)) => publish_move(
-                        &key,
-                        Slot::item(tag, LogId::Main, npos, slot.freq() - 1),
-                        Counter::Reinsertions,
-                    ),
+                match self.copy_item(log, pos, LogId::Main, depth + 1, hash) {
+                    Some(c) => {
+                        let with = Slot::item(tag, LogId::Main, c.npos, slot.freq() - 1);
+                        publish_move(c, with, Counter::Reinsertions)
+                    }
                     None => remove(Slot(0), None),
                 }
                 None
@@ -330,9 +322,44 @@ impl Engine {
             )
     }
 
-    /// Copies a valid item to the head of `to`. `raw`: skip making room
-    /// (the caller's tail pass does it). Returns the new position and end.
-    fn copy_item(&self, from: &LogGeom, pos: u64, to: LogId, depth: u32) -> Option<(u64, Vec<u8>)> {
+    /// Takes the bucket lock of `hash` for a move; a lock held by a live
+    /// but stopped process: `None` (an evictor evicts rather than wait).
+    fn lock_for_move(&self, hash: u64) -> Option<crate::index::BucketGuard<'_>> {
+        let mut steals = 0;
+        let lock = crate::index::lock_bucket(
+            &self.seg,
+            hash,
+            &mut steals,
+            std::time::Duration::from_millis(1),
+        );
+        if steals > 0 {
+            self.count(Counter::LockTakeovers, steals);
+        }
+        lock.ok()
+    }
+
+    /// Copies a valid item to the head of `to` (its allocation makes room
+    /// first, at `depth`). `hash`: the key's.
+    ///
+    /// In a full main log a reinsertion's bytes can overlap its own source
+    /// (the head is within one item of the tail, which has just passed the
+    /// source): with items of different sizes the copy then starts inside
+    /// or just before it. Writing it destroys the source before the move
+    /// is published, so the bucket lock is taken first and the source
+    /// checked intact under it; the lock is returned, held, for the
+    /// publish (`Copied::held`). A concurrent delete or writer of the key
+    /// therefore sees either the intact source or, after the publish, the
+    /// copy. (This used to drop the key whenever the copy overlapped the
+    /// source other than exactly: a hot key lost in any workload with
+    /// mixed item sizes.)
+    fn copy_item(
+        &self,
+        from: &LogGeom,
+        pos: u64,
+        to: LogId,
+        depth: u32,
+        hash: u64,
+    ) -> Option<Copied<'_>> {
         let mut key = Vec::new();
         let mut value = Vec::new();
         let Read::Valid(meta) = item::read_entry(
@@ -362,8 +389,36 @@ impl Engine {
         if enc.size() > dst.len {
             return None;
         }
-        let npos = self.alloc(&dst, enc.size(), depth);
+        let size = enc.size();
+        let npos = self.alloc(&dst, size, depth);
+        let held = if from.id == to && overlaps(&dst, pos, npos, size) {
+            let g = self.lock_for_move(hash)?;
+            match item::read_value(&self.seg, from, pos, &key, None, Check::Evictor) {
+                Read::Valid(_) => Some(g),
+                // Overwritten meanwhile by another writer: the key is gone
+                // from here (the caller drops its slot). Our claim stays
+                // unwritten: old bytes, which tail passes skip as garbage.
+                _ => return None,
+            }
+        } else {
+            None
+        };
         item::write(&self.seg, &dst, npos, &mut enc, &key, &value, &names);
-        Some((npos, key))
+        Some(Copied { npos, key, held })
     }
+}
+
+/// An item copied by `copy_item`.
+pub(crate) struct Copied<'a> {
+    npos: u64,
+    key: Vec<u8>,
+    /// The key's bucket lock, when the copy was written over its source.
+    held: Option<crate::index::BucketGuard<'a>>,
+}
+
+/// Whether `[a, a+size)` and `[b, b+size)` (positions in `log`; records
+/// never straddle a lap's end) share a byte.
+fn overlaps(log: &LogGeom, a: u64, b: u64, size: u64) -> bool {
+    let (a, b) = (a % log.len, b % log.len);
+    a.abs_diff(b) < size
 }

@@ -16,6 +16,12 @@ pub const MAX_TAG_LEN: usize = 4096;
 pub const DEFAULT_MAX_VALUE_SIZE: usize = 1 << 20;
 /// Default capacity when none is given: 64 MiB.
 pub const DEFAULT_CAPACITY: u64 = 64 << 20;
+/// Default `OpenOptions::expected_entry_size`: key + value bytes of a
+/// typical entry, for which the index is sized.
+pub const DEFAULT_EXPECTED_ENTRY_SIZE: u64 = 128;
+/// Largest `OpenOptions::expected_entry_size` (the largest value, 1 MiB,
+/// plus the longest key).
+pub const MAX_EXPECTED_ENTRY_SIZE: u64 = DEFAULT_MAX_VALUE_SIZE as u64 + MAX_KEY_LEN as u64;
 /// Smallest capacity accepted.
 pub const MIN_CAPACITY: u64 = 16 << 10;
 /// Largest capacity accepted (1 TiB).
@@ -271,6 +277,7 @@ pub struct OpenOptions {
     pub(crate) ttl: Option<Duration>,
     pub(crate) ttl_jitter: f64,
     pub(crate) max_value_size: Option<usize>,
+    pub(crate) expected_entry_size: u64,
     pub(crate) path: Option<PathBuf>,
 }
 
@@ -304,6 +311,7 @@ impl OpenOptions {
             ttl: None,
             ttl_jitter: 0.0,
             max_value_size: None,
+            expected_entry_size: DEFAULT_EXPECTED_ENTRY_SIZE,
             path: None,
         }
     }
@@ -431,6 +439,35 @@ impl OpenOptions {
         self.max_value_size = Some(bytes);
         self
     }
+    /// Key + value bytes of a typical entry (default 128; set at creation).
+    /// The index is sized for it: 3 slots of 8 bytes per entry of this size
+    /// (the entry's, a ghost's and headroom), about 12 % of a segment at the
+    /// default. Entries much smaller than this get fewer slots each: the
+    /// cache then forgets evicted keys (ghosts) sooner and, below about a
+    /// third of it, can no longer index everything its logs hold; entries
+    /// much larger leave slots unused (24 bytes per expected entry). Set it
+    /// to your entries' typical size when they are far from 128 bytes.
+    ///
+    /// ```
+    /// # let name = format!("doc-oo-expected-entry-size-{}", std::process::id());
+    /// use memshelf::OpenOptions;
+    /// // 16-byte keys with 8-byte counters: a larger index, every key kept.
+    /// let cache = OpenOptions::new()
+    ///     .capacity(4 << 20)
+    ///     .expected_entry_size(24)
+    ///     .open(&name)?;
+    /// for i in 0..30_000u64 {
+    ///     cache.put(format!("counter:{i:08}"), i.to_le_bytes())?;
+    /// }
+    /// assert_eq!(cache.stats().entries, 30_000);
+    /// assert!(OpenOptions::new().expected_entry_size(0).open("doc-oo-zero").is_err());
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
+    pub fn expected_entry_size(&mut self, bytes: u64) -> &mut Self {
+        self.expected_entry_size = bytes;
+        self
+    }
     /// Map this file (on tmpfs or disk) instead of `/dev/shm/memshelf.<name>`.
     ///
     /// ```
@@ -491,6 +528,12 @@ impl OpenOptions {
         }
         if let Some(t) = self.ttl {
             Ttl::After(t).validate()?;
+        }
+        if !(1..=MAX_EXPECTED_ENTRY_SIZE).contains(&self.expected_entry_size) {
+            return Err(Error::InvalidArgument(format!(
+                "expected_entry_size {} is outside 1..={MAX_EXPECTED_ENTRY_SIZE} bytes",
+                self.expected_entry_size
+            )));
         }
         if self.max_value_size == Some(0) {
             return Err(Error::InvalidArgument(

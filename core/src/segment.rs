@@ -245,6 +245,7 @@ impl Segment {
             opts.ttl.map_or(0, |d| d.as_millis().max(1) as u64),
             (opts.ttl_jitter * 1e6).round() as u64,
             opts.max_value_size.map(|v| v as u64),
+            opts.expected_entry_size,
         )?;
         if let Err(e) = shm::reserve(fd, name, g.capacity, opts.mode) {
             let _ = loc.unlink();

@@ -10,7 +10,8 @@
 //! value (cache-aside). Keys are `k:<id>`, the id zero-padded to the width
 //! of the trace's largest id, so every item has the same size. The
 //! segment's capacity in bytes is `memshelf::capacity_for_entries(entries,
-//! key length, 64)`: its two logs hold `entries` such items, the count the
+//! key length, 64)` (with `expected_entry_size` set to the entry's key +
+//! value bytes): its two logs hold `entries` such items, the count the
 //! simulators get. `--stats` adds the engine's counters (where its entries
 //! went) to each row. Traces default to `../shared/traces` beside the
 //! workspace, or `$MEMSHELF_TRACES`, or `--traces DIR`.
@@ -32,6 +33,7 @@ fn memshelf_ratio(trace: &[u64], entries: u64) -> (f64, Stats) {
     let cache = OpenOptions::new()
         .capacity(capacity_for_entries(entries, key_len, VALUE.len() as u64))
         .max_value_size(VALUE.len())
+        .expected_entry_size(key_len + VALUE.len() as u64)
         .open(&name)
         .expect("open segment");
     let mut buf = Vec::with_capacity(VALUE.len());
