@@ -269,6 +269,13 @@ typedef struct memshelf_options {
      * read during `memshelf_open`.
      */
     const char *path;
+    /**
+     * Key + value bytes of a typical entry, for which the index is sized,
+     * fixed at creation: 4 index slots of 8 bytes per entry of this size.
+     * 0 = the default, 128. (A caller compiled against a header without
+     * this field, with a smaller `struct_size`, gets the default.)
+     */
+    uint64_t expected_entry_size;
 } memshelf_options;
 
 /**

@@ -43,6 +43,14 @@ export interface OpenOptions<C extends Codec = 'raw'> {
   ttlJitter?: number;
   /** Largest value accepted, bytes or a size string (default 1 MiB, lowered to what the segment holds). */
   maxValueSize?: number | string;
+  /**
+   * Key + value bytes of a typical entry, for which the index is sized
+   * (default 128; set at creation): 4 index slots of 8 bytes per entry of
+   * this size. Much smaller entries get fewer slots each (evicted keys are
+   * forgotten sooner, and below about a third of it the index cannot hold
+   * every entry the segment could); much larger ones leave slots unused.
+   */
+  expectedEntrySize?: number | string;
   /** Map this file (tmpfs or disk) instead of `/dev/shm/memshelf.<name>`. */
   path?: string;
   /**

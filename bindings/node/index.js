@@ -272,6 +272,7 @@ class Cache {
       ttl: seconds('ttl', o.ttl),
       ttlJitter: seconds('ttlJitter', o.ttlJitter),
       maxValueSize: size('maxValueSize', o.maxValueSize),
+      expectedEntrySize: size('expectedEntrySize', o.expectedEntrySize),
       path: o.path ?? undefined,
     });
     unclosed.register(this, this.#h, this);

@@ -96,6 +96,10 @@ enum Cmd {
         /// Capacity when creating ("64MiB").
         #[arg(long, default_value = "64MiB")]
         capacity: String,
+        /// Key + value bytes of a typical entry when creating (sizes the
+        /// index; default 128).
+        #[arg(long)]
+        expected_entry_size: Option<u64>,
     },
     /// Print the remaining TTL in seconds ("never" for no expiry), or exit 1
     /// when absent.
@@ -136,6 +140,10 @@ enum Cmd {
         /// Capacity when creating ("64MiB").
         #[arg(long, default_value = "64MiB")]
         capacity: String,
+        /// Key + value bytes of a typical entry when creating (sizes the
+        /// index; default 128).
+        #[arg(long)]
+        expected_entry_size: Option<u64>,
     },
     /// Delete keys; prints how many were present.
     Delete {
@@ -249,6 +257,16 @@ fn attach(name: &str) -> Result<Cache, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Options of a command that creates the segment when it is absent.
+fn create_options(capacity: &str, expected_entry_size: Option<u64>) -> Result<OpenOptions, String> {
+    let mut o = OpenOptions::new();
+    o.capacity(memshelf::parse_size(capacity).map_err(|e| e.to_string())?);
+    if let Some(e) = expected_entry_size {
+        o.expected_entry_size(e);
+    }
+    Ok(o)
+}
+
 fn parse_secs(text: &str) -> Result<Duration, String> {
     match text.parse::<f64>() {
         Ok(s) if (0.01..=86400.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
@@ -299,10 +317,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             name,
             file,
             capacity,
+            expected_entry_size,
         } => {
-            let cap = memshelf::parse_size(&capacity).map_err(|e| e.to_string())?;
-            let cache = OpenOptions::new()
-                .capacity(cap)
+            let cache = create_options(&capacity, expected_entry_size)?
                 .open(&name)
                 .map_err(|e| e.to_string())?;
             dump::load(&cache, &file, &mut out)?;
@@ -318,10 +335,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             ttl,
             tags,
             capacity,
+            expected_entry_size,
         } => {
-            let cap = memshelf::parse_size(&capacity).map_err(|e| e.to_string())?;
-            let cache = OpenOptions::new()
-                .capacity(cap)
+            let cache = create_options(&capacity, expected_entry_size)?
                 .open(&name)
                 .map_err(|e| e.to_string())?;
             let ttl = match ttl {

@@ -151,10 +151,13 @@ pub(crate) struct Geometry {
     pub nreg: u64,
 }
 
-/// Index slots per entry of the expected size. Measured on the traces
-/// (`hitratio`, P3 at 200 k entries): 3.5 slots per item hold today's hit
-/// ratio, 2.5 lose 0.2 points, 1.2 lose 8 (ghosts crowd out live keys).
-pub(crate) const SLOTS_PER_ENTRY: u64 = 3;
+/// Index slots per entry of the expected size (the entry's, its ghost's
+/// when it leaves, and headroom so buckets rarely fill). Measured with
+/// `hitratio` (benches/README.md): on P3 at 200 k entries 3.5 slots per
+/// item hold the hit ratio, 2.5 lose 0.2 points, 1.2 lose 8 (ghosts crowd
+/// out live keys); with 3, the small ghost-heavy rows (scan and loop at
+/// 500-1000 entries) lost 2-2.6 points, with 4 none lost more than noise.
+pub(crate) const SLOTS_PER_ENTRY: u64 = 4;
 
 /// Bytes of the item header (see `item.rs`).
 pub(crate) const ITEM_HEADER: u64 = 56;

@@ -440,12 +440,12 @@ impl OpenOptions {
         self
     }
     /// Key + value bytes of a typical entry (default 128; set at creation).
-    /// The index is sized for it: 3 slots of 8 bytes per entry of this size
-    /// (the entry's, a ghost's and headroom), about 12 % of a segment at the
+    /// The index is sized for it: 4 slots of 8 bytes per entry of this size
+    /// (the entry's, a ghost's and headroom), about 15 % of a segment at the
     /// default. Entries much smaller than this get fewer slots each: the
     /// cache then forgets evicted keys (ghosts) sooner and, below about a
     /// third of it, can no longer index everything its logs hold; entries
-    /// much larger leave slots unused (24 bytes per expected entry). Set it
+    /// much larger leave slots unused (32 bytes per expected entry). Set it
     /// to your entries' typical size when they are far from 128 bytes.
     ///
     /// ```

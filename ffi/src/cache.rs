@@ -8,7 +8,7 @@ use engine::{Cache, Expiry, OpenOptions, PutOptions, ReadInto, Ttl};
 use crate::MEMSHELF_ABSENT;
 use crate::guard::{guard, guard_void};
 use crate::ptr::{
-    byte_strings, bytes, bytes_mut, memshelf_bytes, read_versioned, required, store, text,
+    byte_strings, bytes, bytes_mut, memshelf_bytes, read_versioned_since, required, store, text,
 };
 use crate::status::memshelf_status::{self, *};
 use crate::status::{Failure, Result};
@@ -49,6 +49,11 @@ pub struct memshelf_options {
     /// Otherwise the path of a file to map instead (tmpfs or disk); only
     /// read during `memshelf_open`.
     pub path: *const c_char,
+    /// Key + value bytes of a typical entry, for which the index is sized,
+    /// fixed at creation: 4 index slots of 8 bytes per entry of this size.
+    /// 0 = the default, 128. (A caller compiled against a header without
+    /// this field, with a smaller `struct_size`, gets the default.)
+    pub expected_entry_size: u64,
 }
 
 pub(crate) fn ttl(ms: u64) -> Result<Ttl> {
@@ -112,6 +117,7 @@ pub unsafe extern "C" fn memshelf_options_init(opts: *mut memshelf_options) -> m
             mode: 0o600,
             create: 1,
             path: std::ptr::null(),
+            expected_entry_size: 0,
         };
         // SAFETY: `opts` was checked non-NULL by `required` above and is valid
         // for writing one aligned value of its type (the `# Safety` promise
@@ -164,7 +170,13 @@ pub unsafe extern "C" fn memshelf_open(
             // `memshelf_options` of its `struct_size` bytes (the `# Safety`
             // promise); `read_versioned` reads it unaligned and checks
             // `struct_size` before reading past its first field.
-            let o = unsafe { read_versioned(opts, "memshelf_options") }?;
+            let o = unsafe {
+                read_versioned_since(
+                    opts,
+                    "memshelf_options",
+                    std::mem::offset_of!(memshelf_options, expected_entry_size),
+                )
+            }?;
             if o.capacity != 0 {
                 builder.capacity(o.capacity);
             }
@@ -177,6 +189,9 @@ pub unsafe extern "C" fn memshelf_open(
             builder.ttl_jitter(o.ttl_jitter);
             builder.mode(if o.mode == 0 { 0o600 } else { o.mode });
             builder.create(o.create != 0);
+            if o.expected_entry_size != 0 {
+                builder.expected_entry_size(o.expected_entry_size);
+            }
             if !o.path.is_null() {
                 // SAFETY: `o.path` is non-NULL (checked above) and, as a field
                 // of the valid `memshelf_options` the `# Safety` promise

@@ -145,12 +145,42 @@ pub(crate) unsafe fn store<T>(ptr: *mut T, value: T) {
 /// `ptr` must point to a readable struct of `struct_size` bytes whose first
 /// field is `size_t struct_size`.
 pub(crate) unsafe fn read_versioned<T: Copy>(ptr: *const T, what: &str) -> Result<T> {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { read_versioned_since(ptr, what, size_of::<T>()) }
+}
+
+/// `read_versioned` for a struct that has grown: a caller compiled against
+/// an older header (`first <= struct_size < size_of::<T>()`, `first` the
+/// struct's first published size) gets the fields it does not know zeroed,
+/// which every such field documents as "the default".
+///
+/// # Safety
+/// As `read_versioned`; `T` must be valid all-zero (integers, floats,
+/// pointers).
+pub(crate) unsafe fn read_versioned_since<T: Copy>(
+    ptr: *const T,
+    what: &str,
+    first: usize,
+) -> Result<T> {
     let known = size_of::<T>();
     // SAFETY: by the `# Safety` promise `ptr` points to a readable struct
     // whose first field is `size_t struct_size`, so its first
     // `size_of::<usize>()` bytes are readable; read unaligned, so the
     // caller's alignment does not matter.
     let given = unsafe { ptr.cast::<usize>().read_unaligned() };
+    if (first..known).contains(&given) {
+        let mut out = std::mem::MaybeUninit::<T>::zeroed();
+        // SAFETY: the promise makes `given` bytes readable from `ptr`;
+        // `given < known`, so they fit in `out`; `u8` copies need no
+        // alignment and the two do not overlap (`out` is our local).
+        unsafe {
+            std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), out.as_mut_ptr().cast::<u8>(), given)
+        };
+        // SAFETY: `out` was all zero (valid for `T`, the promise above),
+        // then its first `given` bytes were overwritten with the caller's
+        // values of the same fields.
+        return Ok(unsafe { out.assume_init() });
+    }
     if given < known {
         return Err(Failure::invalid(format!(
             "{what}.struct_size is {given}, expected {known}: initialise it with its _init function or sizeof"

@@ -105,6 +105,41 @@ static void test_open_errors(void) {
         memshelf_close(c);
         CHECK_OK(memshelf_unlink(name));
     }
+    {
+        /* A caller built against the previous header (no
+         * expected_entry_size): its shorter struct is accepted and the
+         * field it does not know takes the default. */
+        REQUIRE_OK(memshelf_options_init(&o));
+        o.struct_size = offsetof(memshelf_options, expected_entry_size);
+        o.capacity = 1u << 20;
+        CHECK_OK(memshelf_open(name, &o, &c));
+        CHECK(c != NULL);
+        memshelf_close(c);
+        CHECK_OK(memshelf_unlink(name));
+        /* expected_entry_size sizes the index: 24-byte entries (16-byte
+         * keys, 8-byte values) in 4 MiB, every one kept. */
+        REQUIRE_OK(memshelf_options_init(&o));
+        CHECK(o.expected_entry_size == 0);
+        o.capacity = 4u << 20;
+        o.expected_entry_size = 24;
+        REQUIRE_OK(memshelf_open(name, &o, &c));
+        for (uint64_t i = 0; i < 30000; i++) {
+            char key[32];
+            int n = snprintf(key, sizeof key, "counter:%08llu", (unsigned long long)i);
+            REQUIRE_OK(memshelf_put(c, (const uint8_t *)key, (size_t)n, (const uint8_t *)&i, sizeof i,
+                                    0, NULL, 0));
+        }
+        memshelf_stats st;
+        memset(&st, 0, sizeof st);
+        st.struct_size = sizeof st;
+        REQUIRE_OK(memshelf_get_stats(c, &st));
+        CHECK(st.entries == 30000);
+        memshelf_close(c);
+        CHECK_OK(memshelf_unlink(name));
+        REQUIRE_OK(memshelf_options_init(&o));
+        o.expected_entry_size = (uint64_t)1 << 40;
+        CHECK_STATUS(memshelf_open(name, &o, &c), MEMSHELF_ERR_INVALID_ARGUMENT);
+    }
     /* NULL options: the defaults. */
     c = NULL;
     CHECK_OK(memshelf_open(name, NULL, &c));

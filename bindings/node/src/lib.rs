@@ -85,6 +85,7 @@ pub struct OpenArgs {
     pub ttl: Option<f64>,
     pub ttl_jitter: Option<f64>,
     pub max_value_size: Option<Either<f64, String>>,
+    pub expected_entry_size: Option<Either<f64, String>>,
     pub path: Option<String>,
 }
 
@@ -111,6 +112,9 @@ pub fn open(env: &Env, name: String, args: OpenArgs) -> Result<u32> {
         if let Some(m) = args.max_value_size {
             let m = size_arg("maxValueSize", m)?;
             o.max_value_size(usize::try_from(m).unwrap_or(usize::MAX));
+        }
+        if let Some(e) = args.expected_entry_size {
+            o.expected_entry_size(size_arg("expectedEntrySize", e)?);
         }
         if let Some(p) = args.path {
             o.path(p);

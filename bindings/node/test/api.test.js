@@ -142,6 +142,23 @@ test('get returns independent buffers across slab refills', () => {
   c.close();
 });
 
+test('expectedEntrySize sizes the index', () => {
+  const def = open('ees-default', { capacity: '4MiB' });
+  const small = open('ees-small', { capacity: '4MiB', expectedEntrySize: 24 });
+  // 4 slots per expected entry: 24-byte entries get ~2.5x the default's slots.
+  assert.ok(small.stats().index_slots > 2 * def.stats().index_slots);
+  const v = Buffer.alloc(8);
+  for (let i = 0; i < 30_000; i++) {
+    v.writeUInt32LE(i, 0);
+    small.put(`counter:${String(i).padStart(8, '0')}`, v);
+  }
+  assert.equal(small.stats().entries, 30_000);
+  throwsCode(() => new Cache(segName('ees-zero'), { capacity: '4MiB', expectedEntrySize: 0 }), Error, 'InvalidArgument');
+  throwsCode(() => new Cache(segName('ees-str'), { expectedEntrySize: 'big' }), Error, 'InvalidArgument');
+  def.close();
+  small.close();
+});
+
 test('large values go past the scratch buffer', () => {
   const c = open('large', { capacity: '16MiB' });
   const big = Buffer.alloc(c.maxValueSize, 0x61);

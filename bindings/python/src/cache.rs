@@ -184,11 +184,13 @@ impl Cache {
     /// capacity: bytes (int) or a size such as "256MiB" (used only when
     /// creating). ttl: default TTL in seconds for puts that give none.
     /// ttl_jitter: spread every TTL by +/- this fraction (0 to 0.5).
-    /// max_value_size: largest value accepted. path: map this file instead
+    /// max_value_size: largest value accepted. expected_entry_size: key +
+    /// value bytes of a typical entry, for which the index is sized (default
+    /// 128; used only when creating). path: map this file instead
     /// of /dev/shm/memshelf.<name>. codec: None/"raw" (bytes and str),
     /// "pickle", "json" or an object with dumps() and loads().
     #[new]
-    #[pyo3(signature = (name, capacity = None, *, create = true, mode = 0o600, ttl = None, ttl_jitter = 0.0, max_value_size = None, path = None, codec = None))]
+    #[pyo3(signature = (name, capacity = None, *, create = true, mode = 0o600, ttl = None, ttl_jitter = 0.0, max_value_size = None, expected_entry_size = None, path = None, codec = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -199,6 +201,7 @@ impl Cache {
         ttl: Option<&Bound<'_, PyAny>>,
         ttl_jitter: f64,
         max_value_size: Option<usize>,
+        expected_entry_size: Option<u64>,
         path: Option<std::path::PathBuf>,
         codec: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Cache> {
@@ -225,6 +228,9 @@ impl Cache {
         }
         if let Some(m) = max_value_size {
             o.max_value_size(m);
+        }
+        if let Some(e) = expected_entry_size {
+            o.expected_entry_size(e);
         }
         if let Some(p) = path {
             o.path(p);

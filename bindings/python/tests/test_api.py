@@ -155,6 +155,24 @@ def test_bad_names(bad):
         memshelf.Cache(bad, capacity="1MiB")
 
 
+def test_expected_entry_size_sizes_the_index(name):
+    default = memshelf.Cache(name, capacity="4MiB")
+    small = memshelf.Cache(name + "-s", capacity="4MiB", expected_entry_size=24)
+    try:
+        # 4 slots per expected entry: 24-byte entries (80-byte items) get
+        # about 2.5x the slots of the default 128 bytes (184-byte items).
+        assert small.stats().index_slots > 2 * default.stats().index_slots
+        for i in range(30_000):
+            small.put(f"counter:{i:08}", i.to_bytes(8, "little"))
+        assert small.stats().entries == 30_000
+        with pytest.raises(memshelf.InvalidArgument, match="expected_entry_size"):
+            memshelf.Cache(name + "-z", capacity="4MiB", expected_entry_size=0)
+        with pytest.raises(OverflowError):
+            memshelf.Cache(name + "-n", capacity="4MiB", expected_entry_size=-1)
+    finally:
+        memshelf.unlink(name + "-s")
+
+
 def test_open_options(name):
     with pytest.raises(memshelf.SegmentNotFound):
         memshelf.Cache(name, create=False)

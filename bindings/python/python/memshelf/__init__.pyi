@@ -148,6 +148,7 @@ class Cache:
         ttl: Optional[_Seconds] = None,
         ttl_jitter: float = 0.0,
         max_value_size: Optional[int] = None,
+        expected_entry_size: Optional[int] = None,
         path: Optional[str] = None,
         codec: _Codec = None,
     ) -> Self:

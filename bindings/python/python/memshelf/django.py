@@ -33,7 +33,7 @@ import memshelf
 
 __all__ = ["MemshelfCache", "NotAnIntegerError"]
 
-_OPTIONS = {"capacity", "path", "mode", "create", "ttl_jitter", "max_value_size"}
+_OPTIONS = {"capacity", "path", "mode", "create", "ttl_jitter", "max_value_size", "expected_entry_size"}
 _IGNORED = {"max_entries", "cull_frequency"}
 _MAX_SECONDS = 100 * 365 * 24 * 3600  # the engine's longest TTL
 _NOT_STORED = object()
