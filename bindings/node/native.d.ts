@@ -162,6 +162,7 @@ export interface OpenArgs {
   ttl?: number
   ttlJitter?: number
   maxValueSize?: number | string
+  expectedEntrySize?: number | string
   path?: string
 }
 
