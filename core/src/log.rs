@@ -392,13 +392,25 @@ impl Engine {
         let size = enc.size();
         let npos = self.alloc(&dst, size, depth);
         let held = if from.id == to && overlaps(&dst, pos, npos, size) {
-            let g = self.lock_for_move(hash)?;
-            match item::read_value(&self.seg, from, pos, &key, None, Check::Evictor) {
-                Read::Valid(_) => Some(g),
-                // Overwritten meanwhile by another writer: the key is gone
-                // from here (the caller drops its slot). Our claim stays
-                // unwritten: old bytes, which tail passes skip as garbage.
-                _ => return None,
+            let checked = self.lock_for_move(hash).filter(|_| {
+                matches!(
+                    item::read_value(&self.seg, from, pos, &key, None, Check::Evictor),
+                    Read::Valid(_)
+                )
+            });
+            match checked {
+                Some(g) => Some(g),
+                None => {
+                    // The lock is held by a stopped process, or another
+                    // writer overwrote the source meanwhile: the key is
+                    // dropped here (the caller clears its slot). The claim
+                    // is still written: an item no slot points to, which
+                    // the next tail pass skips by its length. (Left
+                    // unwritten, its old bytes could hold a stale header
+                    // whose length swallows the records after it.)
+                    item::write(&self.seg, &dst, npos, &mut enc, &key, &value, &names);
+                    return None;
+                }
             }
         } else {
             None

@@ -102,6 +102,12 @@ pub enum Variant {
     /// `register` bumps the slot's generation before its OFD lock
     /// succeeded.
     GenerationBeforeLock,
+    /// A reinsertion whose copy overlaps its source writes the copy first
+    /// and then publishes under the lock as if the source were intact (the
+    /// copy is "its own"): a delete in between no longer recognises the
+    /// slot by its bytes, deletes nothing, and the move brings the key
+    /// back.
+    OverlapCopyUnlocked,
 }
 
 /// A slot word (`index.rs` `Slot`).
@@ -749,6 +755,87 @@ impl Seg {
         self.log(Event::Other);
     }
 
+    /// `evict_at`'s reinsertion when `copy_item`'s claim overlaps the
+    /// source (a full main log, items of different sizes): writing the
+    /// copy destroys the source (modelled: another key's bytes at `pos`,
+    /// the copy at `to`). The engine takes the bucket lock first, checks
+    /// the source under it, writes, and publishes in the same lock hold.
+    pub fn evict_move_over_source(&self, me: u64, pos: u64, to: u64) {
+        let t = self.tail.load(Ordering::Acquire);
+        assert_eq!(t, pos);
+        if self
+            .tail
+            .compare_exchange(t, pos + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let key = self.items[pos as usize].key.load(Ordering::Relaxed);
+        let Some((index, slot)) = (0..NSLOTS).find_map(|i| {
+            let s = Slot(self.slot(i).load(Ordering::Acquire));
+            (s.kind() == KIND_ITEM && s.tag() == key && s.pos() == pos).then_some((i, s))
+        }) else {
+            return;
+        };
+        let remove = |with: Slot| {
+            let mut cur = slot;
+            loop {
+                match self.slot(index).compare_exchange(
+                    cur.0,
+                    with.0,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return,
+                    Err(now) if Slot(now).ident() == slot.ident() => cur = Slot(now),
+                    Err(_) => return,
+                }
+            }
+        };
+        let Read::Valid(ver) = self.read(pos, None, false) else {
+            remove(Slot(0));
+            return;
+        };
+        let write_over = || {
+            self.write_item_seeded(pos, pos + LAP, OTHER, 9);
+            self.write_item(to, key, ver);
+        };
+        let with = Slot::item(key, to, 0);
+        if self.v == Variant::OverlapCopyUnlocked {
+            write_over();
+            let Some(_g) = self.lock_bucket(me, Some(1)) else {
+                remove(Slot(0));
+                return;
+            };
+            let ks = self.key_slots(key);
+            if ks.valid.is_some_and(|(i, _, _)| i != index) {
+                remove(Slot(0));
+            } else {
+                remove(with);
+            }
+            self.log(Event::Other);
+            return;
+        }
+        let Some(_g) = self.lock_bucket(me, Some(1)) else {
+            write_over(); // the claim is written: an item no slot points to
+            remove(Slot(0));
+            return;
+        };
+        if !matches!(self.read(pos, Some(key), false), Read::Valid(_)) {
+            write_over();
+            remove(Slot(0));
+            return;
+        }
+        write_over();
+        let ks = self.key_slots(key);
+        if ks.valid.is_some_and(|(i, _, _)| i != index) {
+            remove(Slot(0));
+        } else {
+            remove(with);
+        }
+        self.log(Event::Other);
+    }
+
     /// The slots of `key` that validate for a reader, with their versions.
     pub fn valid_versions(&self, key: u64) -> Vec<u64> {
         (0..NSLOTS)
@@ -869,6 +956,48 @@ pub fn move_vs_delete(v: Variant) {
     e.join().unwrap();
     d.join().unwrap();
     r.join().unwrap();
+    seg.check_final(K);
+}
+
+/// A reinsertion whose copy (at 2) overlaps its source (v1 at 0) races a
+/// delete of the key: a read after the delete returned must miss, and the
+/// bucket must not hold the key at the end.
+pub fn move_over_source_vs_delete(v: Variant) {
+    let seg = Arc::new(Seg::new(v));
+    seg.preset_item(0, K, 1);
+    seg.slot(0).store(Slot::item(K, 0, 0).0, Ordering::Relaxed);
+    let te = seg.preregister(0, 0);
+    let td = seg.preregister(1, 1);
+    let deleted = Arc::new(AtomicBool::new(false));
+    let e = {
+        let seg = seg.clone();
+        thread::spawn(move || seg.evict_move_over_source(te, 0, 2))
+    };
+    let d = {
+        let (seg, done) = (seg.clone(), deleted.clone());
+        thread::spawn(move || {
+            if seg.delete(td, K) {
+                done.store(true, Ordering::Release);
+            }
+        })
+    };
+    let after = deleted.load(Ordering::Acquire);
+    let got = seg.find(K).map(|f| f.2);
+    if after {
+        assert_eq!(
+            got, None,
+            "a read after the delete returned {got:?} ({v:?})"
+        );
+    }
+    e.join().unwrap();
+    d.join().unwrap();
+    if deleted.load(Ordering::Acquire) {
+        assert_eq!(
+            seg.valid_versions(K),
+            Vec::<u64>::new(),
+            "the bucket holds the key after its delete returned ({v:?})"
+        );
+    }
     seg.check_final(K);
 }
 

@@ -53,6 +53,13 @@ fn bucket_move_vs_delete() {
 }
 
 #[test]
+fn bucket_move_over_source_vs_delete() {
+    run("bucket_move_over_source_vs_delete", || {
+        bucket::move_over_source_vs_delete(bucket::Variant::Correct)
+    });
+}
+
+#[test]
 fn bucket_dead_holder() {
     run("bucket_dead_holder", || {
         bucket::dead_holder(bucket::Variant::Correct)
@@ -199,6 +206,12 @@ mod broken {
         I1,
         bucket::move_vs_delete,
         bucket::Variant::NoIntactCheck
+    );
+    broken!(
+        bucket_overlap_copy_unlocked,
+        I1,
+        bucket::move_over_source_vs_delete,
+        bucket::Variant::OverlapCopyUnlocked
     );
     broken!(
         bucket_key_slots_valid_only,
