@@ -694,40 +694,46 @@ impl Seg {
 
     /// `log.rs` tail pass over the record at `pos` (the key's item), then
     /// `evict_at`'s promotion: copy to `to`, `publish_move`.
-    pub fn evict_move(&self, me: u64, pos: u64, to: u64) {
-        // make_room: claim the record at the tail.
+    /// `make_room` claiming the record at the tail (`pos`), then
+    /// `item::peek` (the model's hash is the key) and the slot pointing at
+    /// it: `(key, slot index, slot)`.
+    fn claim_tail_item(&self, pos: u64) -> Option<(u64, usize, Slot)> {
         let t = self.tail.load(Ordering::Acquire);
         assert_eq!(t, pos);
-        if self
-            .tail
+        self.tail
             .compare_exchange(t, pos + 1, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return;
-        }
-        // item::peek: the key (the model's hash is the key).
+            .ok()?;
         let key = self.items[pos as usize].key.load(Ordering::Relaxed);
-        let Some((index, slot)) = (0..NSLOTS).find_map(|i| {
+        (0..NSLOTS).find_map(|i| {
             let s = Slot(self.slot(i).load(Ordering::Acquire));
-            (s.kind() == KIND_ITEM && s.tag() == key && s.pos() == pos).then_some((i, s))
-        }) else {
+            (s.kind() == KIND_ITEM && s.tag() == key && s.pos() == pos).then_some((key, i, s))
+        })
+    }
+
+    /// `evict_at`'s `remove`: replaces slot `index` with `with` while it
+    /// still points at the item `slot` did (retried while only its
+    /// frequency bits changed).
+    fn replace_slot(&self, index: usize, slot: Slot, with: Slot) {
+        let mut cur = slot;
+        loop {
+            match self.slot(index).compare_exchange(
+                cur.0,
+                with.0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) if Slot(now).ident() == slot.ident() => cur = Slot(now),
+                Err(_) => return,
+            }
+        }
+    }
+
+    pub fn evict_move(&self, me: u64, pos: u64, to: u64) {
+        let Some((key, index, slot)) = self.claim_tail_item(pos) else {
             return;
         };
-        let remove = |with: Slot| {
-            let mut cur = slot;
-            loop {
-                match self.slot(index).compare_exchange(
-                    cur.0,
-                    with.0,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return,
-                    Err(now) if Slot(now).ident() == slot.ident() => cur = Slot(now),
-                    Err(_) => return,
-                }
-            }
-        };
+        let remove = |with: Slot| self.replace_slot(index, slot, with);
         // copy_item: validated by its checksum alone.
         let Read::Valid(ver) = self.read(pos, None, false) else {
             remove(Slot(0));
@@ -761,37 +767,10 @@ impl Seg {
     /// the copy at `to`). The engine takes the bucket lock first, checks
     /// the source under it, writes, and publishes in the same lock hold.
     pub fn evict_move_over_source(&self, me: u64, pos: u64, to: u64) {
-        let t = self.tail.load(Ordering::Acquire);
-        assert_eq!(t, pos);
-        if self
-            .tail
-            .compare_exchange(t, pos + 1, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return;
-        }
-        let key = self.items[pos as usize].key.load(Ordering::Relaxed);
-        let Some((index, slot)) = (0..NSLOTS).find_map(|i| {
-            let s = Slot(self.slot(i).load(Ordering::Acquire));
-            (s.kind() == KIND_ITEM && s.tag() == key && s.pos() == pos).then_some((i, s))
-        }) else {
+        let Some((key, index, slot)) = self.claim_tail_item(pos) else {
             return;
         };
-        let remove = |with: Slot| {
-            let mut cur = slot;
-            loop {
-                match self.slot(index).compare_exchange(
-                    cur.0,
-                    with.0,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return,
-                    Err(now) if Slot(now).ident() == slot.ident() => cur = Slot(now),
-                    Err(_) => return,
-                }
-            }
-        };
+        let remove = |with: Slot| self.replace_slot(index, slot, with);
         let Read::Valid(ver) = self.read(pos, None, false) else {
             remove(Slot(0));
             return;
