@@ -7,7 +7,8 @@
 # 2. installs both tarballs into a fresh temporary project with no cargo on
 #    PATH (npm --offline: nothing comes from the network);
 # 3. runs the Node test suite (node --test) against that install, including
-#    the fs.readFile-latency test with 8 pending getOrSet waiters;
+#    the fs.readFile-latency test with 8 pending getOrSet waiters and the
+#    near-cache stale-read audit against the real memshelf-agent;
 # 4. tsc --strict on a user .ts file using every feature (with
 #    @types/node, then the declarations alone without it), and runs it;
 # 5. @keyv/test-suite (vitest) against memshelf/keyv (ioredis, for the
@@ -31,6 +32,9 @@ node "$node_dir/pack.mjs" "$work/pkgs"
 cargo build --quiet -p memshelf-node --example interop
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 export MEMSHELF_INTEROP_BIN=$target_dir/debug/examples/interop
+# The real agent, for the near-cache stale-read audit (test/nearcache-agent.test.js).
+cargo build --quiet -p memshelf-agent
+export MEMSHELF_AGENT_BIN=$target_dir/debug/memshelf-agent
 
 # PATH without cargo or rustc.
 clean_path=
