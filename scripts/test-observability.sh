@@ -55,7 +55,7 @@ cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     tmux -S "$tmux_sock" kill-server 2>/dev/null || true
-    for s in "$seg_a" "$seg_b" "$tag-copy" "$tag-pipe" "$tag-hot"; do "$ms" unlink "$s" 2>/dev/null || true; done
+    for s in "$seg_a" "$seg_b" "$tag-copy" "$tag-pipe" "$tag-hot" "$tag-ees" "$tag-ees-default"; do "$ms" unlink "$s" 2>/dev/null || true; done
     if [[ $rc -ne 0 ]]; then
         for f in "$work"/*.log; do
             [[ -f $f ]] && { echo "--- $f (last lines)"; tail -n 20 "$f"; }
@@ -209,6 +209,15 @@ test "$("$ms" incr "$seg_b" n)" = 1 || fail "incr"
 test "$("$ms" incr "$seg_b" n 41)" = 42 || fail "incr 41"
 test "$("$ms" incr "$seg_b" n -- -50)" = -8 || fail "incr -50"
 if "$ms" incr "$seg_b" t2 2>/dev/null; then fail "incr of a non-integer exits 0"; fi
+
+say "memshelf put --expected-entry-size sizes a created segment's index"
+"$ms" put "$tag-ees" k v --capacity 4MiB --expected-entry-size 24
+"$ms" put "$tag-ees-default" k v --capacity 4MiB
+small=$("$ms" stats "$tag-ees" | sed -n 's/^index_slots=//p')
+default=$("$ms" stats "$tag-ees-default" | sed -n 's/^index_slots=//p')
+# 4 slots per expected entry: 24-byte entries get ~1.9x the default's slots.
+(( small * 10 > default * 18 )) || fail "index_slots $small (24-byte entries) vs $default (default)"
+if "$ms" put "$tag" k v --expected-entry-size 0 2>/dev/null; then fail "expected-entry-size 0 accepted"; fi
 
 say "memshelf dump / load across segments of other capacities"
 "$ms" put "$seg_b" keep-ttl v --ttl 300
