@@ -1068,37 +1068,6 @@ mod eviction_tests {
             c.put(format!("cold{}:{}", i / 40_000, i % 4000), [0u8; 100])
                 .unwrap();
             if i % 10 == 0 {
-                let h = c.e.hash(b"hot");
-                let seg = &c.e.seg;
-                if let Some(f) = c.e.find(b"hot", h, None) {
-                    if i % 1000 == 0 || i > 32000 {
-                        eprintln!(
-                            "i {i} hot slot log {:?} pos {} freq {} main head {} tail {} small head {} tail {} mainlen {}",
-                            f.slot.log(),
-                            f.slot.pos(),
-                            f.slot.freq(),
-                            seg.head(&seg.main).load(Ordering::Relaxed),
-                            seg.tail(&seg.main).load(Ordering::Relaxed),
-                            seg.head(&seg.small).load(Ordering::Relaxed),
-                            seg.tail(&seg.small).load(Ordering::Relaxed),
-                            seg.main.len
-                        );
-                    }
-                }
-                if c.get(b"hot").unwrap().is_none() {
-                    for j in crate::layout::SLOTS {
-                        let s = Slot(c.e.seg.bucket_word(h, j).load(Ordering::Relaxed));
-                        eprintln!(
-                            "slot {j}: kind {} tag {} log {:?} pos {} freq {} mytag {}",
-                            s.kind(),
-                            s.tag(),
-                            s.log(),
-                            s.pos(),
-                            s.freq(),
-                            index::tag_of(h)
-                        );
-                    }
-                }
                 assert!(
                     c.get(b"hot").unwrap().is_some(),
                     "hot key lost at {i}: {:?}",
