@@ -1056,17 +1056,13 @@ mod tests {
 mod eviction_tests {
     use super::*;
 
-    #[test]
-    fn hot_key_survives_and_is_promoted() {
-        let name = format!("unit-hot-{}", std::process::id());
-        let c = Cache::open(&name, 1 << 20).unwrap();
+    /// A 1 MiB segment with key "hot", read after every 10th of `n` puts
+    /// of cold keys by `put(cache, i)`: it must be there every time.
+    fn hot_key_kept(name: &str, n: u32, mut put: impl FnMut(&Cache, u32) -> Result<()>) -> Stats {
+        let c = Cache::open(name, 1 << 20).unwrap();
         c.put(b"hot", b"v").unwrap();
-        // Sets of 4000 cold keys, each cycled 10 times: more than the small
-        // log holds, so a key's second insert finds its ghost and goes to
-        // the main log; each new set then pushes the previous one out of it.
-        for i in 0..100_000u32 {
-            c.put(format!("cold{}:{}", i / 40_000, i % 4000), [0u8; 100])
-                .unwrap();
+        for i in 0..n {
+            put(&c, i).unwrap();
             if i % 10 == 0 {
                 assert!(
                     c.get(b"hot").unwrap().is_some(),
@@ -1075,7 +1071,18 @@ mod eviction_tests {
                 );
             }
         }
-        let s = c.stats();
+        c.stats()
+    }
+
+    #[test]
+    fn hot_key_survives_and_is_promoted() {
+        let name = format!("unit-hot-{}", std::process::id());
+        // Sets of 4000 cold keys, each cycled 10 times: more than the small
+        // log holds, so a key's second insert finds its ghost and goes to
+        // the main log; each new set then pushes the previous one out of it.
+        let s = hot_key_kept(&name, 100_000, |c, i| {
+            c.put(format!("cold{}:{}", i / 40_000, i % 4000), [0u8; 100])
+        });
         assert!(s.promotions >= 1, "{s:?}");
         assert!(s.reinsertions >= 1, "{s:?}");
         crate::unlink(&name).unwrap();
@@ -1089,22 +1096,11 @@ mod eviction_tests {
     #[test]
     fn hot_key_survives_among_items_of_many_sizes() {
         let name = format!("unit-hot-mixed-{}", std::process::id());
-        let c = Cache::open(&name, 1 << 20).unwrap();
-        c.put(b"hot", b"v").unwrap();
         let mut rng = fastrand::Rng::with_seed(7);
-        for i in 0..200_000u32 {
+        let s = hot_key_kept(&name, 200_000, |c, _| {
             let len = rng.usize(8..400);
             c.put(format!("cold:{}", rng.u32(0..8000)), vec![1u8; len])
-                .unwrap();
-            if i % 10 == 0 {
-                assert!(
-                    c.get(b"hot").unwrap().is_some(),
-                    "hot key lost at {i}: {:?}",
-                    c.stats()
-                );
-            }
-        }
-        let s = c.stats();
+        });
         assert!(s.reinsertions >= 1, "{s:?}");
         crate::unlink(&name).unwrap();
     }
