@@ -11,11 +11,10 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const http = require('node:http');
-const net = require('node:net');
 const path = require('node:path');
 const { fork, spawn } = require('node:child_process');
 const { memshelf, segName, cleanup } = require('../testlib/util.js');
-const { Redis, startRedis, commandCalls } = require('../testlib/redis.js');
+const { Redis, startRedis, commandCalls, freePort } = require('../testlib/redis.js');
 const { KEYS, WRITERS, key } = require('../testlib/audit.js');
 
 const AGENT = process.env.MEMSHELF_AGENT_BIN;
@@ -30,17 +29,6 @@ after(() => {
   if (server) server.stop();
   cleanup();
 });
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function ready(port) {
   return new Promise((resolve) => {

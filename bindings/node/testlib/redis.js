@@ -89,4 +89,4 @@ function hooked(client, hook) {
   });
 }
 
-module.exports = { Redis, startRedis, commandCalls, hooked };
+module.exports = { Redis, startRedis, commandCalls, hooked, freePort };
