@@ -124,16 +124,42 @@ impl Engine {
         self.seg.g.hot_off() + (i % HOT_ENTRIES) * 16
     }
 
+    /// Counts a sampled hit of `hash` in the hot-key table: two candidate
+    /// entries per hash (bits 20.. and 28.. of it), each a (hash, count)
+    /// pair with the decrement-on-collision rule of a frequent-items
+    /// counter. The hash's own entry counts it; else an empty one takes
+    /// it; else the smaller count of the two is decremented. (With one
+    /// candidate, two hot keys sharing an entry left only the hotter one:
+    /// 1 chance in 256 for any pair.)
     fn hot_touch(&self, hash: u64) {
-        let off = self.hot_entry(hash >> 20);
-        let (hw, cw) = (self.seg.word(off), self.seg.word(off + 8));
-        let cur = hw.load(Ordering::Relaxed);
-        if cur == hash {
-            cw.fetch_add(1, Ordering::Relaxed);
+        let a = hash >> 20;
+        let b = if (hash >> 28) % HOT_ENTRIES == a % HOT_ENTRIES {
+            a ^ 1
+        } else {
+            hash >> 28
+        };
+        let words = |i: u64| {
+            let off = self.hot_entry(i);
+            (self.seg.word(off), self.seg.word(off + 8))
+        };
+        let (ha, ca) = words(a);
+        let (hb, cb) = words(b);
+        let (cur_a, cur_b) = (ha.load(Ordering::Relaxed), hb.load(Ordering::Relaxed));
+        if cur_a == hash {
+            ca.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let c = cw.load(Ordering::Relaxed);
-        if c == 0 {
+        if cur_b == hash {
+            cb.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let (na, nb) = (ca.load(Ordering::Relaxed), cb.load(Ordering::Relaxed));
+        let (hw, cw, cur, n) = if na <= nb {
+            (ha, ca, cur_a, na)
+        } else {
+            (hb, cb, cur_b, nb)
+        };
+        if n == 0 {
             if hw
                 .compare_exchange(cur, hash, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
@@ -141,7 +167,7 @@ impl Engine {
                 cw.store(1, Ordering::Relaxed);
             }
         } else {
-            let _ = cw.compare_exchange(c, c - 1, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = cw.compare_exchange(n, n - 1, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
@@ -171,6 +197,16 @@ impl Engine {
             })
             .filter(|&(_, c)| c > 0)
             .collect();
+        // Two processes may place one hash in both its entries at once:
+        // count it once, with both counts.
+        v.sort_unstable();
+        v.dedup_by(|later, first| {
+            let same = later.0 == first.0;
+            if same {
+                first.1 += later.1;
+            }
+            same
+        });
         v.sort_by_key(|e| std::cmp::Reverse(e.1));
         v
     }

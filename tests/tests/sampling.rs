@@ -86,3 +86,41 @@ fn hot_keys_finds_the_skew() {
     c.delete("key:7").unwrap();
     assert_ne!(c.hot_keys(1)[0].0, b"key:7");
 }
+
+/// Two hot keys whose hashes map to the same entry of the hot-key table
+/// (256 entries, chosen with the segment's hash seed): both must be found.
+/// With one candidate entry per hash the hotter key held the entry and the
+/// other never appeared (the 1-in-256 flake of `hot_keys_finds_the_skew`,
+/// seen in CI: its second key gave way to a random one).
+#[test]
+fn two_hot_keys_sharing_a_table_entry_are_both_found() {
+    let seg = Seg::new("hot-collide");
+    let c = Cache::open(seg.name(), 8 << 20).unwrap();
+    let hdr = read_header(&shm_path(seg.name()));
+    let seed = memshelf_tests::header::word(&hdr, memshelf_tests::header::HASH_SEED);
+    let entry = |k: &str| (xxhash_rust::xxh3::xxh3_64_with_seed(k.as_bytes(), seed) >> 20) % 256;
+    let a = "hot:a".to_string();
+    let b = (0..)
+        .map(|i| format!("hot:b{i}"))
+        .find(|k| entry(k) == entry(&a))
+        .unwrap();
+    c.put(&a, "v").unwrap();
+    c.put(&b, "v").unwrap();
+    for i in 0..200 {
+        c.put(format!("other:{i}"), "v").unwrap();
+    }
+    let mut rng = Rng::with_seed(9);
+    for _ in 0..100_000 {
+        let r = rng.u64(..100);
+        let k = if r < 50 {
+            a.clone()
+        } else if r < 80 {
+            b.clone()
+        } else {
+            format!("other:{}", rng.u64(..200))
+        };
+        c.get(&k).unwrap();
+    }
+    let hot: Vec<Vec<u8>> = c.hot_keys(2).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(hot, vec![a.into_bytes(), b.into_bytes()], "{hot:?}");
+}
