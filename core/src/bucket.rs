@@ -229,7 +229,12 @@ impl Engine {
     /// measured in small-log bytes, which also count the keys that were
     /// promoted instead, so the window is twice main's bytes.
     fn ghost_recent(&self, s: Slot) -> bool {
-        self.ghost_age(s) * 8 <= 2 * self.seg.main.len
+        self.ghost_age_recent(self.ghost_age(s))
+    }
+
+    /// Whether a ghost of this age (`ghost_age`) is inside the window.
+    fn ghost_age_recent(&self, age: u64) -> bool {
+        age * 8 <= 2 * self.seg.main.len
     }
 
     /// A ghost's age in 8-byte units of small-log insertions.
@@ -326,36 +331,45 @@ impl Engine {
     /// validates), then a dead item, then a recent ghost, and only then the
     /// live item least worth keeping (fewest hits, small log first).
     pub(crate) fn free_slot(&self, hash: u64, tag: u64) -> (usize, Slot) {
-        let mut best = (0usize, Slot(0), u64::MAX);
+        // (score, then age rank): lowest wins.
+        let mut best = (0usize, Slot(0), (u64::MAX, 0u64));
         let mut now = None;
         for i in SLOTS.clone() {
             let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Acquire));
-            let score = match s.kind() {
+            let rank = match s.kind() {
                 KIND_GHOST if s.tag() == tag => return (i, s),
-                KIND_EMPTY => 1 << 48,
-                KIND_GHOST if !self.ghost_recent(s) => 1 << 48,
-                // The oldest recent ghost first (FIFO, as S3-FIFO's ghost
-                // queue forgets).
-                KIND_GHOST => (5 << 48) | ((1 << 48) - 1 - self.ghost_age(s).min((1 << 48) - 1)),
-                KIND_PENDING if self.pending_is_junk(s) => 2 << 48,
-                // Another key's fill in progress: the very last resort.
-                KIND_PENDING => 50 << 48,
-                KIND_ITEM => {
-                    let log = self.seg.log(s.log());
-                    match item::validate(&self.seg, log, s.pos()) {
-                        Read::Valid(m) => match self.liveness(&m, &mut now) {
-                            Liveness::Live | Liveness::Stale => {
-                                (10 + s.freq() * 2 + (s.log() == LogId::Main) as u64) << 48
-                            }
-                            _ => 3 << 48,
-                        },
-                        _ => 2 << 48,
+                KIND_EMPTY => (1, 0),
+                KIND_GHOST => {
+                    // Expired ghosts are free; of the recent ones the
+                    // oldest goes first (S3-FIFO's ghost queue forgets in
+                    // FIFO order).
+                    let age = self.ghost_age(s);
+                    if self.ghost_age_recent(age) {
+                        (5, u64::MAX - age)
+                    } else {
+                        (1, 0)
                     }
                 }
-                _ => 2 << 48,
+                KIND_PENDING if self.pending_is_junk(s) => (2, 0),
+                // Another key's fill in progress: the very last resort.
+                KIND_PENDING => (50, 0),
+                KIND_ITEM => {
+                    let log = self.seg.log(s.log());
+                    let score = match item::validate(&self.seg, log, s.pos()) {
+                        Read::Valid(m) => match self.liveness(&m, &mut now) {
+                            Liveness::Live | Liveness::Stale => {
+                                10 + s.freq() * 2 + (s.log() == LogId::Main) as u64
+                            }
+                            _ => 3,
+                        },
+                        _ => 2,
+                    };
+                    (score, 0)
+                }
+                _ => (2, 0),
             };
-            if score < best.2 {
-                best = (i, s, score);
+            if rank < best.2 {
+                best = (i, s, rank);
             }
         }
         (best.0, best.1)
