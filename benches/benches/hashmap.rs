@@ -5,6 +5,10 @@
 //! is the cost of the lookup and copy alone.
 //!
 //! `cargo bench -p memshelf-benches --bench hashmap`
+//!
+//! With `MEMSHELF_BENCH_HUGE_DIR` set to a directory on a tmpfs mounted
+//! with huge pages (`mount -t tmpfs -o size=2g,huge=advise tmpfs DIR`) or on
+//! hugetlbfs, the same run adds a 256 MiB segment made there (`path`).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -40,14 +44,24 @@ fn bench(c: &mut Criterion) {
             black_box(&buf);
         })
     });
-    for (label, cap) in [
-        ("64MiB", 64u64 << 20),
-        ("256MiB", 256 << 20),
-        ("1GiB", 1 << 30),
-    ] {
-        let name = format!("bench-hashmap-{}-{label}", std::process::id());
+    let huge = std::env::var_os("MEMSHELF_BENCH_HUGE_DIR").map(std::path::PathBuf::from);
+    let mut cases = vec![
+        ("64MiB", 64u64 << 20, None),
+        ("256MiB", 256 << 20, None),
+        ("1GiB", 1 << 30, None),
+    ];
+    if let Some(dir) = &huge {
+        cases.push(("256MiB, huge pages", 256 << 20, Some(dir.clone())));
+    }
+    for (label, cap, dir) in cases {
+        let name = format!("bench-hashmap-{}-{}", std::process::id(), cap >> 20);
+        let mut o = memshelf::OpenOptions::new();
+        o.capacity(cap);
+        if let Some(dir) = &dir {
+            o.path(dir.join(&name));
+        }
         let _ = memshelf::unlink(&name);
-        let cache = memshelf::Cache::open(&name, cap).expect("open");
+        let cache = o.open(&name).expect("open");
         for k in &keys {
             cache.put(k, value).unwrap();
         }
@@ -62,7 +76,10 @@ fn bench(c: &mut Criterion) {
             })
         });
         drop(cache);
-        memshelf::unlink(&name).unwrap();
+        match &dir {
+            Some(dir) => std::fs::remove_file(dir.join(&name)).unwrap(),
+            None => memshelf::unlink(&name).unwrap(),
+        }
     }
     g.finish();
 }

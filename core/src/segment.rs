@@ -247,16 +247,21 @@ impl Segment {
             opts.max_value_size.map(|v| v as u64),
             opts.expected_entry_size,
         )?;
-        if let Err(e) = shm::reserve(fd, name, g.capacity, opts.mode) {
-            let _ = loc.unlink();
-            return Err(e);
-        }
-        let map = shm::map(fd, g.capacity)?;
+        let sized = shm::size(fd, g.capacity, opts.mode)
+            .and_then(|()| shm::map(fd, g.capacity))
+            .and_then(|map| shm::back(fd, &map, name, g.capacity).map(|()| map));
+        let map = match sized {
+            Ok(map) => map,
+            Err(e) => {
+                let _ = loc.unlink();
+                return Err(e);
+            }
+        };
         let store = |off: usize, v: u64| {
             // SAFETY: header offsets are in bounds and 8-aligned.
             unsafe { AtomicU64::from_ptr(map.ptr.add(off).cast()) }.store(v, Ordering::Relaxed)
         };
-        // posix_fallocate zero-fills, but a half-made segment may hold old
+        // New memory reads as zeros, but a half-made segment may hold old
         // bytes: zero the header and the control areas (not the logs: their
         // contents are validated on every read).
         for off in (0..g.small_off as usize).step_by(8) {

@@ -284,27 +284,121 @@ pub(crate) fn file_size(fd: &Fd) -> Result<u64> {
     Ok(st.st_size as u64)
 }
 
-/// Sizes the object and reserves its memory, so that a full /dev/shm fails
-/// here rather than with SIGBUS later.
-pub(crate) fn reserve(fd: &Fd, name: &str, bytes: u64, mode: u32) -> Result<()> {
+/// Sets the new object's mode and size (no memory yet: see `back`).
+pub(crate) fn size(fd: &Fd, bytes: u64, mode: u32) -> Result<()> {
     // SAFETY: plain syscalls on a descriptor we own.
     unsafe {
         libc::fchmod(fd.0, mode as libc::mode_t);
         if libc::ftruncate(fd.0, bytes as libc::off_t) < 0 {
-            return Err(Error::last_os("ftruncate"));
-        }
-        let rc = libc::posix_fallocate(fd.0, 0, bytes as libc::off_t);
-        if rc != 0 {
-            let source = io::Error::from_raw_os_error(rc);
-            libc::ftruncate(fd.0, 0);
-            return Err(Error::NoSpace {
-                name: name.to_owned(),
-                bytes,
-                source,
-            });
+            let e = Error::last_os("ftruncate");
+            return Err(huge_page_multiple(fd, bytes).unwrap_or(e));
         }
     }
     Ok(())
+}
+
+/// On hugetlbfs a file's size is a whole number of huge pages (ftruncate
+/// says only EINVAL): the error that names the page size.
+fn huge_page_multiple(fd: &Fd, bytes: u64) -> Option<Error> {
+    const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
+    // SAFETY: `st` is a plain-old-data out parameter of fstatfs.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and out pointer.
+    if unsafe { libc::fstatfs(fd.0, &mut st) } < 0 || st.f_type as i64 != HUGETLBFS_MAGIC {
+        return None;
+    }
+    let page = st.f_bsize as u64;
+    (page > 0 && bytes % page != 0).then(|| {
+        Error::InvalidArgument(format!(
+            "capacity {bytes} B is not a multiple of this hugetlbfs mount's page size \
+             ({page} B); use {}",
+            bytes.div_ceil(page) * page
+        ))
+    })
+}
+
+/// Allocates the memory of a new object sized by `size` and mapped as
+/// `map`, so that a full /dev/shm fails here rather than with SIGBUS later.
+/// On a tmpfs mounted `huge=advise` the pages are faulted in through the
+/// mapping (`MADV_POPULATE_WRITE`, after `map`'s `MADV_HUGEPAGE`), the only
+/// way such a mount hands out huge pages; elsewhere `posix_fallocate`
+/// (which allocates huge pages itself where the mount says `always` or
+/// `within_size`, and on hugetlbfs). On failure the object is emptied.
+pub(crate) fn back(fd: &Fd, map: &Mapping, name: &str, bytes: u64) -> Result<()> {
+    let no_space = |source: io::Error| {
+        // SAFETY: a plain syscall on a descriptor we own; frees what was
+        // allocated before the failure.
+        unsafe { libc::ftruncate(fd.0, 0) };
+        Err(Error::NoSpace {
+            name: name.to_owned(),
+            bytes,
+            source,
+        })
+    };
+    if huge_on_advice(fd) {
+        // Fail at once where the request cannot fit, as posix_fallocate
+        // does, instead of filling the file system first.
+        // SAFETY: `st` is a plain-old-data out parameter of fstatvfs.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: valid descriptor and out pointer.
+        if unsafe { libc::fstatvfs(fd.0, &mut st) } == 0
+            && (st.f_bavail as u64).saturating_mul(st.f_frsize as u64) < bytes
+        {
+            return no_space(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        // SAFETY: the range is exactly the mapping `map` owns; populating
+        // changes no contents (a new object reads as zeros either way).
+        if unsafe { libc::madvise(map.ptr.cast(), map.len, libc::MADV_POPULATE_WRITE) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            // EFAULT: a page could not be allocated (the fault would have
+            // been SIGBUS: the file system is full); ENOMEM: no memory.
+            return no_space(e);
+        }
+        // EINVAL: a kernel before 5.14; fall back.
+    }
+    // SAFETY: a plain syscall on a descriptor we own.
+    let rc = unsafe { libc::posix_fallocate(fd.0, 0, bytes as libc::off_t) };
+    if rc != 0 {
+        return no_space(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// Whether `fd`'s file system is a tmpfs mounted with `huge=advise` (read
+/// from /proc/self/mountinfo, matched by device number): it gives huge
+/// pages only to a mapping that asked with `MADV_HUGEPAGE`.
+fn huge_on_advice(fd: &Fd) -> bool {
+    // SAFETY: `st` is a plain-old-data out parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and out pointer.
+    if unsafe { libc::fstat(fd.0, &mut st) } < 0 {
+        return false;
+    }
+    let dev = format!("{}:{}", libc::major(st.st_dev), libc::minor(st.st_dev));
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    mount_is_huge_advise(&info, &dev)
+}
+
+/// The mountinfo part of `huge_on_advice`: a line's third field is the
+/// device, and after " - " come the type, the source and the super-block
+/// options (where tmpfs lists `huge=`).
+fn mount_is_huge_advise(mountinfo: &str, dev: &str) -> bool {
+    mountinfo.lines().any(|line| {
+        let Some((mount, fs)) = line.split_once(" - ") else {
+            return false;
+        };
+        let mut fs = fs.split_whitespace();
+        mount.split_whitespace().nth(2) == Some(dev)
+            && fs.next() == Some("tmpfs")
+            && fs
+                .nth(1)
+                .is_some_and(|opts| opts.split(',').any(|o| o == "huge=advise"))
+    })
 }
 
 pub(crate) fn map(fd: &Fd, len: u64) -> Result<Mapping> {
@@ -337,4 +431,24 @@ pub(crate) fn map(fd: &Fd, len: u64) -> Result<Mapping> {
         ptr: ptr.cast(),
         len: len as usize,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mount_is_huge_advise;
+
+    const INFO: &str = "\
+24 30 0:22 / /dev/shm rw,nosuid,nodev shared:4 - tmpfs tmpfs rw,size=24684084k
+42 27 0:39 / /tmp/a rw,relatime - tmpfs tmpfs rw,size=2097152k,huge=advise
+43 27 0:40 / /tmp/b rw,relatime - tmpfs tmpfs rw,size=2097152k,huge=within_size
+44 27 0:41 / /tmp/c rw,relatime - hugetlbfs none rw,pagesize=2M
+45 27 0:42 / /tmp/d rw,relatime shared:9 master:2 - tmpfs x,huge=advise rw,huge=never";
+
+    #[test]
+    fn only_a_tmpfs_mounted_huge_advise_needs_the_mapping_populated() {
+        assert!(mount_is_huge_advise(INFO, "0:39"));
+        for dev in ["0:22", "0:40", "0:41", "0:42", "0:99"] {
+            assert!(!mount_is_huge_advise(INFO, dev), "{dev}");
+        }
+    }
 }
