@@ -9,6 +9,9 @@
              same object (json.dumps done by the caller, once, outside).
 
 Median of --reps repetitions of --rounds rounds each, GC off while timing.
+With --keyspace N (e.g. 100000, in a 256 MiB segment) each round reads a
+different batch of --keys random keys out of N loaded ones: lookups then
+miss the CPU caches, as in a large cache, and get_many's prefetching shows.
 Run it against a release wheel (what users install):
 
     bash scripts/build-wheels.sh
@@ -21,6 +24,7 @@ import argparse
 import gc
 import json
 import os
+import random
 import statistics
 import time
 
@@ -47,30 +51,41 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--keyspace", type=int, default=0,
+                    help="load this many keys and read random batches of --keys of them")
     ap.add_argument("--json")
     a = ap.parse_args()
     name = f"bench-batch-{os.getpid()}"
-    c = memshelf.Cache(name, capacity="64MiB")
+    c = memshelf.Cache(name, capacity="256MiB" if a.keyspace else "64MiB")
     try:
-        keys = [f"user:{i:06d}:{i * 7919 % 65536:x}" for i in range(a.keys)]
+        space = [f"user:{i:06d}:{i * 7919 % 65536:x}" for i in range(max(a.keys, a.keyspace))]
+        keys = space[:a.keys]
         value = os.urandom(100)
-        for k in keys:
+        for k in space:
             c.put(k, value)
         get = c.get
         items = {k: value for k in keys}
+        rng = random.Random(1)
+        batches = [rng.sample(space, a.keys) for _ in range(512)] if a.keyspace else [keys]
+        nb = len(batches)
+        at = [0]
+
+        def batch() -> list:
+            at[0] += 1
+            return batches[at[0] % nb]
 
         def gets() -> None:
-            for k in keys:
+            for k in batch():
                 get(k)
 
         def floor() -> None:  # the same loop calling a near no-op builtin
-            for k in keys:
+            for k in batch():
                 noop(k)
 
         noop = len
 
         def many() -> None:
-            c.get_many(keys)
+            c.get_many(batch())
 
         def puts() -> None:
             for k in keys:
@@ -105,7 +120,8 @@ def main() -> None:
         c.close()
         memshelf.unlink(name)
 
-    print(f"{a.keys} keys of 100 B, hits; median of {a.reps} reps")
+    space = f", random batches out of {a.keyspace:,} keys" if a.keyspace else ""
+    print(f"{a.keys} keys of 100 B{space}, hits; median of {a.reps} reps")
     print(f"  len() x{a.keys}      {res['loop_and_call_floor_ns']:8.0f} ns/key   (loop + call floor)")
     print(f"  get x{a.keys}        {res['get_ns_per_key']:8.0f} ns/key")
     print(f"  get_many({a.keys})    {res['get_many_ns_per_key']:8.0f} ns/key   {res['get_many_speedup']:.1f}x")

@@ -205,17 +205,34 @@ impl Cache {
         for k in keys {
             self.e.check_key(k.as_ref())?;
         }
-        const AHEAD: usize = 4;
-        for k in keys.iter().take(AHEAD) {
-            self.e.seg.prefetch_bucket(self.e.hash(k.as_ref()));
+        // A two-stage pipeline over the batch, each key hashed once: the
+        // bucket of key i + 2 * STEP is prefetched, the item of key
+        // i + STEP (its bucket has arrived by then), while key i is read.
+        const STEP: usize = 8;
+        let mut hashes = [0u64; 4 * STEP];
+        let ring = hashes.len();
+        let hash_at = |i: usize| self.e.hash(keys[i].as_ref());
+        for i in 0..keys.len().min(2 * STEP) {
+            hashes[i % ring] = hash_at(i);
+            self.e.seg.prefetch_bucket(hashes[i % ring]);
+        }
+        for i in STEP.min(keys.len())..keys.len().min(2 * STEP) {
+            self.e.prefetch_item(hashes[i % ring]);
         }
         // A buffer of our own: `f` may call back into the cache.
         let mut buf = Vec::new();
         for (i, k) in keys.iter().enumerate() {
-            if let Some(next) = keys.get(i + AHEAD) {
-                self.e.seg.prefetch_bucket(self.e.hash(next.as_ref()));
+            if i + 2 * STEP < keys.len() {
+                let h = hash_at(i + 2 * STEP);
+                hashes[(i + 2 * STEP) % ring] = h;
+                self.e.seg.prefetch_bucket(h);
             }
-            let hit = self.e.lookup(k.as_ref(), &mut buf)?;
+            if i + STEP < keys.len() {
+                self.e.prefetch_item(hashes[(i + STEP) % ring]);
+            }
+            let hit = self
+                .e
+                .lookup_hashed(k.as_ref(), hashes[i % ring], &mut buf)?;
             f(i, hit.then_some(&buf[..]));
         }
         Ok(())
@@ -996,6 +1013,43 @@ mod tests {
         let big = vec![7u8; c.max_value_size()];
         c.put(b"k", &big).unwrap();
         assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&big[..]));
+        crate::unlink(&name).unwrap();
+    }
+
+    /// `get_many_with` runs a prefetch pipeline (hashes kept in a ring,
+    /// buckets two steps ahead, items one step ahead): every batch length
+    /// around its depths, with misses, repeated keys and values of many
+    /// sizes, answers exactly what one `get` per key answers, in order.
+    #[test]
+    fn batches_of_every_length_answer_as_single_gets() {
+        let name = format!("unit-batch-{}", std::process::id());
+        let c = Cache::open(&name, 4 << 20).unwrap();
+        let keys: Vec<Vec<u8>> = (0..120u32)
+            .map(|i| format!("key:{i}").into_bytes())
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            if i % 3 != 0 {
+                c.put(k, vec![i as u8; i * 7 % 300]).unwrap();
+            }
+        }
+        for len in 0..keys.len() {
+            // A window that wraps around the keys, and a repeat of its first.
+            let mut batch: Vec<&[u8]> = (0..len)
+                .map(|j| keys[(j * 13 + len) % keys.len()].as_slice())
+                .collect();
+            if let Some(&first) = batch.first() {
+                batch.push(first);
+            }
+            let mut got = Vec::new();
+            c.get_many_with(&batch, |i, v| got.push((i, v.map(<[u8]>::to_vec))))
+                .unwrap();
+            let want: Vec<_> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (i, c.get(k).unwrap()))
+                .collect();
+            assert_eq!(got, want, "batch of {}", batch.len());
+        }
         crate::unlink(&name).unwrap();
     }
 

@@ -26,9 +26,15 @@ impl Engine {
     /// (value in `buf`). Counts the hit or miss.
     #[inline]
     pub fn lookup(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<bool> {
+        self.lookup_hashed(key, self.hash(key), buf)
+    }
+
+    /// `lookup` with the key's `hash` already computed (`self.hash(key)`).
+    #[inline]
+    pub fn lookup_hashed(&self, key: &[u8], hash: u64, buf: &mut Vec<u8>) -> Result<bool> {
+        debug_assert_eq!(hash, self.hash(key));
         self.check_key(key)?;
         let t0 = self.sample_start(Op::Get);
-        let hash = self.hash(key);
         if let Some(f) = self.find(key, hash, Some(buf)) {
             match self.liveness(&f.meta, &mut None) {
                 Liveness::Live if f.meta.flags() & FLAG_NEGATIVE == 0 => {

@@ -438,24 +438,29 @@ impl Segment {
     /// batch of lookups overlaps its memory misses.
     #[inline(always)]
     pub fn prefetch_bucket(&self, hash: u64) {
+        self.prefetch_lines(self.g.index_off + self.bucket_of(hash) * BUCKET_SIZE, 2);
+    }
+
+    /// Asks the CPU to start loading `lines` cache lines from mapping offset
+    /// `off` (nothing outside the mapping).
+    #[inline(always)]
+    pub fn prefetch_lines(&self, off: u64, lines: u64) {
         #[cfg(target_arch = "x86_64")]
+        if off
+            .checked_add(64 * lines)
+            .is_some_and(|end| end <= self.map.len as u64)
         {
-            let off = self.g.index_off + self.bucket_of(hash) * BUCKET_SIZE;
-            if off + BUCKET_SIZE <= self.map.len as u64 {
-                // SAFETY: the address lies inside the mapping (checked
-                // above); a prefetch reads nothing architecturally and
-                // cannot fault.
+            for i in 0..lines as usize {
+                // SAFETY: the lines lie inside the mapping (checked above);
+                // a prefetch reads nothing architecturally and cannot fault.
                 unsafe {
-                    let p = self.map.ptr.add(off as usize).cast::<i8>();
+                    let p = self.map.ptr.add(off as usize + 64 * i).cast::<i8>();
                     std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p);
-                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                        p.add(64),
-                    );
                 }
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = hash;
+        let _ = (off, lines);
     }
 
     /// Word `i` of bucket number `b` (for scans).

@@ -117,7 +117,10 @@ fn a_segment_on_a_huge_advise_tmpfs_is_backed_by_huge_pages() {
             .path(&path)
             .open("thp")
             .unwrap();
-        assert_eq!(c2.get("k7").unwrap().as_deref(), Some(&7u32.to_le_bytes()[..]));
+        assert_eq!(
+            c2.get("k7").unwrap().as_deref(),
+            Some(&7u32.to_le_bytes()[..])
+        );
         drop((c, c2));
     }
 }
@@ -165,7 +168,10 @@ fn a_segment_on_hugetlbfs_works() {
         .trim()
         .parse()
         .unwrap();
-    assert!(free >= 33, "the kernel gave only {free} free 2 MiB pages (asked for {want} more)");
+    assert!(
+        free >= 33,
+        "the kernel gave only {free} free 2 MiB pages (asked for {want} more)"
+    );
     let m = Mount::new("hugetlb", "hugetlbfs", "pagesize=2M");
     let path = m.file("seg");
     let c = OpenOptions::new()
@@ -187,6 +193,9 @@ fn a_segment_on_hugetlbfs_works() {
         .unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
-    assert!(msg.contains("multiple") && msg.contains("2097152") && msg.contains("10485760"), "{msg}");
+    assert!(
+        msg.contains("multiple") && msg.contains("2097152") && msg.contains("10485760"),
+        "{msg}"
+    );
     assert!(!path.exists(), "a refused segment left its file behind");
 }

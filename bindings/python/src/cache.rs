@@ -11,7 +11,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyIterator, PyList, PyString, PyTuple};
 
 use crate::codec::Codec;
-use crate::convert::{IntoPy, error_to_py, owned_bytes, tags_of, ttl_of, type_name, with_bytes};
+use crate::convert::{
+    IntoPy, borrowed_bytes, error_to_py, owned_bytes, tags_of, ttl_of, type_name, with_bytes,
+};
 use crate::fill::{FILL_ABSENT, FILL_HIT, FILL_LEAD, FILL_WAIT, FillArgs, FillCall, FillLease};
 
 thread_local! {
@@ -302,10 +304,12 @@ impl Cache {
         let default = default.unwrap_or_else(|| py.None().into_bound(py));
         // The keys' bytes first, then one engine call: `get_many_with`
         // prefetches the buckets of the next keys while it reads one.
-        let mut owned = Vec::with_capacity(keys.len().unwrap_or(0));
-        for key in keys.try_iter()? {
-            owned.push(owned_bytes(&key?, "key")?);
-        }
+        // `bytes` and `str` keys are borrowed, not copied.
+        let objs = keys.try_iter()?.collect::<PyResult<Vec<_>>>()?;
+        let owned = objs
+            .iter()
+            .map(|k| borrowed_bytes(k, "key"))
+            .collect::<PyResult<Vec<_>>>()?;
         let mut out = Vec::with_capacity(owned.len());
         let mut failed = None;
         c.get_many_with(&owned, |i, v| {

@@ -1,6 +1,7 @@
 //! Conversions between Python objects and the engine's types (bytes, TTLs,
 //! durations, tags), and the one mapping of engine errors to exceptions.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use memshelf::{Error, Ttl};
@@ -77,6 +78,19 @@ pub(crate) fn with_bytes<R>(
 
 pub(crate) fn owned_bytes(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
     with_bytes(obj, what, <[u8]>::to_vec)
+}
+
+/// The bytes of `obj` as `with_bytes` takes them, borrowed from a `bytes` or
+/// `str` object (for a batch: no copy per key), copied from a mutable
+/// buffer.
+pub(crate) fn borrowed_bytes<'a>(obj: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Cow<'a, [u8]>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Cow::Borrowed(b.as_bytes()));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Cow::Borrowed(s.to_str()?.as_bytes()));
+    }
+    owned_bytes(obj, what).map(Cow::Owned)
 }
 
 /// `memshelf.NEVER`: a TTL that never expires, also over a segment's

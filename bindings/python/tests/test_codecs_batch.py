@@ -198,6 +198,15 @@ def test_get_many_and_put_many(name):
         c.put_many({"a": 1})  # raw codec: bytes and str only
     with pytest.raises(memshelf.KeyTooLong):
         c.get_many(["ok", "x" * 5000])
+    # every key type get() takes (str and bytes are borrowed, the others
+    # copied), a non-ASCII str as its UTF-8 bytes, and a batch much longer
+    # than the engine's prefetch pipeline
+    c.put("é", b"accent")
+    assert c.get_many([bytearray(b"d"), memoryview(b"e"), "é", "é".encode()]) == [b"4", b"5", b"accent", b"accent"]
+    with pytest.raises(TypeError, match="key must be str, bytes"):
+        c.get_many(["d", 7])
+    c.put_many({f"n{i}": str(i).encode() for i in range(0, 300, 2)})
+    assert c.get_many([f"n{i}" for i in range(300)]) == [str(i).encode() if i % 2 == 0 else None for i in range(300)]
     p = memshelf.Cache(name, codec="pickle")
     p.put_many({"x": {"n": 1}, "y": None})
     missing = object()
