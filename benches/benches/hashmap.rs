@@ -2,7 +2,8 @@
 //! `HashMap` get + copy of the same keys (100 k keys of 16 bytes, 100-byte
 //! values, uniform random order, all hits), with memshelf in 64 MiB,
 //! 256 MiB and 1 GiB segments. One thread: the HashMap has no lock, so this
-//! is the cost of the lookup and copy alone.
+//! is the cost of the lookup and copy alone. At 256 MiB the run also times
+//! `get_many_with` over batches of 100 of the same random keys.
 //!
 //! `cargo bench -p memshelf-benches --bench hashmap`
 //!
@@ -75,6 +76,27 @@ fn bench(c: &mut Criterion) {
                 black_box(&buf);
             })
         });
+        if cap == 256 << 20 && dir.is_none() {
+            // A batch of 100 of the same random keys in one call (the
+            // prefetch pipeline); criterion's time is per batch: divide by
+            // 100 for the time per key.
+            let batches: Vec<Vec<&[u8]>> = order
+                .chunks(100)
+                .map(|ch| ch.iter().map(|&i| keys[i as usize].as_slice()).collect())
+                .collect();
+            g.bench_function("memshelf get_many_with, 100-key batch (256MiB)", |b| {
+                let mut i = 0;
+                b.iter(|| {
+                    let batch = &batches[i % batches.len()];
+                    i += 1;
+                    cache
+                        .get_many_with(batch, |_, v| {
+                            black_box(v.expect("hit"));
+                        })
+                        .unwrap();
+                })
+            });
+        }
         drop(cache);
         match &dir {
             Some(dir) => std::fs::remove_file(dir.join(&name)).unwrap(),
