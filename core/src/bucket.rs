@@ -81,6 +81,7 @@ impl Engine {
                     log,
                     s.pos(),
                     key,
+                    hash,
                     value.as_deref_mut(),
                     Check::Reader,
                 );
@@ -150,7 +151,7 @@ impl Engine {
                 continue;
             }
             let log = self.seg.log(s.log());
-            match item::read_value(&self.seg, log, s.pos(), key, None, Check::Reader) {
+            match item::read_value(&self.seg, log, s.pos(), key, hash, None, Check::Reader) {
                 Read::Valid(meta) if ks.valid.is_none() => {
                     ks.valid = Some(Found {
                         slot_index: i,

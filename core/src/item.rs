@@ -3,11 +3,10 @@
 //! ```text
 //! w0  magic 0xC0DE (16) | record kind (8) | ntags (8) | size in 8-byte units (32)
 //! w1  value_len (32) | key_len (16) | flags (16)
-//! w2  hash of the key
-//! w3  clear epoch at write time
-//! w4  expiry, ms since the epoch (0 = never)
-//! w5  end of grace, ms since the epoch (0 = never; >= expiry)
-//! w6  checksum (see `checksum`)
+//! w2  clear epoch at write time
+//! w3  expiry, ms since the epoch (0 = never)
+//! w4  end of grace, ms since the epoch (0 = never; >= expiry)
+//! w5  checksum (see `checksum`)
 //! ... ntags x (tag hash, tag version), key padded to 8, value padded to 8,
 //!     then (ntags > 0 only) the tag names padded to 8: per tag a u16 LE
 //!     length and the bytes
@@ -17,6 +16,11 @@
 //! hashes are seeded per segment); reads and tag checks use the hashes.
 //! They are outside the checksum: whoever reads them keeps only names whose
 //! tag hash matches the (checksummed) hash of the same position.
+//!
+//! The key's hash is not stored (layout 6; it was w2 before): the checksum
+//! is seeded with it instead, so a reader that looked the key up by its
+//! hash checks the key without hashing its bytes again, and a reader that
+//! does not know the key (the tail pass, scans) hashes the key it copied.
 //!
 //! An item is written once, completely, before any index slot points to it,
 //! and never modified afterwards: it only dies (overwritten when its log
@@ -33,14 +37,18 @@ use crate::layout::{ITEM_HEADER, pad8};
 use crate::options::{MAX_TAG_LEN, MAX_TAGS};
 use crate::segment::{LogGeom, REC_ITEM, REC_MAGIC, Segment};
 
-pub(crate) const HDR_WORDS: usize = 7;
+pub(crate) const HDR_WORDS: usize = 6;
+const _: () = assert!(HDR_WORDS as u64 * 8 == ITEM_HEADER);
 pub(crate) const FLAG_NEGATIVE: u64 = 1;
 
-/// What a reader learns from an item's header.
+/// What a reader learns from an item's header, and the hash of its key
+/// (not stored: given by a reader that knows the key, else computed from
+/// the key's bytes).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Meta {
     pub words: [u64; HDR_WORDS],
     pub tags: [(u64, u64); MAX_TAGS],
+    pub key_hash: u64,
 }
 
 impl Meta {
@@ -60,16 +68,16 @@ impl Meta {
         self.words[1] >> 48
     }
     pub fn hash(&self) -> u64 {
-        self.words[2]
+        self.key_hash
     }
     pub fn epoch(&self) -> u64 {
-        self.words[3]
+        self.words[2]
     }
     pub fn expire_ms(&self) -> u64 {
-        self.words[4]
+        self.words[3]
     }
     pub fn stale_until_ms(&self) -> u64 {
-        self.words[5]
+        self.words[4]
     }
     pub fn size(&self) -> u64 {
         self.units() * 8
@@ -119,23 +127,25 @@ fn words_as_bytes(w: &[u64]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(w.as_ptr().cast(), w.len() * 8) }
 }
 
-/// The checksum of an item at log position `pos` (see `partial_checksum`).
+/// The checksum of an item at log position `pos` whose key hashes to
+/// `key_hash` (see `partial_checksum`).
 pub(crate) fn checksum(
     seed: u64,
     pos: u64,
     hdr: &[u64],
     tags: &[(u64, u64)],
-    key: &[u8],
+    key_hash: u64,
     value: &[u8],
 ) -> u64 {
     let mut m = Meta {
         words: [0; HDR_WORDS],
         tags: [(0, 0); MAX_TAGS],
+        key_hash,
     };
-    m.words[..6].copy_from_slice(&hdr[..6]);
+    m.words[..HDR_WORDS - 1].copy_from_slice(&hdr[..HDR_WORDS - 1]);
     m.tags[..tags.len()].copy_from_slice(tags);
     debug_assert_eq!(m.ntags(), tags.len());
-    xxh3_64_with_seed(value, partial_checksum(seed, pos, &m, key))
+    xxh3_64_with_seed(value, partial_checksum(seed, pos, &m))
 }
 
 /// A fully encoded item, ready to be stored at a position.
@@ -143,6 +153,8 @@ pub(crate) struct Encoded {
     pub hdr: [u64; HDR_WORDS],
     pub tags: [(u64, u64); MAX_TAGS],
     pub ntags: usize,
+    /// The key's hash: seeds the checksum, not stored.
+    pub key_hash: u64,
 }
 
 impl Encoded {
@@ -170,7 +182,6 @@ impl Encoded {
             hdr: [
                 (REC_MAGIC << 48) | (REC_ITEM << 40) | ((tags.len() as u64) << 32) | (size / 8),
                 value_len as u64 | ((key.len() as u64) << 32) | (flags << 48),
-                hash,
                 epoch,
                 expire_ms,
                 stale_until_ms,
@@ -178,6 +189,7 @@ impl Encoded {
             ],
             tags: t,
             ntags: tags.len(),
+            key_hash: hash,
         }
     }
 
@@ -221,12 +233,13 @@ pub(crate) fn write(
     let Some(off) = seg.log_off(log, pos, enc.size()) else {
         return; // cannot happen: allocation never straddles the log's end
     };
+    debug_assert_eq!(enc.key_hash, xxh3_64_with_seed(key, seg.g.hash_seed));
     enc.hdr[HDR_WORDS - 1] = checksum(
         seg.g.hash_seed,
         pos,
         &enc.hdr,
         &enc.tags[..enc.ntags],
-        key,
+        enc.key_hash,
         value,
     );
     // Order our observation of the tail (which made the space ours) before
@@ -252,7 +265,7 @@ pub(crate) fn write(
             names,
         );
     }
-    seg.word(off + 48)
+    seg.word(off + 8 * (HDR_WORDS as u64 - 1))
         .store(enc.hdr[HDR_WORDS - 1], Ordering::Release);
 }
 
@@ -278,6 +291,7 @@ fn load_meta(seg: &Segment, log: &LogGeom, pos: u64) -> Option<(u64, Meta)> {
     let mut m = Meta {
         words: std::array::from_fn(|i| src[i].load(Ordering::Relaxed)),
         tags: [(0, 0); MAX_TAGS],
+        key_hash: 0, // set by the caller (see `Meta`)
     };
     let w0 = m.words[0];
     if w0 >> 48 != REC_MAGIC || (w0 >> 40) & 0xff != REC_ITEM || m.ntags() > MAX_TAGS {
@@ -426,21 +440,25 @@ fn validated(seg: &Segment, log: &LogGeom, pos: u64, reader: bool, sum: u64, met
 }
 
 /// Reads and validates `key`'s item at `pos` of `log` (the get path, and
-/// any caller that knows the key): `OtherKey` when the item holds another
-/// key; the value is copied into `value` (`None`: only validated).
+/// any caller that knows the key; `key_hash` is its hash, `Engine::hash`):
+/// `OtherKey` when the item holds another key; the value is copied into
+/// `value` (`None`: only validated).
 #[inline(always)]
 pub(crate) fn read_value(
     seg: &Segment,
     log: &LogGeom,
     pos: u64,
     key: &[u8],
+    key_hash: u64,
     value: Option<&mut Vec<u8>>,
     check: Check,
 ) -> Read {
+    debug_assert_eq!(key_hash, xxh3_64_with_seed(key, seg.g.hash_seed));
     let reader = check == Check::Reader;
-    let Some((key_off, meta)) = open(seg, log, pos, reader) else {
+    let Some((key_off, mut meta)) = open(seg, log, pos, reader) else {
         return Read::Invalid;
     };
+    meta.key_hash = key_hash;
     let val_off = key_off + pad8(meta.key_len() as u64);
     if key.len() != meta.key_len() || !key_equals(seg, key_off, key) {
         // A different key, or bytes being overwritten: callers treat
@@ -454,7 +472,7 @@ pub(crate) fn read_value(
     let seed = seg.g.hash_seed;
     // The checksum chain runs over the copies, never over shared memory.
     let sum = copy_and_sum(seg, val_off, meta.value_len(), value, || {
-        partial_checksum(seed, pos, &meta, key)
+        partial_checksum(seed, pos, &meta)
     });
     validated(seg, log, pos, reader, sum, meta)
 }
@@ -472,14 +490,15 @@ pub(crate) fn read_entry(
     check: Check,
 ) -> Read {
     let reader = check == Check::Reader;
-    let Some((key_off, meta)) = open(seg, log, pos, reader) else {
+    let Some((key_off, mut meta)) = open(seg, log, pos, reader) else {
         return Read::Invalid;
     };
     let val_off = key_off + pad8(meta.key_len() as u64);
     let seed = seg.g.hash_seed;
     // The checksum chain runs over the copies, never over shared memory.
     copy_out(seg, key_off, meta.key_len(), key);
-    let kh = partial_checksum(seed, pos, &meta, key);
+    meta.key_hash = xxh3_64_with_seed(key, seed);
+    let kh = partial_checksum(seed, pos, &meta);
     let sum = copy_and_sum(seg, val_off, meta.value_len(), value, || kh);
     validated(seg, log, pos, reader, sum, meta)
 }
@@ -489,16 +508,17 @@ pub(crate) fn read_entry(
 /// decision that needs only the checked header.
 #[inline(always)]
 pub(crate) fn validate(seg: &Segment, log: &LogGeom, pos: u64) -> Read {
-    let Some((key_off, meta)) = open(seg, log, pos, true) else {
+    let Some((key_off, mut meta)) = open(seg, log, pos, true) else {
         return Read::Invalid;
     };
     let val_off = key_off + pad8(meta.key_len() as u64);
     let seed = seg.g.hash_seed;
     // The checksum chain runs over the copies, never over shared memory.
-    let kh = with_scratch(|s| {
+    meta.key_hash = with_scratch(|s| {
         copy_out(seg, key_off, meta.key_len(), s);
-        partial_checksum(seed, pos, &meta, s)
+        xxh3_64_with_seed(s, seed)
     });
+    let kh = partial_checksum(seed, pos, &meta);
     let sum = copy_and_sum(seg, val_off, meta.value_len(), None, || kh);
     validated(seg, log, pos, true, sum, meta)
 }
@@ -542,10 +562,15 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     })
 }
 
-/// The checksum chain over header words w0..w5, tags and key; the value
-/// is hashed last, seeded with this.
-fn partial_checksum(seed: u64, pos: u64, meta: &Meta, key: &[u8]) -> u64 {
-    let mut h = xxh3_64_with_seed(words_as_bytes(&meta.words[..6]), seed ^ pos);
+/// The checksum chain over header words w0..w4 and tags, seeded with the
+/// segment's seed, the item's position and its key's hash (which binds
+/// the key: a reader compares the key's bytes, or hashes the copy it
+/// made); the value is hashed last, seeded with this.
+fn partial_checksum(seed: u64, pos: u64, meta: &Meta) -> u64 {
+    let mut h = xxh3_64_with_seed(
+        words_as_bytes(&meta.words[..HDR_WORDS - 1]),
+        seed ^ pos ^ meta.key_hash.rotate_left(23),
+    );
     let tags = &meta.tags[..meta.ntags()];
     if !tags.is_empty() {
         // SAFETY: `(u64, u64)` pairs are plain integers; viewing the local
@@ -555,7 +580,7 @@ fn partial_checksum(seed: u64, pos: u64, meta: &Meta, key: &[u8]) -> u64 {
         };
         h = xxh3_64_with_seed(t, h);
     }
-    xxh3_64_with_seed(key, h)
+    h
 }
 
 /// The header of the item at `pos` if it is readable and holds `key`,
@@ -577,8 +602,14 @@ pub(crate) fn holds_key(seg: &Segment, log: &LogGeom, pos: u64, key: &[u8]) -> b
         .is_some_and(|(key_off, meta)| meta.key_len() == key.len() && key_equals(seg, key_off, key))
 }
 
-/// Reads only the header of the item at `pos` (for eviction decisions);
-/// not checksummed, so callers use it as a hint only.
+/// Reads only the header of the item at `pos`, and hashes its key's bytes
+/// (for eviction decisions); not checksummed, so callers use it as a hint
+/// only.
 pub(crate) fn peek(seg: &Segment, log: &LogGeom, pos: u64) -> Option<Meta> {
-    load_meta(seg, log, pos).map(|(_, m)| m)
+    let (key_off, mut m) = load_meta(seg, log, pos)?;
+    m.key_hash = with_scratch(|s| {
+        copy_out(seg, key_off, m.key_len(), s);
+        xxh3_64_with_seed(s, seg.g.hash_seed)
+    });
+    Some(m)
 }

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 /// `"MEMSHELF"` little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MEMSHELF");
 /// Version of this layout. Any change to the bytes of a segment bumps it.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 pub(crate) const HEADER_SIZE: u64 = 4096;
 pub(crate) const NSTRIPES: u64 = 64;
@@ -159,8 +159,9 @@ pub(crate) struct Geometry {
 /// 500-1000 entries) lost 2-2.6 points, with 4 none lost more than noise.
 pub(crate) const SLOTS_PER_ENTRY: u64 = 4;
 
-/// Bytes of the item header (see `item.rs`).
-pub(crate) const ITEM_HEADER: u64 = 56;
+/// Bytes of an item's fixed header in this layout (see `item.rs`): with the
+/// key and the value, each padded to 8 bytes, the size of an entry's item.
+pub const ITEM_HEADER: u64 = 48;
 
 pub(crate) fn pad8(n: u64) -> u64 {
     (n + 7) & !7
@@ -421,7 +422,9 @@ pub fn capacity_for_entries(entries: u64, key_len: u64, value_len: u64) -> u64 {
     let mut cap = want + (16 << 10);
     for _ in 0..256 {
         let next = match Geometry::compute(cap, 0, 0, 0, None, key_len + value_len) {
-            Ok(g) if g.small_len + g.main_len >= want => return cap,
+            // Items never straddle a log's end: each log holds a whole
+            // number of them.
+            Ok(g) if g.small_len / item + g.main_len / item >= entries.max(1) => return cap,
             Ok(g) => cap.max(g.small_off + want),
             Err(_) => cap + 1024,
         };

@@ -59,7 +59,7 @@ mod write;
 pub use cache::{Cache, Keys, ReadInto, unlink, unlink_path};
 pub use dump::{DUMP_MAGIC, DUMP_VERSION, DumpReport, LoadReport, dump_to, load_from};
 pub use error::{Error, Result};
-pub use layout::{LAYOUT_VERSION, capacity_for_entries};
+pub use layout::{ITEM_HEADER, LAYOUT_VERSION, capacity_for_entries};
 pub use lease::{FILL_WAIT_SLICE, Fill, FillCall, FillError, FillLease, WaitTicket};
 pub use options::{
     DEFAULT_CAPACITY, DEFAULT_EXPECTED_ENTRY_SIZE, DEFAULT_MAX_VALUE_SIZE, Expiry, GetOrSetOptions,

@@ -227,7 +227,15 @@ impl Engine {
             // the bytes at the slot's position, wait for this lock).
             let intact = copy_checked
                 || matches!(
-                    item::read_value(&self.seg, log, pos, &key, None, Check::Evictor),
+                    item::read_value(
+                        &self.seg,
+                        log,
+                        pos,
+                        &key,
+                        self.hash(&key),
+                        None,
+                        Check::Evictor
+                    ),
                     Read::Valid(_)
                 );
             if !intact || ks.valid.as_ref().is_some_and(|f| f.slot_index != index) {
@@ -394,7 +402,15 @@ impl Engine {
         let held = if from.id == to && overlaps(&dst, pos, npos, size) {
             let checked = self.lock_for_move(hash).filter(|_| {
                 matches!(
-                    item::read_value(&self.seg, from, pos, &key, None, Check::Evictor),
+                    item::read_value(
+                        &self.seg,
+                        from,
+                        pos,
+                        &key,
+                        self.hash(&key),
+                        None,
+                        Check::Evictor
+                    ),
                     Read::Valid(_)
                 )
             });

@@ -9,14 +9,14 @@
 //! For each entry size (key + value bytes) it runs the default
 //! `expected_entry_size` (128) and, when they differ, the entry's own size.
 //! "index / entry" is the index's bytes divided by the entries the full
-//! segment holds; "header" is the fixed 56-byte item header (plus padding
+//! segment holds; "header" is the fixed item header (`memshelf::ITEM_HEADER`, 48 bytes (plus padding
 //! of key and value to 8 bytes); "payload" is key + value bytes held as a
 //! share of the capacity.
 
 use memshelf::{DEFAULT_EXPECTED_ENTRY_SIZE, OpenOptions};
 
 const KEY_LEN: usize = 16;
-const HEADER: u64 = 56;
+const HEADER: u64 = memshelf::ITEM_HEADER;
 
 fn pad8(n: u64) -> u64 {
     n.div_ceil(8) * 8
