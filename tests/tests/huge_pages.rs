@@ -76,6 +76,14 @@ fn thp_available() {
     );
 }
 
+/// Opens (or creates) the segment of `capacity` bytes at `path`.
+fn open_at(path: &Path, capacity: u64) -> memshelf::Result<memshelf::Cache> {
+    OpenOptions::new()
+        .capacity(capacity)
+        .path(path)
+        .open("huge-pages-test")
+}
+
 /// Fills a segment and reads every entry back.
 fn usable(c: &memshelf::Cache) {
     for i in 0..10_000u32 {
@@ -95,11 +103,7 @@ fn a_segment_on_a_huge_advise_tmpfs_is_backed_by_huge_pages() {
     for huge in ["advise", "within_size", "always"] {
         let m = Mount::new("thp", "tmpfs", &format!("size=128m,huge={huge}"));
         let path = m.file("seg");
-        let c = OpenOptions::new()
-            .capacity(64 << 20)
-            .path(&path)
-            .open("thp")
-            .unwrap();
+        let c = open_at(&path, 64 << 20).unwrap();
         usable(&c);
         let pmd = smaps_kb(&path, "ShmemPmdMapped");
         let rss = smaps_kb(&path, "Rss");
@@ -115,7 +119,7 @@ fn a_segment_on_a_huge_advise_tmpfs_is_backed_by_huge_pages() {
         let c2 = OpenOptions::new()
             .create(false)
             .path(&path)
-            .open("thp")
+            .open("huge-pages-test")
             .unwrap();
         assert_eq!(
             c2.get("k7").unwrap().as_deref(),
@@ -130,20 +134,12 @@ fn a_full_huge_advise_tmpfs_refuses_the_segment_and_keeps_nothing() {
     thp_available();
     let m = Mount::new("thp-full", "tmpfs", "size=16m,huge=advise");
     let path = m.file("seg");
-    let e = OpenOptions::new()
-        .capacity(64 << 20)
-        .path(&path)
-        .open("thp-full")
-        .unwrap_err();
+    let e = open_at(&path, 64 << 20).unwrap_err();
     assert!(matches!(e, Error::NoSpace { .. }), "{e:?}");
     assert!(!path.exists(), "a refused segment left its file behind");
     // Space a refused segment took is free again: a segment that fits is
     // made at once.
-    let c = OpenOptions::new()
-        .capacity(8 << 20)
-        .path(&path)
-        .open("thp-full")
-        .unwrap();
+    let c = open_at(&path, 8 << 20).unwrap();
     usable(&c);
 }
 
@@ -174,11 +170,7 @@ fn a_segment_on_hugetlbfs_works() {
     );
     let m = Mount::new("hugetlb", "hugetlbfs", "pagesize=2M");
     let path = m.file("seg");
-    let c = OpenOptions::new()
-        .capacity(64 << 20)
-        .path(&path)
-        .open("hugetlb")
-        .unwrap();
+    let c = open_at(&path, 64 << 20).unwrap();
     usable(&c);
     let kb = smaps_kb(&path, "KernelPageSize");
     assert_eq!(kb, 2048, "hugetlbfs mapping with {kb} kB pages");
@@ -186,11 +178,7 @@ fn a_segment_on_hugetlbfs_works() {
     std::fs::remove_file(&path).unwrap();
     // A capacity that is not a whole number of huge pages: a clear error
     // (the kernel says only EINVAL), nothing left behind.
-    let e = OpenOptions::new()
-        .capacity((8 << 20) + 4096)
-        .path(&path)
-        .open("hugetlb")
-        .unwrap_err();
+    let e = open_at(&path, (8 << 20) + 4096).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
     assert!(
