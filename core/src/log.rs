@@ -207,7 +207,12 @@ impl Engine {
         // recognised this slot as the key's: moving then would bring an old
         // value back beside a newer one or after the delete.
         let publish_move = |copy: Copied<'_>, with: Slot, counter: Counter| {
-            let Copied { key, held, .. } = copy;
+            let Copied {
+                key,
+                key_hash,
+                held,
+                ..
+            } = copy;
             let copy_checked = held.is_some();
             let _lock = match held {
                 Some(g) => g,
@@ -225,19 +230,7 @@ impl Engine {
             // hold, before writing, and nobody could change the key's slots
             // since (writers and deletes, which identify a key's slots by
             // the bytes at the slot's position, wait for this lock).
-            let intact = copy_checked
-                || matches!(
-                    item::read_value(
-                        &self.seg,
-                        log,
-                        pos,
-                        &key,
-                        self.hash(&key),
-                        None,
-                        Check::Evictor
-                    ),
-                    Read::Valid(_)
-                );
+            let intact = copy_checked || self.source_intact(log, pos, &key, key_hash);
             if !intact || ks.valid.as_ref().is_some_and(|f| f.slot_index != index) {
                 remove(Slot(0), None);
             } else {
@@ -400,20 +393,9 @@ impl Engine {
         let size = enc.size();
         let npos = self.alloc(&dst, size, depth);
         let held = if from.id == to && overlaps(&dst, pos, npos, size) {
-            let checked = self.lock_for_move(hash).filter(|_| {
-                matches!(
-                    item::read_value(
-                        &self.seg,
-                        from,
-                        pos,
-                        &key,
-                        self.hash(&key),
-                        None,
-                        Check::Evictor
-                    ),
-                    Read::Valid(_)
-                )
-            });
+            let checked = self
+                .lock_for_move(hash)
+                .filter(|_| self.source_intact(from, pos, &key, meta.hash()));
             match checked {
                 Some(g) => Some(g),
                 None => {
@@ -432,7 +414,21 @@ impl Engine {
             None
         };
         item::write(&self.seg, &dst, npos, &mut enc, &key, &value, &names);
-        Some(Copied { npos, key, held })
+        Some(Copied {
+            npos,
+            key,
+            key_hash: meta.hash(),
+            held,
+        })
+    }
+
+    /// Whether the source of a move, `key`'s item at `pos` of `log`, still
+    /// validates (for the tail pass: the checksum alone).
+    fn source_intact(&self, log: &LogGeom, pos: u64, key: &[u8], key_hash: u64) -> bool {
+        matches!(
+            item::read_value(&self.seg, log, pos, key, key_hash, None, Check::Evictor),
+            Read::Valid(_)
+        )
     }
 }
 
@@ -440,6 +436,8 @@ impl Engine {
 pub(crate) struct Copied<'a> {
     npos: u64,
     key: Vec<u8>,
+    /// The key's hash (computed from the validated copy of the key).
+    key_hash: u64,
     /// The key's bucket lock, when the copy was written over its source.
     held: Option<crate::index::BucketGuard<'a>>,
 }
