@@ -291,7 +291,7 @@ fn load_meta(seg: &Segment, log: &LogGeom, pos: u64) -> Option<(u64, Meta)> {
     let mut m = Meta {
         words: std::array::from_fn(|i| src[i].load(Ordering::Relaxed)),
         tags: [(0, 0); MAX_TAGS],
-        key_hash: 0, // set by the caller (see `Meta`)
+        key_hash: 0, // set by every caller before the Meta leaves this module
     };
     let w0 = m.words[0];
     if w0 >> 48 != REC_MAGIC || (w0 >> 40) & 0xff != REC_ITEM || m.ntags() > MAX_TAGS {
@@ -583,14 +583,22 @@ fn partial_checksum(seed: u64, pos: u64, meta: &Meta) -> u64 {
     h
 }
 
-/// The header of the item at `pos` if it is readable and holds `key`,
-/// without copying or checksumming the value: a hint for a writer's
-/// unlocked pre-scan, which the locked publish validates again.
-pub(crate) fn hint(seg: &Segment, log: &LogGeom, pos: u64, key: &[u8]) -> Option<Meta> {
+/// The header of the item at `pos` if it is readable and holds `key`
+/// (whose hash is `key_hash`), without copying or checksumming the value: a
+/// hint for a writer's unlocked pre-scan, which the locked publish
+/// validates again.
+pub(crate) fn hint(
+    seg: &Segment,
+    log: &LogGeom,
+    pos: u64,
+    key: &[u8],
+    key_hash: u64,
+) -> Option<Meta> {
     if !readable(seg, log, pos) {
         return None;
     }
-    let (key_off, meta) = load_meta(seg, log, pos)?;
+    let (key_off, mut meta) = load_meta(seg, log, pos)?;
+    meta.key_hash = key_hash;
     (meta.key_len() == key.len() && key_equals(seg, key_off, key)).then_some(meta)
 }
 

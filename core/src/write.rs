@@ -82,7 +82,8 @@ impl Engine {
             let s = Slot(self.seg.bucket_word(hash, i).load(Ordering::Acquire));
             (s.kind() == KIND_ITEM && s.tag() == tag)
                 .then(|| {
-                    item::hint(&self.seg, self.seg.log(s.log()), s.pos(), w.key).map(|m| (s, m))
+                    item::hint(&self.seg, self.seg.log(s.log()), s.pos(), w.key, hash)
+                        .map(|m| (s, m))
                 })
                 .flatten()
         });
