@@ -248,7 +248,7 @@ impl Segment {
             opts.expected_entry_size,
         )?;
         let sized = shm::size(fd, g.capacity, opts.mode)
-            .and_then(|()| shm::map(fd, g.capacity))
+            .and_then(|()| shm::map_new(fd, g.capacity, name))
             .and_then(|map| shm::back(fd, &map, name, g.capacity).map(|()| map));
         let map = match sized {
             Ok(map) => map,

@@ -401,6 +401,20 @@ fn mount_is_huge_advise(mountinfo: &str, dev: &str) -> bool {
     })
 }
 
+/// `map` for a new object of `len` bytes: hugetlbfs reserves a shared
+/// mapping's pages at mmap, so too few free huge pages fail here (ENOMEM),
+/// reported as `NoSpace` like a full tmpfs.
+pub(crate) fn map_new(fd: &Fd, len: u64, name: &str) -> Result<Mapping> {
+    map(fd, len).map_err(|e| match e {
+        Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOMEM) => Error::NoSpace {
+            name: name.to_owned(),
+            bytes: len,
+            source,
+        },
+        e => e,
+    })
+}
+
 pub(crate) fn map(fd: &Fd, len: u64) -> Result<Mapping> {
     if len > isize::MAX as u64 {
         return Err(Error::InvalidArgument("segment too large to map".into()));

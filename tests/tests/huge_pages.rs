@@ -176,6 +176,11 @@ fn a_segment_on_hugetlbfs_works() {
     assert_eq!(kb, 2048, "hugetlbfs mapping with {kb} kB pages");
     drop(c);
     std::fs::remove_file(&path).unwrap();
+    // More huge pages than are reserved: NoSpace at open, nothing left
+    // behind (not SIGBUS at a later fault).
+    let e = open_at(&path, (free + 8) * (2 << 20)).unwrap_err();
+    assert!(matches!(e, Error::NoSpace { .. }), "{e:?}");
+    assert!(!path.exists(), "a refused segment left its file behind");
     // A capacity that is not a whole number of huge pages: a clear error
     // (the kernel says only EINVAL), nothing left behind.
     let e = open_at(&path, (8 << 20) + 4096).unwrap_err();
