@@ -86,6 +86,7 @@ impl Cache {
             e: Arc::new(Engine {
                 seg: Segment::open(name, opts)?,
                 sampling: std::sync::atomic::AtomicBool::new(true),
+                stripe_base: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -1046,6 +1047,62 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every handle counts into its own statistics stripe (a handle is a
+    /// process in production), and so does every forked child of a process
+    /// that had already counted (a pre-fork server: the children used to
+    /// inherit the parent thread's stripe, so all of them shared one line).
+    #[test]
+    fn handles_and_forked_children_count_into_their_own_stripes() {
+        let name = format!("unit-stripes-{}", std::process::id());
+        let handles: Vec<Cache> = (0..64)
+            .map(|_| Cache::open(&name, 4 << 20).unwrap())
+            .collect();
+        let mut seen: Vec<u32> = handles.iter().map(|c| c.e.stripe()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(
+            seen.len(),
+            64,
+            "64 handles on one thread share stripes: {seen:?}"
+        );
+        drop(handles);
+        crate::unlink(&name).unwrap();
+        let c = Cache::open(&name, 4 << 20).unwrap();
+        let parent = c.e.stripe();
+        let mut children = Vec::new();
+        for _ in 0..4 {
+            // SAFETY: the child only computes its stripe and calls _exit
+            // (no allocation, no locks the fork could have copied held).
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork");
+            if pid == 0 {
+                let s = c.e.stripe();
+                // SAFETY: ends the child without running the parent's
+                // destructors or test harness.
+                unsafe { libc::_exit(s as i32) };
+            }
+            children.push(pid);
+        }
+        let mut stripes = vec![parent];
+        for pid in children {
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            assert!(libc::WIFEXITED(status));
+            stripes.push(libc::WEXITSTATUS(status) as u32);
+        }
+        let mut distinct = stripes.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            stripes.len(),
+            "parent and forked children: {stripes:?}"
+        );
+        drop(c);
+        crate::unlink(&name).unwrap();
     }
 
     /// `get_many_with` runs a prefetch pipeline (hashes kept in a ring,

@@ -21,6 +21,9 @@ pub(crate) struct Engine {
     pub seg: Segment,
     /// Whether this handle samples latencies and hot keys (`sampling.rs`).
     pub sampling: std::sync::atomic::AtomicBool,
+    /// This handle's first statistics stripe and the fork epoch it was
+    /// taken in (`stats.rs` `stripe`): `(epoch << 32) | base`, 0 = none yet.
+    pub stripe_base: std::sync::atomic::AtomicU64,
 }
 
 const TAG_SALT: u64 = 0x7461_6773_616c_7421;

@@ -108,6 +108,9 @@ pub(crate) struct Header {
     pub keeper: KeeperLine,
     /// `inserts - entries_removed` at the last `clear()` (see `stats.rs`).
     pub entries_base: Line,
+    /// Handed out one by one (fetch_add) to each handle, in each process
+    /// after every fork: the handle's first statistics stripe (`stats.rs`).
+    pub stripe_next: Line,
 }
 
 /// The keeper's cache line.
@@ -123,7 +126,8 @@ const _: () = assert!(offset_of!(Header, geometry_check) == 168);
 const _: () = assert!(offset_of!(Header, clear_epoch) == 256);
 const _: () = assert!(offset_of!(Header, main_tail) == 512);
 const _: () = assert!(offset_of!(Header, keeper) == 640);
-const _: () = assert!(std::mem::size_of::<Header>() == 768);
+const _: () = assert!(offset_of!(Header, stripe_next) == 768);
+const _: () = assert!(std::mem::size_of::<Header>() == 832);
 const _: () = assert!(std::mem::size_of::<KeeperLine>() == 64);
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= HEADER_SIZE);
 const _: () = assert!(std::mem::size_of::<Line>() == 64);

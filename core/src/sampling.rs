@@ -111,7 +111,7 @@ impl Engine {
     pub(crate) fn sample_end(&self, op: Op, t0: Instant, hit_hash: Option<u64>) {
         let ns = t0.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
         let b = (64 - ns.leading_zeros()).min(HIST_BUCKETS as u32 - 1) as u64;
-        let stripe = u64::from(sys::stripe(HIST_STRIPES as u32));
+        let stripe = u64::from(self.stripe()) % HIST_STRIPES;
         let off = self.seg.g.hist_off() + ((stripe * HIST_OPS + op as u64) * HIST_BUCKETS + b) * 8;
         self.seg.word(off).fetch_add(1, Ordering::Relaxed);
         if let Some(h) = hit_hash {

@@ -40,10 +40,49 @@ pub(crate) enum Counter {
 const _: () = assert!((Counter::SampledHits as usize) < NCOUNTERS);
 
 impl Engine {
+    /// The statistics stripe (of `NSTRIPES`) this thread of this handle
+    /// adds to: the handle's base, handed out by the segment one handle at
+    /// a time (`Header::stripe_next`, taken again in a forked child), plus
+    /// 17 per thread of the process (17 is odd: the 64 threads of one
+    /// handle get 64 different stripes). Single-threaded processes, the
+    /// usual worker, share no stripe until there are more than 64 of them;
+    /// before, a random stripe per thread made two of 16 processes share
+    /// one most of the time, and every child of a pre-fork server shared
+    /// the stripe its parent's thread had picked.
+    #[inline(always)]
+    pub fn stripe(&self) -> u32 {
+        // A base is stored only by `new_stripe_base`, after `fork_epoch`
+        // installed the fork handler: comparing with the bare epoch is then
+        // exact (and 0, no base yet, never matches an epoch).
+        let st = self.stripe_base.load(Ordering::Relaxed);
+        let base = if st >> 32 == u64::from(sys::fork_epoch_now()) {
+            st as u32
+        } else {
+            self.new_stripe_base()
+        };
+        (base.wrapping_add(sys::thread_ordinal().wrapping_mul(17))) % NSTRIPES as u32
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn new_stripe_base(&self) -> u32 {
+        let epoch = sys::fork_epoch();
+        let base = self
+            .seg
+            .header_word(memoffset::offset_of!(crate::layout::Header, stripe_next))
+            .fetch_add(1, Ordering::Relaxed) as u32
+            % NSTRIPES as u32;
+        self.stripe_base.store(
+            (u64::from(epoch) << 32) | u64::from(base),
+            Ordering::Relaxed,
+        );
+        base
+    }
+
     #[inline]
     pub fn count(&self, c: Counter, n: u64) {
         self.seg
-            .counter(sys::stripe(NSTRIPES as u32), c as usize)
+            .counter(self.stripe(), c as usize)
             .fetch_add(n, Ordering::Relaxed);
     }
 

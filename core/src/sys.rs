@@ -58,6 +58,14 @@ pub(crate) fn fork_epoch() -> u32 {
     FORK_EPOCH.load(Ordering::Relaxed)
 }
 
+/// The current fork epoch without installing the fork handler: only for a
+/// caller that called `fork_epoch` before (once installed, the handler
+/// stays), so an epoch it stored then is still compared correctly.
+#[inline(always)]
+pub(crate) fn fork_epoch_now() -> u32 {
+    FORK_EPOCH.load(Ordering::Relaxed)
+}
+
 /// Remembers a registry descriptor so that a forked child closes it. Returns
 /// false when the table is full (then a child keeps the descriptor open: the
 /// parent's death is recognised only once the child also exits).
@@ -172,6 +180,7 @@ thread_local! {
 }
 
 static THREAD_COUNTER: AtomicU64 = AtomicU64::new(0);
+static THREAD_ORDINAL: AtomicU64 = AtomicU64::new(0);
 
 /// A fast per-thread xorshift generator (not cryptographic).
 pub(crate) fn random_u64() -> u64 {
@@ -202,25 +211,26 @@ pub(crate) fn seed_entropy() -> u64 {
     xxhash_rust::xxh3::xxh3_64_with_seed(&t.to_ne_bytes(), c)
 }
 
-/// This thread's statistics stripe. (The first call's choice is out of
-/// line, so the thread-local access stays small enough to inline into
-/// every counter update, wherever codegen places it.)
-pub(crate) fn stripe(nstripes: u32) -> u32 {
+/// This thread's ordinal in its process: 0 for the first thread that asks,
+/// 1 for the next, ... (the statistics stripe's per-thread part, see
+/// `stats.rs`). (The first call's choice is out of line, so the
+/// thread-local access stays small enough to inline into every counter
+/// update.)
+#[inline(always)]
+pub(crate) fn thread_ordinal() -> u32 {
     STRIPE.with(|c| {
         let s = c.get();
         if s != u32::MAX {
-            return s % nstripes;
+            return s;
         }
-        first_stripe(c) % nstripes
+        first_ordinal(c)
     })
 }
 
-/// Picks and stores this thread's stripe (its first counter update).
 #[cold]
 #[inline(never)]
-fn first_stripe(c: &Cell<u32>) -> u32 {
-    let n = THREAD_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let s = xxhash_rust::xxh3::xxh3_64_with_seed(&n.to_ne_bytes(), seed_entropy()) as u32;
+fn first_ordinal(c: &Cell<u32>) -> u32 {
+    let s = THREAD_ORDINAL.fetch_add(1, Ordering::Relaxed) as u32 & 0x7fff_ffff;
     c.set(s);
     s
 }
