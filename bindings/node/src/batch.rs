@@ -72,7 +72,7 @@ pub fn read_many(
         };
         let mut pos = off as usize;
         // One engine call for the batch: `get_many_with` prefetches the
-        // buckets of the next keys while it reads one. After a value that
+        // buckets and items of the keys ahead while it reads one. After a value that
         // does not fit, the rest is left for the next call.
         let mut stopped = None;
         c.get_many_with(&keys[start as usize..], |j, v| {

@@ -302,9 +302,9 @@ impl Cache {
         }
         let c = self.handle(py)?;
         let default = default.unwrap_or_else(|| py.None().into_bound(py));
-        // The keys' bytes first, then one engine call: `get_many_with`
-        // prefetches the buckets of the next keys while it reads one.
-        // `bytes` and `str` keys are borrowed, not copied.
+        // The keys' bytes first (`bytes` and `str` keys borrowed, not
+        // copied), then one engine call: `get_many_with` prefetches the
+        // buckets and items of the keys ahead while it reads one.
         let objs = keys.try_iter()?.collect::<PyResult<Vec<_>>>()?;
         let owned = objs
             .iter()

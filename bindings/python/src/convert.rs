@@ -52,37 +52,10 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
 }
 
 /// Bytes of a key, tag or value: `str` (UTF-8), `bytes`, `bytearray`,
-/// `memoryview` (or any object with the buffer protocol).
-pub(crate) fn with_bytes<R>(
-    obj: &Bound<'_, PyAny>,
-    what: &str,
-    f: impl FnOnce(&[u8]) -> R,
-) -> PyResult<R> {
-    if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(f(b.as_bytes()));
-    }
-    if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(f(s.to_str()?.as_bytes()));
-    }
-    if let Ok(b) = obj.cast::<PyByteArray>() {
-        return Ok(f(&b.to_vec()));
-    }
-    if let Ok(buf) = pyo3::buffer::PyBuffer::<u8>::get(obj) {
-        return Ok(f(&buf.to_vec(obj.py())?));
-    }
-    Err(PyTypeError::new_err(format!(
-        "{what} must be str, bytes, bytearray or memoryview, not {}",
-        type_name(obj)
-    )))
-}
-
-pub(crate) fn owned_bytes(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
-    with_bytes(obj, what, <[u8]>::to_vec)
-}
-
-/// The bytes of `obj` as `with_bytes` takes them, borrowed from a `bytes` or
-/// `str` object (for a batch: no copy per key), copied from a mutable
-/// buffer.
+/// `memoryview` (or any object with the buffer protocol). Borrowed from a
+/// `bytes` or `str` object (a batch copies no key), copied from a mutable
+/// buffer. The one rule for what a byte string is; `with_bytes` and
+/// `owned_bytes` are its two other shapes.
 pub(crate) fn borrowed_bytes<'a>(obj: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Cow<'a, [u8]>> {
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(Cow::Borrowed(b.as_bytes()));
@@ -90,7 +63,29 @@ pub(crate) fn borrowed_bytes<'a>(obj: &'a Bound<'_, PyAny>, what: &str) -> PyRes
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(Cow::Borrowed(s.to_str()?.as_bytes()));
     }
-    owned_bytes(obj, what).map(Cow::Owned)
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(Cow::Owned(b.to_vec()));
+    }
+    if let Ok(buf) = pyo3::buffer::PyBuffer::<u8>::get(obj) {
+        return Ok(Cow::Owned(buf.to_vec(obj.py())?));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be str, bytes, bytearray or memoryview, not {}",
+        type_name(obj)
+    )))
+}
+
+/// `f` applied to the bytes of `obj` (see `borrowed_bytes`).
+pub(crate) fn with_bytes<R>(
+    obj: &Bound<'_, PyAny>,
+    what: &str,
+    f: impl FnOnce(&[u8]) -> R,
+) -> PyResult<R> {
+    borrowed_bytes(obj, what).map(|b| f(&b))
+}
+
+pub(crate) fn owned_bytes(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    borrowed_bytes(obj, what).map(Cow::into_owned)
 }
 
 /// `memshelf.NEVER`: a TTL that never expires, also over a segment's
