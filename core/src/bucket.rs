@@ -25,6 +25,16 @@ pub(crate) struct Found {
     pub meta: Meta,
 }
 
+impl Found {
+    pub const fn empty() -> Found {
+        Found {
+            slot_index: 0,
+            slot: Slot(0),
+            meta: Meta::empty(),
+        }
+    }
+}
+
 /// Every slot of a bucket that belongs to a key (under the bucket lock).
 pub(crate) struct KeySlots {
     /// The key's fill in progress (a live PENDING slot), if any.
@@ -59,7 +69,21 @@ pub(crate) enum Outcome {
 impl Engine {
     /// Finds `key`'s item in its bucket, copying its value into `value`.
     #[inline(always)]
-    pub fn find(&self, key: &[u8], hash: u64, mut value: Option<&mut Vec<u8>>) -> Option<Found> {
+    pub fn find(&self, key: &[u8], hash: u64, value: Option<&mut Vec<u8>>) -> Option<Found> {
+        let mut found = Found::empty();
+        self.find_into(key, hash, value, &mut found).then_some(found)
+    }
+
+    /// `find` into the caller's `found` (`true`: found), for the get path:
+    /// a `Found` is ~200 bytes and returning one is a `memcpy` call.
+    #[inline(always)]
+    pub fn find_into(
+        &self,
+        key: &[u8],
+        hash: u64,
+        mut value: Option<&mut Vec<u8>>,
+        found: &mut Found,
+    ) -> bool {
         let tag = tag_of(hash);
         let bucket = self.seg.bucket(hash);
         for i in SLOTS.clone() {
@@ -83,15 +107,14 @@ impl Engine {
                     key,
                     hash,
                     value.as_deref_mut(),
+                    &mut found.meta,
                     Check::Reader,
                 );
                 match r {
-                    Read::Valid(meta) => {
-                        return Some(Found {
-                            slot_index: i,
-                            slot: s,
-                            meta,
-                        });
+                    Read::Valid => {
+                        found.slot_index = i;
+                        found.slot = s;
+                        return true;
                     }
                     Read::OtherKey => break,
                     Read::Invalid => {
@@ -104,7 +127,7 @@ impl Engine {
                 }
             }
         }
-        None
+        false
     }
 
     /// Asks the CPU to start loading the item of the first slot in
@@ -151,8 +174,18 @@ impl Engine {
                 continue;
             }
             let log = self.seg.log(s.log());
-            match item::read_value(&self.seg, log, s.pos(), key, hash, None, Check::Reader) {
-                Read::Valid(meta) if ks.valid.is_none() => {
+            let mut meta = Meta::empty();
+            match item::read_value(
+                &self.seg,
+                log,
+                s.pos(),
+                key,
+                hash,
+                None,
+                &mut meta,
+                Check::Reader,
+            ) {
+                Read::Valid if ks.valid.is_none() => {
                     ks.valid = Some(Found {
                         slot_index: i,
                         slot: s,
@@ -377,8 +410,9 @@ impl Engine {
                 KIND_PENDING => (50, 0),
                 KIND_ITEM => {
                     let log = self.seg.log(s.log());
-                    let score = match item::validate(&self.seg, log, s.pos()) {
-                        Read::Valid(m) => match self.liveness(&m, &mut now) {
+                    let mut m = Meta::empty();
+                    let score = match item::validate(&self.seg, log, s.pos(), &mut m) {
+                        Read::Valid => match self.liveness(&m, &mut now) {
                             Liveness::Live | Liveness::Stale => {
                                 10 + s.freq() * 2 + (s.log() == LogId::Main) as u64
                             }

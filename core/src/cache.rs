@@ -10,7 +10,7 @@ use crate::bucket::{Mode, Outcome};
 use crate::engine::{Engine, Liveness};
 use crate::error::{Error, Result};
 use crate::index::{self, KIND_ITEM, LOCK_WAIT_LIMIT, Slot};
-use crate::item::{self, Check, FLAG_NEGATIVE, Read};
+use crate::item::{self, Check, FLAG_NEGATIVE, Meta, Read};
 use crate::layout::LAYOUT_VERSION;
 use crate::layout::SLOTS_PER_BUCKET;
 use crate::options::{Expiry, MAX_TAGS, OpenOptions, PutOptions, Ttl};
@@ -957,12 +957,14 @@ impl Iterator for Keys {
             }
             let mut key = Vec::new();
             let log = e.seg.log(s.log());
-            if let Read::Valid(m) = item::read_entry(
+            let mut m = Meta::empty();
+            if let Read::Valid = item::read_entry(
                 &e.seg,
                 log,
                 s.pos(),
                 &mut key,
                 Some(&mut value),
+                &mut m,
                 Check::Reader,
             ) {
                 if e.liveness(&m, &mut None) == Liveness::Live

@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 
 use crate::engine::{Engine, Liveness};
 use crate::index::{KIND_ITEM, Slot, tag_of};
-use crate::item::{self, Check, Encoded, Read};
+use crate::item::{self, Check, Encoded, Meta, Read};
 use crate::layout::ITEM_HEADER;
 use crate::layout::SLOTS;
 use crate::segment::{LogGeom, LogId, REC_ITEM, REC_MAGIC, REC_PAD};
@@ -363,12 +363,14 @@ impl Engine {
     ) -> Option<Copied<'_>> {
         let mut key = Vec::new();
         let mut value = Vec::new();
-        let Read::Valid(meta) = item::read_entry(
+        let mut meta = Meta::empty();
+        let Read::Valid = item::read_entry(
             &self.seg,
             from,
             pos,
             &mut key,
             Some(&mut value),
+            &mut meta,
             Check::Evictor,
         ) else {
             return None;
@@ -426,8 +428,17 @@ impl Engine {
     /// validates (for the tail pass: the checksum alone).
     fn source_intact(&self, log: &LogGeom, pos: u64, key: &[u8], key_hash: u64) -> bool {
         matches!(
-            item::read_value(&self.seg, log, pos, key, key_hash, None, Check::Evictor),
-            Read::Valid(_)
+            item::read_value(
+                &self.seg,
+                log,
+                pos,
+                key,
+                key_hash,
+                None,
+                &mut Meta::empty(),
+                Check::Evictor
+            ),
+            Read::Valid
         )
     }
 }

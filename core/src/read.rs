@@ -35,7 +35,8 @@ impl Engine {
         debug_assert_eq!(hash, self.hash(key));
         self.check_key(key)?;
         let t0 = self.sample_start(Op::Get);
-        if let Some(f) = self.find(key, hash, Some(buf)) {
+        let mut f = Found::empty();
+        if self.find_into(key, hash, Some(buf), &mut f) {
             match self.liveness(&f.meta, &mut None) {
                 Liveness::Live if f.meta.flags() & FLAG_NEGATIVE == 0 => {
                     self.bump(hash, &f);

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
 use crate::index::{KIND_ITEM, Slot, tag_of};
-use crate::item::{self, Check, Read};
+use crate::item::{self, Check, Meta, Read};
 use crate::layout::{HIST_BUCKETS, HIST_OPS, HIST_STRIPES, HOT_ENTRIES, SLOTS};
 use crate::stats::Counter;
 use crate::sys;
@@ -229,9 +229,15 @@ impl Engine {
                 continue;
             }
             let log = self.seg.log(s.log());
-            if let Read::Valid(_) =
-                item::read_entry(&self.seg, log, s.pos(), &mut key, None, Check::Reader)
-            {
+            if let Read::Valid = item::read_entry(
+                &self.seg,
+                log,
+                s.pos(),
+                &mut key,
+                None,
+                &mut Meta::empty(),
+                Check::Reader,
+            ) {
                 if self.hash(&key) == hash {
                     return Some(key);
                 }
