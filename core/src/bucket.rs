@@ -71,7 +71,8 @@ impl Engine {
     #[inline(always)]
     pub fn find(&self, key: &[u8], hash: u64, value: Option<&mut Vec<u8>>) -> Option<Found> {
         let mut found = Found::empty();
-        self.find_into(key, hash, value, &mut found).then_some(found)
+        self.find_into(key, hash, value, &mut found)
+            .then_some(found)
     }
 
     /// `find` into the caller's `found` (`true`: found), for the get path:

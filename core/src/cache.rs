@@ -1008,6 +1008,53 @@ mod tests {
         c.e.find(key, h, None).expect("present").slot
     }
 
+    /// The checksum covers every bit a reader relies on: one bit flipped
+    /// anywhere in an item's header, tag pairs, key or value bytes turns
+    /// the hit into a miss, and flipping it back restores the hit. (The
+    /// value's zero padding and the tag names are outside it: a reader
+    /// never returns them; names are matched against checked tag hashes.)
+    #[test]
+    fn any_flipped_bit_of_an_item_is_caught() {
+        let name = format!("unit-flip-{}", std::process::id());
+        let c = Cache::open(&name, 1 << 20).unwrap();
+        let (key, value) = (
+            b"flip-key".as_slice(),
+            b"a value of 37 bytes, not a multiple!!".as_slice(),
+        );
+        c.put_with(
+            key,
+            value,
+            &PutOptions::default().with_tags(&[b"t1", b"t22"]),
+        )
+        .unwrap();
+        let s = slot_of(&c, key);
+        let log = c.e.seg.log(s.log());
+        let size = item::item_size(key.len(), value.len(), 2);
+        let off = c.e.seg.log_off(log, s.pos(), size).expect("in the log");
+        let value_start = size - crate::layout::pad8(value.len() as u64);
+        let mut flips = 0;
+        for byte in 0..size {
+            if byte >= value_start + value.len() as u64 {
+                continue; // padding after the value
+            }
+            let w = c.e.seg.word(off + byte / 8 * 8);
+            for bit in 0..8 {
+                let mask = 1u64 << ((byte % 8) * 8 + bit);
+                w.fetch_xor(mask, Ordering::SeqCst);
+                assert_eq!(
+                    c.get(key).unwrap(),
+                    None,
+                    "bit {bit} of byte {byte} flipped"
+                );
+                w.fetch_xor(mask, Ordering::SeqCst);
+                assert_eq!(c.get(key).unwrap().as_deref(), Some(value));
+                flips += 1;
+            }
+        }
+        assert_eq!(flips, (value_start + value.len() as u64) * 8);
+        crate::unlink(&name).unwrap();
+    }
+
     #[test]
     fn large_update_of_a_small_key_goes_to_main() {
         let name = format!("unit-large-{}", std::process::id());

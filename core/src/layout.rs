@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 /// `"MEMSHELF"` little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MEMSHELF");
 /// Version of this layout. Any change to the bytes of a segment bumps it.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 pub(crate) const HEADER_SIZE: u64 = 4096;
 pub(crate) const NSTRIPES: u64 = 64;
