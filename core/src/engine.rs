@@ -53,7 +53,7 @@ impl Engine {
         crate::validate_key(key)
     }
 
-    /// Tag (hash, current version) pairs for a write.
+    /// Tag (hash, stamp) pairs for a write (see `tags.rs`).
     #[inline]
     pub fn tag_pairs(&self, tags: &[&[u8]]) -> Result<Vec<(u64, u64)>> {
         if tags.len() > MAX_TAGS {
@@ -62,6 +62,7 @@ impl Engine {
                 tags.len()
             )));
         }
+        let stamp = crate::tags::stamp(&self.seg);
         tags.iter()
             .map(|t| {
                 if t.is_empty() || t.len() > MAX_TAG_LEN {
@@ -71,7 +72,7 @@ impl Engine {
                     )));
                 }
                 let h = self.tag_hash(t);
-                Ok((h, self.seg.tag_version(h).load(Ordering::Acquire)))
+                Ok((h, stamp))
             })
             .collect()
     }
@@ -98,8 +99,8 @@ impl Engine {
         if m.epoch() != self.seg.clear_epoch().load(Ordering::Acquire) {
             return Liveness::Invalidated;
         }
-        for (h, v) in &m.tags[..m.ntags()] {
-            if self.seg.tag_version(*h).load(Ordering::Acquire) != *v {
+        for &(h, stamp) in &m.tags[..m.ntags()] {
+            if crate::tags::invalidated(&self.seg, h, stamp) {
                 return Liveness::Invalidated;
             }
         }

@@ -10,7 +10,7 @@
 //! hist     8 x 2 x 32 x u64 sampled latency histograms (get, put)
 //! hot      256 x (key hash, count) hot-key sampling table
 //! registry nreg x u64 process-slot generations (see `registry.rs`)
-//! tags     ntags x u64 tag versions
+//! tags     ntags / 8 lines of tag invalidation records (see `tags.rs`)
 //! leases   nleases x 64 B lease records (get_or_set)
 //! index    nbuckets x 128 B buckets: 1 lock word + 15 slots
 //! small    the small FIFO log (10 % of the data bytes)
@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 /// `"MEMSHELF"` little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MEMSHELF");
 /// Version of this layout. Any change to the bytes of a segment bumps it.
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 
 pub(crate) const HEADER_SIZE: u64 = 4096;
 pub(crate) const NSTRIPES: u64 = 64;
@@ -111,6 +111,8 @@ pub(crate) struct Header {
     /// Handed out one by one (fetch_add) to each handle, in each process
     /// after every fork: the handle's first statistics stripe (`stats.rs`).
     pub stripe_next: Line,
+    /// Counts tag invalidations: a write stamps its tags with it (`tags.rs`).
+    pub tag_clock: Line,
 }
 
 /// The keeper's cache line.
@@ -127,7 +129,8 @@ const _: () = assert!(offset_of!(Header, clear_epoch) == 256);
 const _: () = assert!(offset_of!(Header, main_tail) == 512);
 const _: () = assert!(offset_of!(Header, keeper) == 640);
 const _: () = assert!(offset_of!(Header, stripe_next) == 768);
-const _: () = assert!(std::mem::size_of::<Header>() == 832);
+const _: () = assert!(offset_of!(Header, tag_clock) == 832);
+const _: () = assert!(std::mem::size_of::<Header>() == 896);
 const _: () = assert!(std::mem::size_of::<KeeperLine>() == 64);
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= HEADER_SIZE);
 const _: () = assert!(std::mem::size_of::<Line>() == 64);
@@ -296,6 +299,7 @@ impl Geometry {
             && g.nreg <= 1 << 16
             && g.tags_off == g.registry_off + g.nreg * 8
             && pow2(g.ntags)
+            && (256..=1 << 16).contains(&g.ntags)
             && g.leases_off == g.tags_off + g.ntags * 8
             && pow2(g.nleases)
             && g.nleases <= 1 << 16

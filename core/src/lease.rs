@@ -606,7 +606,7 @@ impl FillLease {
                 && self
                     .tags
                     .iter()
-                    .all(|(h, v)| e.seg.tag_version(*h).load(Ordering::Acquire) == *v)
+                    .all(|&(h, stamp)| !crate::tags::invalidated(&e.seg, h, stamp))
         };
         let stored = !matches!(
             e.write(&w, Mode::Upsert, Some(&still_ours))?,

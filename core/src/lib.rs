@@ -54,6 +54,7 @@ mod segment;
 mod shm;
 mod stats;
 mod sys;
+mod tags;
 mod write;
 
 pub use cache::{Cache, Keys, ReadInto, unlink, unlink_path};

@@ -411,6 +411,11 @@ impl Segment {
     }
 
     #[inline]
+    pub fn tag_clock(&self) -> &AtomicU64 {
+        self.word(offset_of!(Header, tag_clock) as u64)
+    }
+
+    #[inline]
     pub fn head(&self, log: &LogGeom) -> &AtomicU64 {
         self.word(log.head_off)
     }
@@ -481,11 +486,6 @@ impl Segment {
             self.g.index_off + self.bucket_of(hash) * BUCKET_SIZE,
             crate::layout::SLOTS_PER_BUCKET + 1,
         )
-    }
-
-    #[inline]
-    pub fn tag_version(&self, tag_hash: u64) -> &AtomicU64 {
-        self.word(self.g.tags_off + (tag_hash & (self.g.ntags - 1)) * 8)
     }
 
     /// Byte offset of lease record `i`.
