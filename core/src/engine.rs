@@ -62,6 +62,9 @@ impl Engine {
                 tags.len()
             )));
         }
+        if tags.is_empty() {
+            return Ok(Vec::new());
+        }
         let stamp = crate::tags::stamp(&self.seg);
         tags.iter()
             .map(|t| {

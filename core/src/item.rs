@@ -7,7 +7,7 @@
 //! w3  expiry, ms since the epoch (0 = never)
 //! w4  end of grace, ms since the epoch (0 = never; >= expiry)
 //! w5  checksum (see `checksum`)
-//! ... ntags x (tag hash, tag version), key padded to 8, value padded to 8,
+//! ... ntags x (tag hash, tag stamp: `tags.rs`), key padded to 8, value padded to 8,
 //!     then (ntags > 0 only) the tag names padded to 8: per tag a u16 LE
 //!     length and the bytes
 //! ```

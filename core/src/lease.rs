@@ -31,11 +31,12 @@
 //!
 //! The leader stores its value under the bucket lock only if its PENDING
 //! slot is still in the bucket, the record's claim is still its own, and
-//! the clear epoch and tag versions are those of the lease's start. A
+//! the clear epoch is that of the lease's start and none of its tags was
+//! invalidated since the lease's tag stamp (`tags.rs`). A
 //! `put` or `delete` of the key consumes the PENDING slot (and wakes the
 //! waiters), so a fill that raced them is returned to its caller but not
-//! stored; `clear` and `invalidate_tag` void it through the epoch and tag
-//! versions. Releasing a record (after the fill, or when the factory fails)
+//! stored; `clear` and `invalidate_tag` void it through the epoch and the
+//! tag records. Releasing a record (after the fill, or when the factory fails)
 //! sets its token to 0: a PENDING slot naming a free or re-used record is
 //! junk, reused like an empty slot, and its waiters, woken by the futex,
 //! find no fill and one of them leads.

@@ -21,6 +21,8 @@
 //!   `log.rs` `evict_at`).
 //! * [`lease`]: get_or_set's per-key leases (`lease.rs` `alloc_lease`,
 //!   `begin_fill`, `FillLease::fill`, `release`).
+//! * [`tags`]: tag invalidation records under a line's floor (`tags.rs`
+//!   `invalidate`, `invalidated`, `stamp`).
 //!
 //! Every scenario takes a variant: `Correct` is the engine's protocol; the
 //! others each break one ordering or drop one re-check, and the tests show
@@ -40,6 +42,7 @@
 pub mod bucket;
 pub mod lease;
 pub mod ring;
+pub mod tags;
 
 #[cfg(loom)]
 pub(crate) use loom::{

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use memshelf_model::{bucket, check, lease, ring};
+use memshelf_model::{bucket, check, lease, ring, tags};
 
 fn run(name: &str, f: impl Fn() + Sync + Send + 'static) {
     let t = Instant::now();
@@ -112,6 +112,22 @@ fn lease_warm_records() {
 
 /// Each broken variant must make its scenario fail under loom, and fail
 /// on one of the model's oracles (not, say, on loom's branch limit).
+// ---- (d) tag invalidation records --------------------------------------
+
+#[test]
+fn tags_overflow_vs_reader() {
+    run("tags_overflow_vs_reader", || {
+        tags::overflow_vs_reader(tags::Variant::Correct)
+    });
+}
+
+#[test]
+fn tags_same_tag_twice() {
+    run("tags_same_tag_twice", || {
+        tags::same_tag_twice(tags::Variant::Correct)
+    });
+}
+
 #[cfg(loom)]
 mod broken {
     use super::*;
@@ -132,6 +148,8 @@ mod broken {
         "delete left",
         "the factory ran",
     ];
+
+    const TAGS: &[&str] = &["invalidation lost"];
 
     fn broken(name: &str, expect: &[&str], f: impl Fn() + Sync + Send + 'static) {
         let t = Instant::now();
@@ -267,5 +285,30 @@ mod broken {
         LEASE,
         lease::stampede,
         lease::Variant::TakeoverAlways
+    );
+
+    broken!(
+        tags_record_before_floor,
+        TAGS,
+        tags::overflow_vs_reader,
+        tags::Variant::RecordBeforeFloor
+    );
+    broken!(
+        tags_floor_first,
+        TAGS,
+        tags::overflow_vs_reader,
+        tags::Variant::FloorFirst
+    );
+    broken!(
+        tags_relaxed_reader,
+        TAGS,
+        tags::overflow_vs_reader,
+        tags::Variant::RelaxedReader
+    );
+    broken!(
+        tags_blind_own_update,
+        TAGS,
+        tags::same_tag_twice,
+        tags::Variant::BlindOwnUpdate
     );
 }

@@ -1,6 +1,6 @@
 //! Corruption fuzz (proptest, stable Rust): random 64-bit words written at
 //! random word offsets of a *live* segment (the header's live words, the
-//! process registry, tag versions, lease records, index buckets, both
+//! process registry, tag records, lease records, index buckets, both
 //! logs; never the geometry, whose checksum refuses it at attach) while
 //! this process and a worker process operate on it.
 //!
