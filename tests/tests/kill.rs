@@ -225,3 +225,75 @@ fn bucket_locks_of_a_dead_holder_are_taken_over_in_every_bucket() {
     assert!(c.delete("locked:0").is_ok());
     assert_eq!(c.incr("n", 5).unwrap(), 5);
 }
+
+/// Tag invalidations hold while the processes invalidating tags around
+/// them are SIGKILLed at any instruction (one of them in its own PID
+/// namespace): a killed invalidator leaves at worst a line's floor raised
+/// or a clock value unused (`core/src/tags.rs`), never a lost record. This
+/// process and every worker each put an entry under a fresh tag, invalidate
+/// the tag and check the entry is gone, while the others overflow the 64
+/// lines of a 1 MiB segment's tag table.
+#[test]
+fn tag_invalidations_hold_while_invalidators_are_killed() {
+    let data = Seg::new("kill-tags");
+    let c = Cache::open(data.name(), 1 << 20).unwrap();
+    let spawn = |id: usize| {
+        let a = wargs!("seg" => data.name(), "id" => id, "noise" => 4).to_vec();
+        if id == 0 {
+            Worker::spawn_in_pidns("tags", &a)
+        } else {
+            Worker::spawn("tags", &a)
+        }
+    };
+    let mut workers: Vec<Worker> = (0..3).map(spawn).collect();
+    let mut rng = Rng::new();
+    let start = Instant::now();
+    let (mut kills, mut checked) = (0, 0u64);
+    while start.elapsed() < Duration::from_secs(3) {
+        for _ in 0..rng.u64(10..=200) {
+            let t = format!("parent:{checked}");
+            let one = [t.as_bytes()];
+            c.put_with(&t, b"v", &memshelf::PutOptions::default().with_tags(&one))
+                .unwrap();
+            c.invalidate_tag(&t).unwrap();
+            assert!(
+                !c.contains(&t).unwrap(),
+                "{t} readable after invalidate_tag"
+            );
+            checked += 1;
+        }
+        for w in &mut workers {
+            if let Some(st) = w.child.try_wait().unwrap() {
+                panic!("worker `{}` exited by itself: {st}", w.what);
+            }
+        }
+        let victim = rng.u64(..3) as usize;
+        if victim == 0 {
+            workers[0].kill_inner(); // pid 1 of its namespace, from outside
+        } else {
+            workers[victim].kill();
+        }
+        kills += 1;
+        workers[victim] = spawn(victim);
+    }
+    for w in &mut workers {
+        w.kill();
+    }
+    assert!(kills > 20, "only {kills} kills");
+    // The table still works: entries put now survive, a fresh invalidation
+    // drops its entry.
+    let tags: Vec<String> = (0..500).map(|i| format!("after:{i}")).collect();
+    for t in &tags {
+        let one = [t.as_bytes()];
+        c.put_with(t, b"v", &memshelf::PutOptions::default().with_tags(&one))
+            .unwrap();
+    }
+    c.invalidate_tag("after:0").unwrap();
+    assert!(!c.contains("after:0").unwrap());
+    let kept = tags[1..]
+        .iter()
+        .filter(|t| c.contains(t.as_str()).unwrap())
+        .count();
+    assert_eq!(kept, 499, "entries of tags nobody invalidated were dropped");
+    eprintln!("tag kill storm: {kills} kills, {checked} invalidations checked here");
+}

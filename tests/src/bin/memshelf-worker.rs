@@ -37,6 +37,7 @@ fn main() {
         "hold-lock" => hold_lock(&args),
         "put-timed" => put_timed(&args),
         "gos-many" => gos_many(&args),
+        "tags" => tags(&args),
         "sleep" => {
             std::thread::sleep(Duration::from_secs(args.num("secs", 60)));
             0
@@ -517,5 +518,31 @@ fn gos_many(args: &Args) -> i32 {
         }
     }
     println!("RESULT ok=1");
+    0
+}
+
+/// Until killed: puts an entry under a tag of its own, invalidates the tag
+/// and checks the entry is gone (exit 3 if not), with `noise` more
+/// invalidations of fresh tags in between, which push records out of the
+/// segment's tag lines all the time.
+fn tags(args: &Args) -> i32 {
+    let c = open(args, "seg");
+    let noise = args.num("noise", 4);
+    let me = format!("{}.{}", args.str("id"), std::process::id());
+    for n in 0u64.. {
+        let t = format!("own:{me}:{n}");
+        let one = [t.as_bytes()];
+        c.put_with(&t, b"v", &PutOptions::default().with_tags(&one))
+            .expect("put");
+        for j in 0..noise {
+            c.invalidate_tag(format!("noise:{me}:{n}:{j}"))
+                .expect("noise");
+        }
+        c.invalidate_tag(&t).expect("invalidate");
+        if c.contains(&t).expect("get") {
+            eprintln!("tags: {t} still readable after its tag was invalidated");
+            return 3;
+        }
+    }
     0
 }
