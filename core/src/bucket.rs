@@ -16,6 +16,7 @@ use crate::index::{KIND_EMPTY, KIND_GHOST, KIND_ITEM, KIND_PENDING, Slot, tag_of
 use crate::item::{self, Check, Meta, Read};
 use crate::layout::{ITEM_HEADER, SLOTS, SLOTS_PER_BUCKET};
 use crate::segment::LogId;
+use crate::sink::{self, Sink};
 use crate::stats::Counter;
 
 /// A key's current item, as found in its bucket.
@@ -78,11 +79,11 @@ impl Engine {
     /// `find` into the caller's `found` (`true`: found), for the get path:
     /// a `Found` is ~200 bytes and returning one is a `memcpy` call.
     #[inline(always)]
-    pub fn find_into(
+    pub fn find_into<S: Sink + ?Sized>(
         &self,
         key: &[u8],
         hash: u64,
-        mut value: Option<&mut Vec<u8>>,
+        mut value: Option<&mut S>,
         found: &mut Found,
     ) -> bool {
         let tag = tag_of(hash);
@@ -182,7 +183,7 @@ impl Engine {
                 s.pos(),
                 key,
                 hash,
-                None,
+                sink::none(),
                 &mut meta,
                 Check::Reader,
             ) {

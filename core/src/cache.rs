@@ -15,6 +15,7 @@ use crate::layout::LAYOUT_VERSION;
 use crate::layout::SLOTS_PER_BUCKET;
 use crate::options::{Expiry, MAX_TAGS, OpenOptions, PutOptions, Ttl};
 use crate::segment::Segment;
+use crate::sink::{self, ValueSink};
 use crate::stats::Stats;
 use crate::sys;
 use crate::write::Write;
@@ -271,18 +272,33 @@ impl Cache {
     /// # memshelf::unlink(&name)?;
     /// # Ok::<(), memshelf::Error>(())
     /// ```
+    ///
+    /// The value is copied straight into `out`, so on a miss (and past the
+    /// value on a hit) `out`'s bytes are unspecified: a read may have begun
+    /// copying an entry that then turned out expired or rewritten. On
+    /// `TooSmall` nothing is copied.
     pub fn read(&self, key: impl AsRef<[u8]>, out: &mut [u8]) -> Result<ReadInto> {
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            if !self.e.lookup(key.as_ref(), &mut s)? {
-                return Ok(ReadInto::Miss);
-            }
-            if s.len() > out.len() {
-                return Ok(ReadInto::TooSmall(s.len()));
-            }
-            out[..s.len()].copy_from_slice(&s);
-            Ok(ReadInto::Hit(s.len()))
+        let mut s = sink::Slice::new(out);
+        Ok(if !self.e.lookup(key.as_ref(), &mut s)? {
+            ReadInto::Miss
+        } else if s.fits {
+            ReadInto::Hit(s.len)
+        } else {
+            ReadInto::TooSmall(s.len)
         })
+    }
+
+    /// Reads `key`'s value straight into a caller's [`ValueSink`] (one copy
+    /// from the segment: a binding fills its own language's object).
+    /// Returns whether it was found; the sink was then told `filled` with
+    /// the value's length. On a miss the sink's room, if it gave any, holds
+    /// unspecified bytes. Example: [`ValueSink`].
+    pub fn get_into_sink<S: ValueSink + ?Sized>(
+        &self,
+        key: impl AsRef<[u8]>,
+        sink: &mut S,
+    ) -> Result<bool> {
+        self.e.lookup(key.as_ref(), &mut sink::External(sink))
     }
 
     /// Whether `key` has a live entry (counts as a get).
@@ -298,7 +314,7 @@ impl Cache {
     /// # Ok::<(), memshelf::Error>(())
     /// ```
     pub fn contains(&self, key: impl AsRef<[u8]>) -> Result<bool> {
-        SCRATCH.with(|s| self.e.lookup(key.as_ref(), &mut s.borrow_mut()))
+        SCRATCH.with(|s| self.e.lookup(key.as_ref(), &mut *s.borrow_mut()))
     }
 
     /// Inserts or replaces `key` with the segment's default TTL.

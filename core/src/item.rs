@@ -29,6 +29,7 @@
 //! byte and the item's own log position, matches. A torn, overwritten, or
 //! misplaced item (a stalled writer finishing late) therefore never passes.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{Ordering, fence};
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -36,6 +37,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 use crate::layout::{ITEM_HEADER, pad8};
 use crate::options::{MAX_TAG_LEN, MAX_TAGS};
 use crate::segment::{LogGeom, REC_ITEM, REC_MAGIC, Segment};
+use crate::sink::{self, Sink};
 
 pub(crate) const HDR_WORDS: usize = 6;
 const _: () = assert!(HDR_WORDS as u64 * 8 == ITEM_HEADER);
@@ -328,7 +330,7 @@ fn load_meta(seg: &Segment, log: &LogGeom, pos: u64, m: &mut Meta) -> Option<u64
 
 /// Copies `len` bytes at mapping offset `off` into `out` (replacing its
 /// contents) with atomic word loads.
-fn copy_out(seg: &Segment, off: u64, len: usize, out: &mut Vec<u8>) {
+pub(crate) fn copy_out(seg: &Segment, off: u64, len: usize, out: &mut Vec<u8>) {
     out.clear();
     let src = seg.words(off, len.div_ceil(8));
     out.reserve(src.len() * 8);
@@ -344,6 +346,46 @@ fn copy_out(seg: &Segment, off: u64, len: usize, out: &mut Vec<u8>) {
     }
     // SAFETY: the first `len <= src.len() * 8` bytes were initialised above.
     unsafe { out.set_len(len) };
+}
+
+/// Copies `len` bytes at mapping offset `off` into the first `len` bytes
+/// of `room` (at least `len` long) with atomic word loads, and returns
+/// them. Whole words when `room` holds `len` rounded up to 8 bytes, else
+/// the last word's bytes one by one.
+#[inline(always)]
+pub(crate) fn copy_into<'r>(
+    seg: &Segment,
+    off: u64,
+    len: usize,
+    room: &'r mut [MaybeUninit<u8>],
+) -> &'r [u8] {
+    assert!(room.len() >= len, "a sink gave less room than asked");
+    let src = seg.words(off, len.div_ceil(8));
+    let dst = room.as_mut_ptr().cast::<u8>();
+    let whole = if room.len() >= src.len() * 8 {
+        src.len()
+    } else {
+        len / 8
+    };
+    for (i, w) in src[..whole].iter().enumerate() {
+        // SAFETY: word `i < whole` ends at `8 * (i + 1) <= room.len()`
+        // bytes into `room` (`whole` is chosen so); the write is
+        // unaligned-safe.
+        unsafe {
+            dst.add(i * 8)
+                .cast::<u64>()
+                .write_unaligned(w.load(Ordering::Relaxed))
+        };
+    }
+    if whole < src.len() {
+        let last = src[whole].load(Ordering::Relaxed).to_ne_bytes();
+        for (i, b) in last[..len - whole * 8].iter().enumerate() {
+            room[whole * 8 + i].write(*b);
+        }
+    }
+    // SAFETY: the first `len` bytes of `room` were all written above
+    // (whole words, then the rest of the last word).
+    unsafe { std::slice::from_raw_parts(dst, len) }
 }
 
 /// Compares `key` with the key bytes stored at `off` (zero-padded words).
@@ -405,21 +447,18 @@ fn open(seg: &Segment, log: &LogGeom, pos: u64, reader: bool, m: &mut Meta) -> O
 }
 
 /// Copies `len` value bytes at `off` into `value` (into a scratch buffer
-/// when `None`) and hashes the copy, seeded with `chain()` (the checksum
-/// chain so far, computed after the copy).
+/// when `None` or when it has no room) and hashes the copy, seeded with
+/// `chain()` (the checksum chain so far, computed after the copy).
 #[inline(always)]
-fn copy_and_sum(
+fn copy_and_sum<S: Sink + ?Sized>(
     seg: &Segment,
     off: u64,
     len: usize,
-    value: Option<&mut Vec<u8>>,
+    value: Option<&mut S>,
     chain: impl FnOnce() -> u64,
 ) -> u64 {
-    match value {
-        Some(v) => {
-            copy_out(seg, off, len, v);
-            xxh3_64_with_seed(v, chain())
-        }
+    match value.and_then(|v| v.copy(seg, off, len)) {
+        Some(v) => xxh3_64_with_seed(v, chain()),
         None => with_scratch(|s| {
             copy_out(seg, off, len, s);
             xxh3_64_with_seed(s, chain())
@@ -449,16 +488,16 @@ fn validated(seg: &Segment, log: &LogGeom, pos: u64, reader: bool, sum: u64, met
 /// any caller that knows the key; `key_hash` is its hash, `Engine::hash`):
 /// `OtherKey` when the item holds another key; the header is read into
 /// `meta` (meaningful only when `Valid`) and the value copied into `value`
-/// (`None`: only validated).
+/// (`None`: only validated), which is told `filled` when `Valid`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn read_value(
+pub(crate) fn read_value<S: Sink + ?Sized>(
     seg: &Segment,
     log: &LogGeom,
     pos: u64,
     key: &[u8],
     key_hash: u64,
-    value: Option<&mut Vec<u8>>,
+    mut value: Option<&mut S>,
     meta: &mut Meta,
     check: Check,
 ) -> Read {
@@ -480,10 +519,14 @@ pub(crate) fn read_value(
     }
     let seed = seg.g.hash_seed;
     // The checksum chain runs over the copies, never over shared memory.
-    let sum = copy_and_sum(seg, val_off, meta.value_len(), value, || {
+    let sum = copy_and_sum(seg, val_off, meta.value_len(), value.as_deref_mut(), || {
         partial_checksum(seed, pos, meta)
     });
-    validated(seg, log, pos, reader, sum, meta)
+    let r = validated(seg, log, pos, reader, sum, meta);
+    if let (Read::Valid, Some(v)) = (&r, value) {
+        v.filled(meta.value_len());
+    }
+    r
 }
 
 /// Reads and validates the item at `pos` of `log`, whatever its key, into
@@ -495,7 +538,7 @@ pub(crate) fn read_entry(
     log: &LogGeom,
     pos: u64,
     key: &mut Vec<u8>,
-    value: Option<&mut Vec<u8>>,
+    mut value: Option<&mut Vec<u8>>,
     meta: &mut Meta,
     check: Check,
 ) -> Read {
@@ -509,8 +552,12 @@ pub(crate) fn read_entry(
     copy_out(seg, key_off, meta.key_len(), key);
     meta.key_hash = xxh3_64_with_seed(key, seed);
     let kh = partial_checksum(seed, pos, meta);
-    let sum = copy_and_sum(seg, val_off, meta.value_len(), value, || kh);
-    validated(seg, log, pos, reader, sum, meta)
+    let sum = copy_and_sum(seg, val_off, meta.value_len(), value.as_deref_mut(), || kh);
+    let r = validated(seg, log, pos, reader, sum, meta);
+    if let (Read::Valid, Some(v)) = (&r, value) {
+        v.filled(meta.value_len());
+    }
+    r
 }
 
 /// Validates the item at `pos` of `log` as a reader, whatever its key,
@@ -529,7 +576,7 @@ pub(crate) fn validate(seg: &Segment, log: &LogGeom, pos: u64, meta: &mut Meta) 
         xxh3_64_with_seed(s, seed)
     });
     let kh = partial_checksum(seed, pos, meta);
-    let sum = copy_and_sum(seg, val_off, meta.value_len(), None, || kh);
+    let sum = copy_and_sum(seg, val_off, meta.value_len(), sink::none(), || kh);
     validated(seg, log, pos, true, sum, meta)
 }
 

@@ -52,6 +52,7 @@ mod registry;
 mod sampling;
 mod segment;
 mod shm;
+mod sink;
 mod stats;
 mod sys;
 mod tags;
@@ -69,6 +70,7 @@ pub use options::{
     validate_name,
 };
 pub use sampling::Histogram;
+pub use sink::ValueSink;
 pub use stats::Stats;
 
 // `Cache` is shared between threads by cloning (an `Arc` inside).

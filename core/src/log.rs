@@ -26,6 +26,7 @@ use crate::item::{self, Check, Encoded, Meta, Read};
 use crate::layout::ITEM_HEADER;
 use crate::layout::SLOTS;
 use crate::segment::{LogGeom, LogId, REC_ITEM, REC_MAGIC, REC_PAD};
+use crate::sink;
 use crate::stats::Counter;
 
 /// Deepest nesting of tail passes (a promotion's or reinsertion's own
@@ -434,7 +435,7 @@ impl Engine {
                 pos,
                 key,
                 key_hash,
-                None,
+                sink::none(),
                 &mut Meta::empty(),
                 Check::Evictor
             ),

@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::item::{self, Check, FLAG_NEGATIVE};
 use crate::options::Expiry;
 use crate::sampling::Op;
+use crate::sink::Sink;
 use crate::stats::Counter;
 use crate::sys;
 
@@ -23,15 +24,20 @@ pub(crate) struct Exported<'n> {
 
 impl Engine {
     /// A lookup for a reader: `true` only for a live, non-negative entry
-    /// (value in `buf`). Counts the hit or miss.
+    /// (value in `buf`, which was told `filled`). Counts the hit or miss.
     #[inline]
-    pub fn lookup(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<bool> {
+    pub fn lookup<S: Sink + ?Sized>(&self, key: &[u8], buf: &mut S) -> Result<bool> {
         self.lookup_hashed(key, self.hash(key), buf)
     }
 
     /// `lookup` with the key's `hash` already computed (`self.hash(key)`).
     #[inline]
-    pub fn lookup_hashed(&self, key: &[u8], hash: u64, buf: &mut Vec<u8>) -> Result<bool> {
+    pub fn lookup_hashed<S: Sink + ?Sized>(
+        &self,
+        key: &[u8],
+        hash: u64,
+        buf: &mut S,
+    ) -> Result<bool> {
         debug_assert_eq!(hash, self.hash(key));
         self.check_key(key)?;
         let t0 = self.sample_start(Op::Get);

@@ -447,3 +447,192 @@ fn a_load_fills_the_whole_cache_before_anything_is_evicted() {
         .count();
     assert_eq!(missing, 0, "{:?}", c.stats());
 }
+
+/// A sink over a caller's buffer that gives exactly the room asked for
+/// (or none), with canary bytes after it, and records every call.
+struct Exact {
+    buf: Vec<std::mem::MaybeUninit<u8>>,
+    give: bool,
+    /// Time spent in `room`, between the read's header and its copy.
+    dawdle: Duration,
+    rooms: Vec<usize>,
+    filled: Vec<usize>,
+}
+const CANARY: u8 = 0xa5;
+impl Exact {
+    fn new(give: bool) -> Exact {
+        Exact {
+            buf: Vec::new(),
+            give,
+            dawdle: Duration::ZERO,
+            rooms: Vec::new(),
+            filled: Vec::new(),
+        }
+    }
+    /// The first `len` bytes of the room (written by a hit) and the
+    /// canary bytes after them.
+    fn bytes(&self, len: usize) -> (Vec<u8>, &[std::mem::MaybeUninit<u8>]) {
+        // SAFETY: a hit wrote the first `len` bytes of the room (the
+        // `ValueSink` contract); the caller asks only after a hit.
+        let v = self.buf[..len]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
+        (v, &self.buf[len..])
+    }
+}
+impl ValueSink for Exact {
+    fn room(&mut self, len: usize) -> Option<&mut [std::mem::MaybeUninit<u8>]> {
+        self.rooms.push(len);
+        let t = std::time::Instant::now();
+        while t.elapsed() < self.dawdle {
+            std::hint::spin_loop();
+        }
+        self.buf = vec![std::mem::MaybeUninit::new(CANARY); len + 16];
+        self.give.then(|| &mut self.buf[..len])
+    }
+    fn filled(&mut self, len: usize) {
+        self.filled.push(len);
+    }
+}
+
+#[test]
+fn sinks_and_slices_receive_exactly_the_value() {
+    let s = Seg::new("sink");
+    let c = Cache::open(&s.0, 8 << 20).unwrap();
+    let lens = (0..=80).chain([255, 256, 257, 4095, 4096, 4097, 100_003]);
+    for len in lens {
+        let key = format!("k{len}");
+        let value: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8 | 1).collect();
+        c.put(&key, &value).unwrap();
+        // A sink with exactly the room: the value, not a byte past it.
+        let mut e = Exact::new(true);
+        assert!(c.get_into_sink(&key, &mut e).unwrap(), "len {len}");
+        assert_eq!(e.filled, [len]);
+        assert_eq!(e.rooms, [len]);
+        let (got, after) = e.bytes(len);
+        assert_eq!(got, value, "len {len}");
+        assert!(
+            after.iter().all(|b| {
+                // SAFETY: the canary bytes were initialised by `room`.
+                unsafe { b.assume_init() == CANARY }
+            }),
+            "len {len}: written past the room"
+        );
+        // A sink without room: still a hit, with the length.
+        let mut none = Exact::new(false);
+        assert!(c.get_into_sink(&key, &mut none).unwrap());
+        assert_eq!(none.filled, [len]);
+        // `read` into an exact, a larger and a smaller slice.
+        let mut exact = vec![CANARY; len];
+        assert_eq!(c.read(&key, &mut exact).unwrap(), ReadInto::Hit(len));
+        assert_eq!(exact, value);
+        let mut larger = vec![CANARY; len + 9];
+        assert_eq!(c.read(&key, &mut larger).unwrap(), ReadInto::Hit(len));
+        assert_eq!(larger[..len], value[..]);
+        assert!(
+            larger[len.next_multiple_of(8)..]
+                .iter()
+                .all(|&b| b == CANARY),
+            "len {len}: written past the value's last word"
+        );
+        if len > 0 {
+            let mut smaller = vec![CANARY; len - 1];
+            assert_eq!(c.read(&key, &mut smaller).unwrap(), ReadInto::TooSmall(len));
+            assert!(smaller.iter().all(|&b| b == CANARY), "TooSmall copied");
+        }
+    }
+    // Misses: absent, expired (it validates, then is not live), invalidated.
+    let mut e = Exact::new(true);
+    assert!(!c.get_into_sink(b"absent", &mut e).unwrap());
+    assert!(e.rooms.is_empty() && e.filled.is_empty());
+    c.put_with(
+        b"short",
+        b"lived",
+        &PutOptions::ttl(Duration::from_millis(1)),
+    )
+    .unwrap();
+    c.put_with(b"tagged", b"v", &PutOptions::default().with_tags(&[b"t"]))
+        .unwrap();
+    c.invalidate_tag(b"t").unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    for k in ["short", "tagged"] {
+        assert!(!c.get_into_sink(k, &mut Exact::new(true)).unwrap(), "{k}");
+        assert_eq!(c.read(k, &mut [0u8; 8]).unwrap(), ReadInto::Miss, "{k}");
+    }
+    // A bad key is refused before any room is asked for.
+    let mut e = Exact::new(true);
+    assert!(matches!(
+        c.get_into_sink(b"", &mut e),
+        Err(Error::KeyTooLong { .. })
+    ));
+    assert!(e.rooms.is_empty());
+}
+
+/// A sink's copy is validated like any read: while other threads rewrite
+/// one key with values of other lengths, every hit is one whole value
+/// (each value is its length's byte repeated, with its length in front).
+#[test]
+fn sink_reads_during_rewrites_are_whole_values() {
+    let s = Seg::new("sinkrace");
+    // A small segment, so the log laps the item being read (a rewrite
+    // alone writes elsewhere), and a sink that dawdles between the read's
+    // header and its copy: reads then fail validation and retry.
+    let c = Cache::open(&s.0, 64 << 10).unwrap();
+    let value = |len: usize| -> Vec<u8> {
+        let mut v = vec![len as u8; len];
+        v[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        v
+    };
+    c.put(b"k", value(100)).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    /// Stops the writers however the reader ends (a failed assertion too:
+    /// the scope would otherwise wait for them forever).
+    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let (hits, retries) = std::thread::scope(|sc| {
+        let _stop = Stop(&stop);
+        for w in 0..2 {
+            let (c, stop) = (&c, &stop);
+            sc.spawn(move || {
+                let mut len = 4 + w;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    len = (len * 31 + 7) % 2500 + 4;
+                    c.put(b"k", value(len)).unwrap();
+                }
+            });
+        }
+        let (mut hits, mut retries) = (0, 0);
+        let mut reads = 0u32;
+        let until = std::time::Instant::now() + Duration::from_millis(700);
+        while std::time::Instant::now() < until {
+            let mut e = Exact::new(true);
+            // Every 8th read dawdles (each of its tries); the others mostly hit.
+            reads += 1;
+            e.dawdle = Duration::from_micros(if reads % 8 == 0 { 1000 } else { 0 });
+            if c.get_into_sink(b"k", &mut e).unwrap() {
+                let len = *e.filled.last().unwrap();
+                assert_eq!(e.bytes(len).0, value(len), "a torn value of {len} bytes");
+                hits += 1;
+            }
+            // Each room not followed by `filled` is a copy that failed
+            // validation (the get then retried or missed).
+            retries += e.rooms.len() - e.filled.len();
+            let mut buf = [0u8; 8192];
+            if let ReadInto::Hit(n) = c.read(b"k", &mut buf).unwrap() {
+                assert_eq!(buf[..n], value(n), "a torn value of {n} bytes (read)");
+            }
+        }
+        (hits, retries)
+    });
+    eprintln!("{hits} sink hits, {retries} copies failed validation");
+    assert!(hits > 100, "{hits} hits");
+    assert!(
+        retries > 0,
+        "no copy was lapped: the race was not exercised"
+    );
+}
