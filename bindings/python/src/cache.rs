@@ -12,7 +12,8 @@ use pyo3::types::{PyBytes, PyDict, PyInt, PyIterator, PyList, PyString, PyTuple}
 
 use crate::codec::Codec;
 use crate::convert::{
-    IntoPy, borrowed_bytes, error_to_py, owned_bytes, tags_of, ttl_of, type_name, with_bytes,
+    BytesSink, IntoPy, borrowed_bytes, error_to_py, owned_bytes, tags_of, ttl_of, type_name,
+    with_bytes,
 };
 use crate::fill::{FILL_ABSENT, FILL_HIT, FILL_LEAD, FILL_WAIT, FillArgs, FillCall, FillLease};
 
@@ -48,22 +49,20 @@ impl Cache {
         self.with(py, |c| Ok(c.clone()))
     }
 
-    /// The stored bytes of `key` (the borrow of the thread's buffer ends
-    /// before any Python code, such as a codec, runs).
+    /// The stored bytes of `key`, copied once: straight from the segment
+    /// into the new `bytes` object.
     fn get_raw<'py>(
         &self,
         py: Python<'py>,
         c: Option<&memshelf::Cache>,
         k: &[u8],
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        BUF.with(|b| {
-            let mut b = b.borrow_mut();
-            let hit = match c {
-                Some(c) => c.get_into(k, &mut b).py_err(py)?,
-                None => self.with(py, |c| c.get_into(k, &mut b))?,
-            };
-            Ok(hit.then(|| PyBytes::new(py, &b)))
-        })
+        let mut sink = BytesSink::new(py);
+        let hit = match c {
+            Some(c) => c.get_into_sink(k, &mut sink).py_err(py)?,
+            None => self.with(py, |c| c.get_into_sink(k, &mut sink))?,
+        };
+        hit.then(|| sink.into_value()).transpose()
     }
 
     fn lookup<'py>(

@@ -155,3 +155,75 @@ pub(crate) fn tags_of(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Vec<u8>>>
         .map(|t| owned_bytes(&t?, "a tag"))
         .collect()
 }
+
+/// A `bytes` object the engine copies a value straight into (one copy from
+/// the segment: `Cache.get`). Made with uninitialised contents at the
+/// value's length when the read asks for room; a read that retries with
+/// the same length reuses it.
+pub(crate) struct BytesSink<'py> {
+    py: Python<'py>,
+    /// The object and its length (never read through `as_bytes` before it
+    /// is filled: its bytes are uninitialised until then).
+    obj: Option<(Bound<'py, PyBytes>, usize)>,
+    /// Set when making the object failed (MemoryError): the read then
+    /// checks the value through its scratch buffer, and the get raises this.
+    err: Option<PyErr>,
+}
+
+impl<'py> BytesSink<'py> {
+    pub(crate) fn new(py: Python<'py>) -> Self {
+        BytesSink {
+            py,
+            obj: None,
+            err: None,
+        }
+    }
+
+    /// The value after a hit (`Cache::get_into_sink` returned `true`).
+    pub(crate) fn into_value(self) -> PyResult<Bound<'py, PyBytes>> {
+        match (self.err, self.obj) {
+            (Some(e), _) => Err(e),
+            (None, Some((obj, _))) => Ok(obj),
+            (None, None) => unreachable!("a hit without room asked"),
+        }
+    }
+}
+
+impl memshelf::ValueSink for BytesSink<'_> {
+    fn room(&mut self, len: usize) -> Option<&mut [std::mem::MaybeUninit<u8>]> {
+        if self.obj.as_ref().map(|o| o.1) != Some(len) {
+            self.obj = None;
+            // SAFETY: with a NULL source, PyBytes_FromStringAndSize makes a
+            // new `bytes` of `len` uninitialised bytes (a new reference, or
+            // NULL with an exception set); `from_owned_ptr_or_err` takes
+            // that reference or the exception. The GIL is held (`py`).
+            let made = unsafe {
+                let p = pyo3::ffi::PyBytes_FromStringAndSize(
+                    std::ptr::null(),
+                    len as pyo3::ffi::Py_ssize_t,
+                );
+                Bound::from_owned_ptr_or_err(self.py, p)
+            };
+            match made {
+                // SAFETY: the object was made by PyBytes_FromStringAndSize.
+                Ok(o) => self.obj = Some((unsafe { o.cast_into_unchecked() }, len)),
+                Err(e) => {
+                    self.err = Some(e);
+                    return None;
+                }
+            }
+            self.err = None;
+        }
+        let (obj, _) = self.obj.as_ref()?;
+        // SAFETY: `obj` is a `bytes` of `len` bytes that no Python code has
+        // seen yet (made above, or by an earlier try of this read): its
+        // buffer is `len` writable bytes, written only through this slice
+        // until the object is handed out.
+        Some(unsafe {
+            let p = pyo3::ffi::PyBytes_AsString(obj.as_ptr());
+            std::slice::from_raw_parts_mut(p.cast(), len)
+        })
+    }
+
+    fn filled(&mut self, _len: usize) {}
+}

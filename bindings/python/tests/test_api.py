@@ -149,6 +149,21 @@ def test_limits(cache):
     assert len(cache.get("big")) == cache.max_value_size
 
 
+def test_get_returns_exactly_the_value_at_every_length(cache):
+    # get copies the value straight into the new bytes object: the tail of
+    # the last word, lengths around word and page sizes, the largest value.
+    lengths = [*range(0, 80), 255, 256, 257, 4095, 4096, 4097, cache.max_value_size]
+    for n in lengths:
+        v = bytes((i * 7 + n) % 251 + 1 for i in range(n))
+        cache.put(f"len:{n}", v)
+        got = cache.get(f"len:{n}")
+        assert type(got) is bytes and got == v, n
+        assert cache.get_many([f"len:{n}"]) == [v], n
+    # a value rewritten with another length reads as the new one
+    cache.put("len:3", b"x" * 1000)
+    assert cache.get("len:3") == b"x" * 1000
+
+
 @pytest.mark.parametrize("bad", ["a/b", "..", ".hidden", "", "x" * 201, "sp ace"])
 def test_bad_names(bad):
     with pytest.raises(memshelf.InvalidName):
