@@ -281,6 +281,10 @@ pub unsafe extern "C" fn memshelf_unlink_path(path: *const c_char) -> memshelf_s
 /// (`*value_len` = the bytes needed, nothing copied: retry with a larger
 /// buffer; `buf` may be NULL when `buf_len` is 0 to ask for the size, at
 /// the cost of a lookup). The value is always a complete value of one put.
+/// It is copied straight into `buf`, so on `MEMSHELF_MISS` (and past the
+/// value on `MEMSHELF_OK`) the bytes of `buf` are unspecified: a read may
+/// have begun copying an entry that turned out expired or rewritten. `key`
+/// may lie inside `buf` (it is copied first then).
 ///
 /// Ownership: the caller owns `buf`; the library does not keep it.
 /// Thread-safe. Errors: `MEMSHELF_ERR_NULL_ARGUMENT` (cache, value_len, or a
@@ -309,8 +313,21 @@ pub unsafe extern "C" fn memshelf_get(
         // above); `bytes` refuses NULL with a non-zero length and a length over
         // isize::MAX, and bytes need no alignment.
         let key = unsafe { bytes(key, key_len, "key") }?;
+        // A key inside `buf` (built in the buffer the value is read into) is
+        // copied first: the value is copied straight into `buf`, and a read
+        // that retries (the entry moved meanwhile) compares the key again.
+        let (k0, b0) = (key.as_ptr() as usize, buf as usize);
+        let shared = !key.is_empty() && buf_len > 0 && k0 < b0 + buf_len && b0 < k0 + key.len();
+        let owned;
+        let key = if shared {
+            owned = key.to_vec();
+            &owned[..]
+        } else {
+            key
+        };
         // SAFETY: `buf` is writable for `buf_len` bytes, used by nothing else
-        // during the call (the `# Safety` promise above); `bytes_mut` refuses
+        // during the call (the `# Safety` promise above; a key inside it was
+        // copied above and is no longer read from it); `bytes_mut` refuses
         // NULL with a non-zero length and a length over isize::MAX, and bytes
         // need no alignment.
         let out = unsafe { bytes_mut(buf, buf_len, "buf") }?;

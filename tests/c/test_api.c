@@ -165,6 +165,16 @@ static void test_get_put(void) {
     CHECK_OK(memshelf_get(c, K("greeting"), buf, sizeof buf, &len));
     CHECK(len == 2 && memcmp(buf, "hi", 2) == 0);
 
+    /* The key built in the buffer the value is read into (it is copied
+       before the value lands there), at its start and inside it. */
+    CHECK_OK(memshelf_put(c, K("greeting"), K("hello again, world"), 0, NULL, 0));
+    memcpy(buf, "greeting", 8);
+    CHECK_OK(memshelf_get(c, buf, 8, buf, sizeof buf, &len));
+    CHECK(len == 18 && memcmp(buf, "hello again, world", 18) == 0);
+    memcpy(buf + 5, "greeting", 8);
+    CHECK_OK(memshelf_get(c, buf + 5, 8, buf, sizeof buf, &len));
+    CHECK(len == 18 && memcmp(buf, "hello again, world", 18) == 0);
+
     /* Buffer too small: the needed length, nothing copied. */
     CHECK_OK(memshelf_put(c, K("long"), K("0123456789"), 0, NULL, 0));
     memset(buf, 'x', sizeof buf);
