@@ -225,8 +225,8 @@ export class Cache<C extends Codec = 'raw'> {
    * Copies the value into `buf` without allocating (ignores the codec).
    * Returns the value's length if it fit (`<= buf.length`), `-1` on a miss,
    * or the needed length (`> buf.length`, nothing copied) if `buf` is too
-   * small. The value is copied straight into `buf`: on a miss (and past the
-   * value's length) its bytes are unspecified.
+   * small. The value is copied straight into `buf`: on a miss its bytes are
+   * unspecified; bytes past the value's length are never written.
    */
   getInto(key: Key, buf: Uint8Array): number;
   /** Whether `key` has a live entry (counts as a get). */

@@ -273,10 +273,10 @@ impl Cache {
     /// # Ok::<(), memshelf::Error>(())
     /// ```
     ///
-    /// The value is copied straight into `out`, so on a miss (and past the
-    /// value on a hit) `out`'s bytes are unspecified: a read may have begun
-    /// copying an entry that then turned out expired or rewritten. On
-    /// `TooSmall` nothing is copied.
+    /// The value is copied straight into `out`, so on a miss the first
+    /// bytes of `out` are unspecified: a read may have begun copying an
+    /// entry that then turned out expired or rewritten. Bytes past the
+    /// value are never written; on `TooSmall` nothing is.
     pub fn read(&self, key: impl AsRef<[u8]>, out: &mut [u8]) -> Result<ReadInto> {
         let mut s = sink::Slice::new(out);
         Ok(if !self.e.lookup(key.as_ref(), &mut s)? {

@@ -349,9 +349,9 @@ pub(crate) fn copy_out(seg: &Segment, off: u64, len: usize, out: &mut Vec<u8>) {
 }
 
 /// Copies `len` bytes at mapping offset `off` into the first `len` bytes
-/// of `room` (at least `len` long) with atomic word loads, and returns
-/// them. Whole words when `room` holds `len` rounded up to 8 bytes, else
-/// the last word's bytes one by one.
+/// of `room` (at least `len` long; nothing past them is written) with
+/// atomic word loads, and returns them: whole words, then the last word's
+/// remaining bytes one by one.
 #[inline(always)]
 pub(crate) fn copy_into<'r>(
     seg: &Segment,
@@ -362,15 +362,10 @@ pub(crate) fn copy_into<'r>(
     assert!(room.len() >= len, "a sink gave less room than asked");
     let src = seg.words(off, len.div_ceil(8));
     let dst = room.as_mut_ptr().cast::<u8>();
-    let whole = if room.len() >= src.len() * 8 {
-        src.len()
-    } else {
-        len / 8
-    };
+    let whole = len / 8;
     for (i, w) in src[..whole].iter().enumerate() {
-        // SAFETY: word `i < whole` ends at `8 * (i + 1) <= room.len()`
-        // bytes into `room` (`whole` is chosen so); the write is
-        // unaligned-safe.
+        // SAFETY: word `i < whole = len / 8` ends at `8 * (i + 1) <= len <=
+        // room.len()` bytes into `room`; the write is unaligned-safe.
         unsafe {
             dst.add(i * 8)
                 .cast::<u64>()

@@ -49,9 +49,8 @@ use crate::segment::Segment;
 /// ```
 pub trait ValueSink {
     /// Room for a value of `len` bytes: a slice of at least `len` bytes,
-    /// whose first `len` the read writes and then checks (a slice of at
-    /// least `len` rounded up to a multiple of 8 may get those few bytes
-    /// past `len` written too: the copy moves whole words). `None`: no room; the
+    /// whose first `len` the read writes and then checks (nothing past
+    /// them is written). `None`: no room; the
     /// read still checks the value, through a scratch buffer of its own,
     /// and reports its length to `filled`. A read may ask again (the item
     /// changed while it was copied), possibly with another `len`: only the
