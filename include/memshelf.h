@@ -737,9 +737,10 @@ memshelf_status memshelf_unlink_path(const char *path);
  * (`*value_len` = the bytes needed, nothing copied: retry with a larger
  * buffer; `buf` may be NULL when `buf_len` is 0 to ask for the size, at
  * the cost of a lookup). The value is always a complete value of one put.
- * It is copied straight into `buf`, so on `MEMSHELF_MISS` (and past the
- * value on `MEMSHELF_OK`) the bytes of `buf` are unspecified: a read may
- * have begun copying an entry that turned out expired or rewritten. `key`
+ * It is copied straight into `buf`, so on `MEMSHELF_MISS` the bytes of
+ * `buf` are unspecified (a read may have begun copying an entry that
+ * turned out expired or rewritten); bytes past the value are never
+ * written. `key`
  * may lie inside `buf` (it is copied first then).
  *
  * Ownership: the caller owns `buf`; the library does not keep it.

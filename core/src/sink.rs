@@ -50,9 +50,9 @@ use crate::segment::Segment;
 pub trait ValueSink {
     /// Room for a value of `len` bytes: a slice of at least `len` bytes,
     /// whose first `len` the read writes and then checks (nothing past
-    /// them is written). `None`: no room; the
-    /// read still checks the value, through a scratch buffer of its own,
-    /// and reports its length to `filled`. A read may ask again (the item
+    /// them is written). `None`: no room; the read still checks the value,
+    /// through a scratch buffer of its own, and reports its length to
+    /// `filled`. A read may ask again (the item
     /// changed while it was copied), possibly with another `len`: only the
     /// bytes of the last call are the value.
     fn room(&mut self, len: usize) -> Option<&mut [MaybeUninit<u8>]>;
