@@ -15,10 +15,11 @@ use std::mem::MaybeUninit;
 use crate::item;
 use crate::segment::Segment;
 
-/// A destination a get copies a value straight into ([`Cache::get_into_sink`]
-/// (crate::Cache::get_into_sink)), so a binding can hand the bytes to its
-/// language without a second copy: it makes its own object of the value's
-/// length and returns the object's bytes as the room.
+/// A destination a get copies a value straight into
+/// ([`get_into_sink`](crate::Cache::get_into_sink)), so a binding can hand
+/// the bytes to its language without a second copy: it makes its own
+/// object of the value's length and returns the object's bytes as the
+/// room.
 ///
 /// ```
 /// # let name = format!("doc-sink-{}", std::process::id());
