@@ -1,7 +1,6 @@
 //! The native `Cache` class (`memshelf._memshelf.Cache`; the public
 //! `memshelf.Cache` subclasses it in Python to add asyncio and memoize).
 
-use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -16,10 +15,6 @@ use crate::convert::{
     with_bytes,
 };
 use crate::fill::{FILL_ABSENT, FILL_HIT, FILL_LEAD, FILL_WAIT, FillArgs, FillCall, FillLease};
-
-thread_local! {
-    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 
 /// A shared-memory cache segment, opened (created or attached) by name.
 ///
