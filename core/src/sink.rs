@@ -53,9 +53,9 @@ pub trait ValueSink {
     /// whose first `len` the read writes and then checks (nothing past
     /// them is written). `None`: no room; the read still checks the value,
     /// through a scratch buffer of its own, and reports its length to
-    /// `filled`. A read may ask again (the item
-    /// changed while it was copied), possibly with another `len`: only the
-    /// bytes of the last call are the value.
+    /// `filled`. A read may ask again (the item changed while it was
+    /// copied), possibly with another `len`: only the bytes of the last
+    /// call are the value.
     fn room(&mut self, len: usize) -> Option<&mut [MaybeUninit<u8>]>;
 
     /// The read that asked last for room has validated a value of `len`
