@@ -4,13 +4,14 @@
 For each value size (default 100 B, 4 KiB, 64 KiB, 1 MiB), --keys keys are
 loaded into a fresh segment and read in random order; the figure is the
 median over --reps repetitions of the mean ns per get, GC off while
-timing. Beside it, in the same run: `bytes(m)` of a memoryview over a
+timing, and the same reads as `get_many` batches of 64 keys (ns per
+key). Beside them, in the same run: `bytes(m)` of a memoryview over a
 buffer of the same size (one memcpy into a new bytes object: the floor any
 get that returns a new `bytes` pays).
 
 A get copies the value straight from the segment into the new `bytes`
-(one copy, `ValueSink`); before, it copied into a buffer and `bytes` copied
-it again. Compare two wheels by running this script with each, alternately:
+(one copy, `ValueSink`; `get_many` too, through `get_many_into`); before,
+it copied into a buffer and `bytes` copied it again. Compare two wheels by running this script with each, alternately:
 
     bash scripts/build-wheels.sh
     python3 -m venv /tmp/vs && /tmp/vs/bin/pip install target/wheels/memshelf-*.whl
@@ -63,6 +64,13 @@ def main() -> None:
                 for k in order:
                     get(k)
 
+            get_many = c.get_many
+            batches = [order[i:i + 64] for i in range(0, len(order), 64)]
+
+            def batched() -> None:
+                for b in batches:
+                    get_many(b)
+
             view = memoryview(bytearray(os.urandom(size)))
 
             def copies() -> None:
@@ -71,10 +79,11 @@ def main() -> None:
 
             gets()
             g = per_op(gets, len(order), a.reps)
+            m = per_op(batched, len(order), a.reps)
             b = per_op(copies, len(order), a.reps)
-            rows.append({"size": size, "get_ns": g, "bytes_copy_ns": b})
-            print(f"{size:>8} B  get {g:>10.0f} ns   bytes(memoryview) {b:>10.0f} ns   "
-                  f"get/copy {g / b:5.2f}")
+            rows.append({"size": size, "get_ns": g, "get_many_ns": m, "bytes_copy_ns": b})
+            print(f"{size:>8} B  get {g:>10.0f} ns   get_many {m:>10.0f} ns/key   "
+                  f"bytes(memoryview) {b:>10.0f} ns   get/copy {g / b:5.2f}")
         finally:
             c.close()
             memshelf.unlink(name)

@@ -779,8 +779,9 @@ memshelf_status memshelf_get(const struct memshelf_cache *cache,
  * # Safety
  * `cache` NULL or an open handle; `keys` NULL or `nkeys` readable
  * `memshelf_bytes` (each readable for its length); `buf` writable for
- * `buf_len` bytes; `offsets` and `lens` writable for `nkeys` entries;
- * `needed` NULL or writable.
+ * `buf_len` bytes and overlapping none of the keys (values are copied
+ * into it while later keys are still being looked up); `offsets` and
+ * `lens` writable for `nkeys` entries; `needed` NULL or writable.
  */
 memshelf_status memshelf_get_many(const struct memshelf_cache *cache,
                                   const struct memshelf_bytes *keys,

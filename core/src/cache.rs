@@ -204,6 +204,96 @@ impl Cache {
         keys: &[K],
         mut f: impl FnMut(usize, Option<&[u8]>),
     ) -> Result<()> {
+        // A buffer of our own: `f` may call back into the cache.
+        let mut buf = Vec::new();
+        self.batch(keys, &mut buf, |buf, i, hit| f(i, hit.then_some(&buf[..])))
+    }
+
+    /// The values of `keys`, in order (`None` for a miss): the owned form of
+    /// [`get_many_with`](Self::get_many_with), each value copied once,
+    /// straight into its own `Vec`.
+    ///
+    /// ```
+    /// # let name = format!("doc-getmany2-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// cache.put(b"a", b"1")?;
+    /// assert_eq!(cache.get_many(&["a", "b"])?, [Some(b"1".to_vec()), None]);
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
+    pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        // A hit's buffer becomes its value; the next read starts a new one.
+        let mut buf = Vec::new();
+        self.batch(keys, &mut buf, |buf, _, hit| {
+            out.push(hit.then(|| std::mem::take(buf)))
+        })?;
+        Ok(out)
+    }
+
+    /// The batch form of [`get_into_sink`](Self::get_into_sink), as
+    /// [`get_many_with`](Self::get_many_with) reads: each key's value is
+    /// copied straight into the room `sink` gives for it, then
+    /// `done(sink, i, hit)` is called for key `i`, in order (on a hit the
+    /// sink was told `filled` for it; take the value out of the sink
+    /// there). One copy per value: a binding fills its own objects, or
+    /// one output buffer at successive offsets. Every key is checked first.
+    ///
+    /// ```
+    /// # let name = format!("doc-getmanyinto-{}", std::process::id());
+    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// use std::mem::MaybeUninit;
+    /// use memshelf::ValueSink;
+    ///
+    /// /// Values back to back in one buffer.
+    /// struct Packed { buf: Vec<MaybeUninit<u8>>, used: usize, last: usize }
+    /// impl ValueSink for Packed {
+    ///     fn room(&mut self, len: usize) -> Option<&mut [MaybeUninit<u8>]> {
+    ///         self.buf.resize(self.used + len, MaybeUninit::uninit());
+    ///         Some(&mut self.buf[self.used..])
+    ///     }
+    ///     fn filled(&mut self, len: usize) {
+    ///         self.last = len;
+    ///     }
+    /// }
+    ///
+    /// cache.put(b"a", b"1")?;
+    /// cache.put(b"c", b"333")?;
+    /// let mut p = Packed { buf: Vec::new(), used: 0, last: 0 };
+    /// let mut spans = Vec::new();
+    /// cache.get_many_into(&["a", "b", "c"], &mut p, |p, _, hit| {
+    ///     spans.push(hit.then(|| (p.used, p.last)));
+    ///     if hit {
+    ///         p.used += p.last;
+    ///     }
+    /// })?;
+    /// assert_eq!(spans, [Some((0, 1)), None, Some((1, 3))]);
+    /// // SAFETY: the hits filled the first `used` bytes.
+    /// let bytes: Vec<u8> = p.buf[..p.used].iter().map(|b| unsafe { b.assume_init() }).collect();
+    /// assert_eq!(bytes, b"1333");
+    /// # memshelf::unlink(&name)?;
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
+    pub fn get_many_into<K: AsRef<[u8]>, S: ValueSink + ?Sized>(
+        &self,
+        keys: &[K],
+        sink: &mut S,
+        mut done: impl FnMut(&mut S, usize, bool),
+    ) -> Result<()> {
+        self.batch(keys, &mut sink::External(sink), |s, i, hit| {
+            done(s.0, i, hit)
+        })
+    }
+
+    /// The batch pipeline under `get_many_with`, `get_many` and
+    /// `get_many_into`: each key's value is read into `sink`, then
+    /// `done(sink, i, hit)`.
+    fn batch<K: AsRef<[u8]>, S: sink::Sink + ?Sized>(
+        &self,
+        keys: &[K],
+        sink: &mut S,
+        mut done: impl FnMut(&mut S, usize, bool),
+    ) -> Result<()> {
         for k in keys {
             self.e.check_key(k.as_ref())?;
         }
@@ -221,8 +311,6 @@ impl Cache {
         for i in STEP.min(keys.len())..keys.len().min(2 * STEP) {
             self.e.prefetch_item(hashes[i % ring]);
         }
-        // A buffer of our own: `f` may call back into the cache.
-        let mut buf = Vec::new();
         for (i, k) in keys.iter().enumerate() {
             if i + 2 * STEP < keys.len() {
                 let h = hash_at(i + 2 * STEP);
@@ -232,29 +320,10 @@ impl Cache {
             if i + STEP < keys.len() {
                 self.e.prefetch_item(hashes[(i + STEP) % ring]);
             }
-            let hit = self
-                .e
-                .lookup_hashed(k.as_ref(), hashes[i % ring], &mut buf)?;
-            f(i, hit.then_some(&buf[..]));
+            let hit = self.e.lookup_hashed(k.as_ref(), hashes[i % ring], sink)?;
+            done(sink, i, hit);
         }
         Ok(())
-    }
-
-    /// The values of `keys`, in order (`None` for a miss): the owned form of
-    /// [`get_many_with`](Self::get_many_with).
-    ///
-    /// ```
-    /// # let name = format!("doc-getmany2-{}", std::process::id());
-    /// # let cache = memshelf::Cache::open(&name, 16 << 20)?;
-    /// cache.put(b"a", b"1")?;
-    /// assert_eq!(cache.get_many(&["a", "b"])?, [Some(b"1".to_vec()), None]);
-    /// # memshelf::unlink(&name)?;
-    /// # Ok::<(), memshelf::Error>(())
-    /// ```
-    pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
-        let mut out = Vec::with_capacity(keys.len());
-        self.get_many_with(keys, |_, v| out.push(v.map(<[u8]>::to_vec)))?;
-        Ok(out)
     }
 
     /// Reads `key`'s value into a caller's fixed buffer (the C ABI's shape).
@@ -1329,6 +1398,12 @@ mod tests {
                 .map(|(i, k)| (i, c.get(k).unwrap()))
                 .collect();
             assert_eq!(got, want, "batch of {}", batch.len());
+            let owned = c.get_many(&batch).unwrap();
+            assert!(
+                owned.iter().zip(&want).all(|(g, (_, w))| g == w),
+                "get_many, batch of {}",
+                batch.len()
+            );
         }
         crate::unlink(&name).unwrap();
     }

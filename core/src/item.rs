@@ -331,13 +331,16 @@ fn load_meta(seg: &Segment, log: &LogGeom, pos: u64, m: &mut Meta) -> Option<u64
 /// Copies `len` bytes at mapping offset `off` into `out` (replacing its
 /// contents) with atomic word loads.
 pub(crate) fn copy_out(seg: &Segment, off: u64, len: usize, out: &mut Vec<u8>) {
-    out.clear();
     let src = seg.words(off, len.div_ceil(8));
-    out.reserve(src.len() * 8);
+    if out.capacity() < src.len() * 8 {
+        renew(out, src.len() * 8);
+    } else {
+        out.clear();
+    }
     let dst = out.as_mut_ptr();
     for (i, w) in src.iter().enumerate() {
-        // SAFETY: `out` has capacity for `src.len() * 8` bytes (reserved
-        // above); the write is unaligned-safe.
+        // SAFETY: `out` has capacity for `src.len() * 8` bytes (made or
+        // checked above); the write is unaligned-safe.
         unsafe {
             dst.add(i * 8)
                 .cast::<u64>()
@@ -346,6 +349,15 @@ pub(crate) fn copy_out(seg: &Segment, off: u64, len: usize, out: &mut Vec<u8>) {
     }
     // SAFETY: the first `len <= src.len() * 8` bytes were initialised above.
     unsafe { out.set_len(len) };
+}
+
+/// Replaces `out` with an empty `Vec` of `cap` bytes' capacity: a new
+/// allocation, not `reserve` (nothing of the old contents is kept, so
+/// nothing is moved, and an empty `Vec`, as `get_many` hands each read,
+/// skips the growth policy). Out of line: the read it serves stays small.
+#[inline(never)]
+fn renew(out: &mut Vec<u8>, cap: usize) {
+    *out = Vec::with_capacity(cap);
 }
 
 /// Copies `len` bytes at mapping offset `off` into the first `len` bytes

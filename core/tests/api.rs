@@ -567,6 +567,105 @@ fn sinks_and_slices_receive_exactly_the_value() {
     assert!(e.rooms.is_empty());
 }
 
+/// The batch form, `get_many_into`: one sink for the whole batch, each
+/// key's value copied straight into the room it gives, and `done` told
+/// after each key whether it hit. Hits, misses (absent, expired,
+/// invalidated) and repeats interleaved; `get_many` (a new `Vec` per hit)
+/// answers the same.
+#[test]
+fn batch_sinks_receive_exactly_each_value() {
+    let s = Seg::new("batchsink");
+    let c = Cache::open(&s.0, 8 << 20).unwrap();
+    let value = |len: usize| -> Vec<u8> { (0..len).map(|i| (i * 7 + len) as u8 | 1).collect() };
+    let lens: Vec<usize> = (0..=80)
+        .chain([255, 256, 257, 4095, 4096, 4097, 100_003])
+        .collect();
+    for &len in &lens {
+        c.put(format!("k{len}"), value(len)).unwrap();
+    }
+    c.put_with(
+        b"short",
+        b"lived",
+        &PutOptions::ttl(Duration::from_millis(1)),
+    )
+    .unwrap();
+    c.put_with(b"tagged", b"v", &PutOptions::default().with_tags(&[b"t"]))
+        .unwrap();
+    c.invalidate_tag(b"t").unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    // Each hit's length, or None for a key that must miss.
+    let mut batch: Vec<(String, Option<usize>)> = Vec::new();
+    for (j, &len) in lens.iter().enumerate() {
+        batch.push((format!("k{len}"), Some(len)));
+        match j % 4 {
+            0 => batch.push((format!("absent{j}"), None)),
+            1 => batch.push(("short".into(), None)),
+            2 => batch.push(("tagged".into(), None)),
+            _ => batch.push((format!("k{}", lens[j / 2]), Some(lens[j / 2]))),
+        }
+    }
+    let keys: Vec<&str> = batch.iter().map(|(k, _)| k.as_str()).collect();
+    let mut sink = Exact::new(true);
+    let mut seen = Vec::new();
+    c.get_many_into(&keys, &mut sink, |e, i, hit| {
+        let got = hit.then(|| {
+            let len = *e.filled.last().expect("a hit was filled");
+            let (v, after) = e.bytes(len);
+            assert!(
+                after.iter().all(|b| {
+                    // SAFETY: the canary bytes were initialised by `room`.
+                    unsafe { b.assume_init() == CANARY }
+                }),
+                "key {i}: written past the room"
+            );
+            v
+        });
+        e.rooms.clear();
+        e.filled.clear();
+        seen.push((i, got));
+    })
+    .unwrap();
+    let want: Vec<(usize, Option<Vec<u8>>)> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, (_, len))| (i, len.map(value)))
+        .collect();
+    assert_eq!(seen.len(), want.len());
+    for (got, want) in seen.iter().zip(&want) {
+        assert!(
+            got == want,
+            "key {} ({}): wrong answer",
+            want.0,
+            batch[want.0].0
+        );
+    }
+    let owned = c.get_many(&keys).unwrap();
+    assert!(
+        owned.iter().zip(&want).all(|(g, (_, w))| g == w),
+        "get_many differs"
+    );
+    // A sink without room: hits report their lengths, nothing is copied.
+    let mut none = Exact::new(false);
+    let mut lens_seen = Vec::new();
+    c.get_many_into(&keys[..6], &mut none, |e, _, hit| {
+        lens_seen.push(hit.then(|| *e.filled.last().unwrap()));
+        e.filled.clear();
+    })
+    .unwrap();
+    let want_lens: Vec<Option<usize>> = batch[..6].iter().map(|(_, l)| *l).collect();
+    assert_eq!(lens_seen, want_lens);
+    // A bad key anywhere fails the batch before any room is asked for.
+    let mut e = Exact::new(true);
+    let bad = ["k1", "k2", ""];
+    assert!(matches!(
+        c.get_many_into(&bad, &mut e, |_, _, _| panic!(
+            "read before the keys were checked"
+        )),
+        Err(Error::KeyTooLong { .. })
+    ));
+    assert!(e.rooms.is_empty());
+}
+
 /// A sink's copy is validated like any read: while other threads rewrite
 /// one key with values of other lengths, every hit is one whole value
 /// (each value is its length's byte repeated, with its length in front).
@@ -592,6 +691,8 @@ fn sink_reads_during_rewrites_are_whole_values() {
             self.0.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
+    // Hits and copies that failed validation, in `get_many_into`.
+    let mut batch = (0u32, 0usize);
     let (hits, retries) = std::thread::scope(|sc| {
         let _stop = Stop(&stop);
         for w in 0..2 {
@@ -624,13 +725,39 @@ fn sink_reads_during_rewrites_are_whole_values() {
             if let ReadInto::Hit(n) = c.read(b"k", &mut buf).unwrap() {
                 assert_eq!(buf[..n], value(n), "a torn value of {n} bytes (read)");
             }
+            // The batch form, through the same validation.
+            let mut e = Exact::new(true);
+            e.dawdle = Duration::from_micros(if reads % 8 == 4 { 1000 } else { 0 });
+            c.get_many_into(&[b"k", b"k"], &mut e, |e, _, hit| {
+                if hit {
+                    let len = *e.filled.last().unwrap();
+                    assert_eq!(
+                        e.bytes(len).0,
+                        value(len),
+                        "a torn value of {len} bytes (batch)"
+                    );
+                    batch.0 += 1;
+                }
+                batch.1 += e.rooms.len() - e.filled.len();
+                e.rooms.clear();
+                e.filled.clear();
+            })
+            .unwrap();
         }
         (hits, retries)
     });
-    eprintln!("{hits} sink hits, {retries} copies failed validation");
-    assert!(hits > 100, "{hits} hits");
+    eprintln!(
+        "{hits} sink hits, {retries} copies failed validation; batches: {} hits, {} failed",
+        batch.0, batch.1
+    );
     assert!(
-        retries > 0,
-        "no copy was lapped: the race was not exercised"
+        hits > 100 && batch.0 > 100,
+        "{hits} hits, {} in batches",
+        batch.0
+    );
+    assert!(
+        retries > 0 && batch.1 > 0,
+        "no copy was lapped: the race was not exercised ({retries} single, {} batch)",
+        batch.1
     );
 }

@@ -373,8 +373,9 @@ pub unsafe extern "C" fn memshelf_get(
 /// # Safety
 /// `cache` NULL or an open handle; `keys` NULL or `nkeys` readable
 /// `memshelf_bytes` (each readable for its length); `buf` writable for
-/// `buf_len` bytes; `offsets` and `lens` writable for `nkeys` entries;
-/// `needed` NULL or writable.
+/// `buf_len` bytes and overlapping none of the keys (values are copied
+/// into it while later keys are still being looked up); `offsets` and
+/// `lens` writable for `nkeys` entries; `needed` NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memshelf_get_many(
     cache: *const memshelf_cache,
@@ -405,31 +406,34 @@ pub unsafe extern "C" fn memshelf_get_many(
             required(offsets, "offsets")?;
             required(lens, "lens")?;
         }
-        let mut used = 0usize;
-        let mut fits = true;
-        c.get_many_with(&keys, |i, v| {
-            let (off, len) = match v {
-                Some(v) => {
-                    let off = used;
-                    used += v.len();
-                    if fits && used <= out.len() {
-                        out[off..used].copy_from_slice(v);
-                    } else {
-                        fits = false;
-                    }
-                    (off, v.len())
-                }
-                None => (0, MEMSHELF_ABSENT),
+        // Each value is copied straight into its place in `buf` (one copy).
+        let mut packed = Packed {
+            out,
+            used: 0,
+            fits: true,
+            len: 0,
+        };
+        c.get_many_into(&keys, &mut packed, |p, i, hit| {
+            let (off, len) = if hit {
+                let off = p.used;
+                p.used += p.len;
+                // `room` gave room exactly when this holds (it was asked
+                // with this length last, with `used` and `fits` as now).
+                p.fits = p.fits && p.used <= p.out.len();
+                (off, p.len)
+            } else {
+                (0, MEMSHELF_ABSENT)
             };
             // SAFETY: `offsets` and `lens` are non-NULL (checked by `required`
             // above, as `nkeys > 0` when this runs) and writable for `nkeys`
-            // aligned `size_t`s (the `# Safety` promise); `get_many_with`
+            // aligned `size_t`s (the `# Safety` promise); `get_many_into`
             // calls this only for `i < nkeys`, so both writes stay inside.
             unsafe {
                 offsets.add(i).write(off);
                 lens.add(i).write(len);
             }
         })?;
+        let (used, fits) = (packed.used, packed.fits);
         // SAFETY: `needed` is NULL or valid for writing one aligned value of
         // its type (the `# Safety` promise above); `store` does nothing for
         // NULL.
@@ -443,6 +447,35 @@ pub unsafe extern "C" fn memshelf_get_many(
             ))
         }
     })
+}
+
+/// `memshelf_get_many`'s sink: values back to back in the caller's
+/// buffer, from offset 0; after the first value that does not fit, none is
+/// copied (their lengths still count in `used`, the bytes needed).
+struct Packed<'a> {
+    out: &'a mut [u8],
+    used: usize,
+    fits: bool,
+    /// The length of the value the last read validated.
+    len: usize,
+}
+
+impl engine::ValueSink for Packed<'_> {
+    fn room(&mut self, len: usize) -> Option<&mut [std::mem::MaybeUninit<u8>]> {
+        let end = self.used.checked_add(len)?;
+        if !self.fits || end > self.out.len() {
+            return None;
+        }
+        let room = &mut self.out[self.used..end];
+        // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and a
+        // read writes only initialised bytes into a room (never
+        // `MaybeUninit::uninit()`), so `out` stays initialised.
+        Some(unsafe { &mut *(room as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) })
+    }
+
+    fn filled(&mut self, len: usize) {
+        self.len = len;
+    }
 }
 
 /// Inserts or replaces `key` with `value`.

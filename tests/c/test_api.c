@@ -256,6 +256,16 @@ static void test_get_many(void) {
                  MEMSHELF_ERR_BUFFER_TOO_SMALL);
     CHECK(needed == 11);
     CHECK(strstr(memshelf_last_error(), "11 bytes") != NULL);
+    /* Exactly the room: packed back to back, nothing written past it. */
+    memset(buf, 0xa5, sizeof buf);
+    CHECK_OK(memshelf_get_many(c, keys, 3, buf, 11, offs, lens, &needed));
+    CHECK(needed == 11 && offs[0] == 0 && offs[2] == 5);
+    CHECK(memcmp(buf, "alphagamma!", 11) == 0 && buf[11] == 0xa5);
+    /* The first value fits, the second does not: nothing past the buffer. */
+    memset(buf, 0xa5, sizeof buf);
+    CHECK_STATUS(memshelf_get_many(c, keys, 3, buf, 5, offs, lens, &needed),
+                 MEMSHELF_ERR_BUFFER_TOO_SMALL);
+    CHECK(needed == 11 && buf[5] == 0xa5);
     /* A bad key fails the whole call. */
     memshelf_bytes bad[2] = {{(const uint8_t *)"a", 1}, {(const uint8_t *)"", 0}};
     CHECK_STATUS(memshelf_get_many(c, bad, 2, buf, sizeof buf, offs, lens, &needed),

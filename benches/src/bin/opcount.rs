@@ -2,10 +2,13 @@
 //! `valgrind --tool=callgrind` (instructions are repeatable even on a noisy
 //! machine, unlike seconds): `benches/callgrind.sh` runs it.
 //!
-//! `opcount <get-hit|get-hit-unsampled|get-miss|put> [keys] [capacity]` fills a fresh segment
-//! with `keys` keys of 16 bytes and 100-byte values, then runs 100 k
-//! operations of the kind named inside `measured`, the one function the
-//! script's `--toggle-collect` counts.
+//! `opcount <get-hit|get-hit-unsampled|get-miss|put|get-many|get-many-with> [keys] [capacity]`
+//! fills a fresh segment with `keys` keys of 16 bytes and 100-byte values,
+//! then runs 100 k operations of the kind named inside `measured`, the one
+//! function the script's `--toggle-collect` counts. `get-many` and
+//! `get-many-with` read the same 100 k keys in batches of 100 (`get_many`,
+//! a `Vec` per value; `get_many_with`, borrowed slices): the count is per
+//! key.
 
 use std::hint::black_box;
 
@@ -27,6 +30,24 @@ fn measured(c: &memshelf::Cache, op: &str, keys: &[Vec<u8>], order: &[u32], valu
             }
             "put" => c.put(k, value).unwrap(),
             other => panic!("unknown op {other}"),
+        }
+    }
+    black_box(hits)
+}
+
+/// The batch forms (`get-many`, `get-many-with`): the same keys, 100 per call.
+#[inline(never)]
+fn measured_batches(c: &memshelf::Cache, owned: bool, keys: &[Vec<u8>], order: &[u32]) -> usize {
+    let mut hits = 0;
+    let mut batch: Vec<&[u8]> = Vec::with_capacity(100);
+    for chunk in order.chunks(100) {
+        batch.clear();
+        batch.extend(chunk.iter().map(|&i| keys[i as usize].as_slice()));
+        if owned {
+            hits += c.get_many(&batch).unwrap().iter().flatten().count();
+        } else {
+            c.get_many_with(&batch, |_, v| hits += black_box(v).is_some() as usize)
+                .unwrap();
         }
     }
     black_box(hits)
@@ -56,8 +77,11 @@ fn main() {
     // `get-hit-unsampled`: the same gets with latency and hot-key sampling
     // off, to show what sampling costs.
     c.set_sampling(op != "get-hit-unsampled");
-    let hits = measured(&c, &op, &probe, &order, &value);
-    if op.starts_with("get-hit") {
+    let hits = match op.as_str() {
+        "get-many" | "get-many-with" => measured_batches(&c, op == "get-many", &probe, &order),
+        _ => measured(&c, &op, &probe, &order, &value),
+    };
+    if op.starts_with("get-hit") || op.starts_with("get-many") {
         assert_eq!(hits, OPS, "every get should hit");
     }
     println!("{op}: {OPS} ops, {hits} hits");

@@ -70,29 +70,31 @@ pub fn read_many(
             out[i * 8..i * 8 + 4].copy_from_slice(&a.to_ne_bytes());
             out[i * 8 + 4..i * 8 + 8].copy_from_slice(&b.to_ne_bytes());
         };
-        let mut pos = off as usize;
-        // One engine call for the batch: `get_many_with` prefetches the
-        // buckets and items of the keys ahead while it reads one. After a value that
-        // does not fit, the rest is left for the next call.
+        // One engine call for the batch: `get_many_into` prefetches the
+        // buckets and items of the keys ahead while it reads one, and
+        // copies each value straight into its place in the slab. After a
+        // value that does not fit, the rest is left for the next call.
+        let mut sink = Slab {
+            slab,
+            pos: off as usize,
+            stopped: false,
+            len: 0,
+        };
         let mut stopped = None;
-        c.get_many_with(&keys[start as usize..], |j, v| {
+        c.get_many_into(&keys[start as usize..], &mut sink, |s, j, hit| {
             let i = start as usize + j;
             if stopped.is_some() {
                 return;
             }
-            match v {
-                None => set(i, -1, 0),
-                Some(v) => match slab.get_mut(pos..pos + v.len()) {
-                    Some(room) => {
-                        room.copy_from_slice(v);
-                        set(i, pos as i32, v.len() as i32);
-                        pos = (pos + v.len()).next_multiple_of(ALIGN);
-                    }
-                    None => {
-                        set(i, -2, i32::try_from(v.len()).unwrap_or(i32::MAX));
-                        stopped = Some(i as u32);
-                    }
-                },
+            if !hit {
+                set(i, -1, 0);
+            } else if s.fits(s.len) {
+                set(i, s.pos as i32, s.len as i32);
+                s.pos = (s.pos + s.len).next_multiple_of(ALIGN);
+            } else {
+                set(i, -2, i32::try_from(s.len).unwrap_or(i32::MAX));
+                s.stopped = true;
+                stopped = Some(i as u32);
             }
         })
         .or_throw(env)?;
@@ -101,6 +103,44 @@ pub fn read_many(
         }
         Ok(count)
     })
+}
+
+/// `read_many`'s sink: each value at the slab's next aligned offset, until
+/// one does not fit (then no more is copied).
+struct Slab<'a> {
+    slab: &'a mut [u8],
+    pos: usize,
+    stopped: bool,
+    /// The length of the value the last read validated.
+    len: usize,
+}
+
+impl Slab<'_> {
+    /// Whether a value of `len` bytes fits at `pos` (`room` gave room).
+    fn fits(&self, len: usize) -> bool {
+        !self.stopped
+            && self
+                .pos
+                .checked_add(len)
+                .is_some_and(|e| e <= self.slab.len())
+    }
+}
+
+impl memshelf::ValueSink for Slab<'_> {
+    fn room(&mut self, len: usize) -> Option<&mut [std::mem::MaybeUninit<u8>]> {
+        if !self.fits(len) {
+            return None;
+        }
+        let room = &mut self.slab[self.pos..self.pos + len];
+        // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and a
+        // read writes only initialised bytes into a room (never
+        // `MaybeUninit::uninit()`), so the slab stays initialised.
+        Some(unsafe { &mut *(room as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) })
+    }
+
+    fn filled(&mut self, len: usize) {
+        self.len = len;
+    }
 }
 
 /// Puts `count` items: keys packed in `keys` by `klens`, values in `vals`

@@ -57,7 +57,7 @@ impl Cache {
             Some(c) => c.get_into_sink(k, &mut sink).py_err(py)?,
             None => self.with(py, |c| c.get_into_sink(k, &mut sink))?,
         };
-        hit.then(|| sink.into_value()).transpose()
+        hit.then(|| sink.take_value()).transpose()
     }
 
     fn lookup<'py>(
@@ -297,7 +297,7 @@ impl Cache {
         let c = self.handle(py)?;
         let default = default.unwrap_or_else(|| py.None().into_bound(py));
         // The keys' bytes first (`bytes` and `str` keys borrowed, not
-        // copied), then one engine call: `get_many_with` prefetches the
+        // copied), then one engine call: `get_many_into` prefetches the
         // buckets and items of the keys ahead while it reads one.
         let objs = keys.try_iter()?.collect::<PyResult<Vec<_>>>()?;
         let owned = objs
@@ -306,14 +306,22 @@ impl Cache {
             .collect::<PyResult<Vec<_>>>()?;
         let mut out = Vec::with_capacity(owned.len());
         let mut failed = None;
-        c.get_many_with(&owned, |i, v| {
+        // Each hit's value copied once, straight into its new `bytes`.
+        let mut sink = BytesSink::new(py);
+        c.get_many_into(&owned, &mut sink, |sink, i, hit| {
             if failed.is_some() {
                 return;
             }
-            match v.map(|b| self.codec.decode(PyBytes::new(py, b), &owned[i])) {
-                Some(Ok(v)) => out.push(v),
-                Some(Err(e)) => failed = Some(e),
-                None => out.push(default.clone()),
+            if !hit {
+                out.push(default.clone());
+                return;
+            }
+            match sink
+                .take_value()
+                .and_then(|b| self.codec.decode(b, &owned[i]))
+            {
+                Ok(v) => out.push(v),
+                Err(e) => failed = Some(e),
             }
         })
         .py_err(py)?;

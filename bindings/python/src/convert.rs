@@ -179,9 +179,11 @@ impl<'py> BytesSink<'py> {
         }
     }
 
-    /// The value after a hit (`Cache::get_into_sink` returned `true`).
-    pub(crate) fn into_value(self) -> PyResult<Bound<'py, PyBytes>> {
-        match (self.err, self.obj) {
+    /// The value after a hit (`Cache::get_into_sink` returned `true`, or
+    /// `get_many_into` said `hit`), taken out: the sink is then empty,
+    /// ready for the next key.
+    pub(crate) fn take_value(&mut self) -> PyResult<Bound<'py, PyBytes>> {
+        match (self.err.take(), self.obj.take()) {
             (Some(e), _) => Err(e),
             (None, Some((obj, _))) => Ok(obj),
             (None, None) => unreachable!("a hit without room asked"),

@@ -159,6 +159,22 @@ def test_get_returns_exactly_the_value_at_every_length(cache):
         got = cache.get(f"len:{n}")
         assert type(got) is bytes and got == v, n
         assert cache.get_many([f"len:{n}"]) == [v], n
+    # one batch of every length, with misses between: each hit its own
+    # bytes object, straight from the segment. An expired entry is copied
+    # before it turns out a miss: the next value of its length (which may
+    # reuse that unused object) is still whole.
+    cache.put("expired:10", b"e" * 10, ttl=0.001)
+    cache.put("expired:4096", b"e" * 4096, ttl=0.001)
+    time.sleep(0.01)
+    keys, want = [], []
+    for n in lengths:
+        keys += [f"len:{n}", "absent", f"expired:{10 if n % 2 else 4096}"]
+        want += [bytes((i * 7 + n) % 251 + 1 for i in range(n)), None, None]
+    keys += ["expired:10", "len:10", "expired:4096", "len:4096"]
+    want += [None, want[3 * lengths.index(10)], None, want[3 * lengths.index(4096)]]
+    got = cache.get_many(keys)
+    assert [type(g) for g in got] == [type(w) for w in want]
+    assert got == want
     # a value rewritten with another length reads as the new one
     cache.put("len:3", b"x" * 1000)
     assert cache.get("len:3") == b"x" * 1000
