@@ -224,9 +224,12 @@ impl Cache {
     pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
         let mut out = Vec::with_capacity(keys.len());
         // A hit's buffer becomes its value; the next read starts a new one.
+        // A miss drops what it copied (an expired entry's value), so no
+        // value is handed out in a buffer sized for another.
         let mut buf = Vec::new();
         self.batch(keys, &mut buf, |buf, _, hit| {
-            out.push(hit.then(|| std::mem::take(buf)))
+            let v = std::mem::take(buf);
+            out.push(hit.then_some(v));
         })?;
         Ok(out)
     }

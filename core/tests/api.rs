@@ -644,6 +644,23 @@ fn batch_sinks_receive_exactly_each_value() {
         owned.iter().zip(&want).all(|(g, (_, w))| g == w),
         "get_many differs"
     );
+    // A value read after an expired one (copied, then a miss) is not
+    // handed out in the expired value's buffer.
+    c.put_with(
+        b"big",
+        vec![1u8; 100_000],
+        &PutOptions::ttl(Duration::from_millis(1)),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    let after = c.get_many(&["big", "k1"]).unwrap();
+    assert_eq!(after[0], None);
+    let v = after[1].as_ref().unwrap();
+    assert!(
+        v == &value(1) && v.capacity() <= 8,
+        "capacity {}",
+        v.capacity()
+    );
     // A sink without room: hits report their lengths, nothing is copied.
     let mut none = Exact::new(false);
     let mut lens_seen = Vec::new();
