@@ -496,6 +496,21 @@ impl ValueSink for Exact {
     }
 }
 
+/// Puts two entries that read as misses: `short` (expired) and `tagged`
+/// (its tag invalidated).
+fn plant_dead_entries(c: &Cache) {
+    c.put_with(
+        b"short",
+        b"lived",
+        &PutOptions::ttl(Duration::from_millis(1)),
+    )
+    .unwrap();
+    c.put_with(b"tagged", b"v", &PutOptions::default().with_tags(&[b"t"]))
+        .unwrap();
+    c.invalidate_tag(b"t").unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+}
+
 #[test]
 fn sinks_and_slices_receive_exactly_the_value() {
     let s = Seg::new("sink");
@@ -544,16 +559,7 @@ fn sinks_and_slices_receive_exactly_the_value() {
     let mut e = Exact::new(true);
     assert!(!c.get_into_sink(b"absent", &mut e).unwrap());
     assert!(e.rooms.is_empty() && e.filled.is_empty());
-    c.put_with(
-        b"short",
-        b"lived",
-        &PutOptions::ttl(Duration::from_millis(1)),
-    )
-    .unwrap();
-    c.put_with(b"tagged", b"v", &PutOptions::default().with_tags(&[b"t"]))
-        .unwrap();
-    c.invalidate_tag(b"t").unwrap();
-    std::thread::sleep(Duration::from_millis(5));
+    plant_dead_entries(&c);
     for k in ["short", "tagged"] {
         assert!(!c.get_into_sink(k, &mut Exact::new(true)).unwrap(), "{k}");
         assert_eq!(c.read(k, &mut [0u8; 8]).unwrap(), ReadInto::Miss, "{k}");
@@ -583,16 +589,7 @@ fn batch_sinks_receive_exactly_each_value() {
     for &len in &lens {
         c.put(format!("k{len}"), value(len)).unwrap();
     }
-    c.put_with(
-        b"short",
-        b"lived",
-        &PutOptions::ttl(Duration::from_millis(1)),
-    )
-    .unwrap();
-    c.put_with(b"tagged", b"v", &PutOptions::default().with_tags(&[b"t"]))
-        .unwrap();
-    c.invalidate_tag(b"t").unwrap();
-    std::thread::sleep(Duration::from_millis(5));
+    plant_dead_entries(&c);
     // Each hit's length, or None for a key that must miss.
     let mut batch: Vec<(String, Option<usize>)> = Vec::new();
     for (j, &len) in lens.iter().enumerate() {
