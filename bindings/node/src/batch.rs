@@ -77,13 +77,12 @@ pub fn read_many(
         let mut sink = Slab {
             slab,
             pos: off as usize,
-            stopped: false,
+            stopped: None,
             len: 0,
         };
-        let mut stopped = None;
         c.get_many_into(&keys[start as usize..], &mut sink, |s, j, hit| {
             let i = start as usize + j;
-            if stopped.is_some() {
+            if s.stopped.is_some() {
                 return;
             }
             if !hit {
@@ -93,12 +92,11 @@ pub fn read_many(
                 s.pos = (s.pos + s.len).next_multiple_of(ALIGN);
             } else {
                 set(i, -2, i32::try_from(s.len).unwrap_or(i32::MAX));
-                s.stopped = true;
-                stopped = Some(i as u32);
+                s.stopped = Some(i as u32);
             }
         })
         .or_throw(env)?;
-        if let Some(i) = stopped {
+        if let Some(i) = sink.stopped {
             return Ok(i);
         }
         Ok(count)
@@ -110,7 +108,8 @@ pub fn read_many(
 struct Slab<'a> {
     slab: &'a mut [u8],
     pos: usize,
-    stopped: bool,
+    /// The key whose value did not fit (no more is copied after it).
+    stopped: Option<u32>,
     /// The length of the value the last read validated.
     len: usize,
 }
@@ -118,7 +117,7 @@ struct Slab<'a> {
 impl Slab<'_> {
     /// Whether a value of `len` bytes fits at `pos` (`room` gave room).
     fn fits(&self, len: usize) -> bool {
-        !self.stopped
+        self.stopped.is_none()
             && self
                 .pos
                 .checked_add(len)
