@@ -209,6 +209,44 @@ test('getMany / putMany: one call, each key as its single form', () => {
   assert.throws(() => c.putMany([['k1', 'v']]), (e) => e.code === 'Closed');
 });
 
+test('getMany keys of every form: ASCII, other text, surrogate pairs, bytes, mixed, large batches', () => {
+  const c = open('batch-keys', { capacity: '16MiB' });
+  const text = ['plain', 'caf\u00e9', '\u{1F600}', 'a\u{1F600}b', '\u0000nul', '\u00ff', 'x'.repeat(4096)];
+  for (const k of text) c.put(k, `v:${k}`);
+  c.put(Buffer.from([0xff, 0]), 'bytes');
+  // Each batch answers as the single gets do (the ASCII batches take the
+  // one-write packing, the others the per-key one).
+  const batches = [
+    ['plain', 'x'.repeat(4096), '\u0000nul', 'nope'],
+    text,
+    ['caf\u00e9', 'plain'],
+    ['plain', Buffer.from([0xff, 0]), '\u00ff'],
+    [Buffer.from('plain'), 'plain'],
+  ];
+  for (const keys of batches) {
+    const got = c.getMany(keys);
+    assert.deepEqual(got, keys.map((k) => c.get(k)), String(keys.map(String)));
+  }
+  assert.equal(c.getMany(['caf\u00e9'])[0].toString(), 'v:caf\u00e9');
+  // A batch larger than the packing buffer (16 KiB) of ASCII keys.
+  const many = [];
+  for (let i = 0; i < 3000; i++) many.push(`key-${i}-`.padEnd(24, 'p'));
+  c.putMany(many.filter((_, i) => i % 3 === 0).map((k) => [k, k]));
+  const got = c.getMany(many);
+  for (let i = 0; i < many.length; i++) {
+    assert.equal(got[i] === null ? null : got[i].toString(), i % 3 === 0 ? many[i] : null, many[i]);
+  }
+  // The two halves of a surrogate pair in adjacent keys are two lone
+  // surrogates (their concatenation would be well-formed).
+  assert.throws(() => c.getMany(['a\uD83D', '\uDE00b']), surrogateError);
+  assert.throws(() => c.getMany(['ok', 'x\uD800']), surrogateError);
+  // Limits and types as before: a key too long, an empty key, a number.
+  assert.throws(() => c.getMany(['plain', 'x'.repeat(4097)]), (e) => e instanceof RangeError && e.code === 'KeyTooLong');
+  assert.throws(() => c.getMany(['plain', '']), (e) => e.code === 'KeyTooLong');
+  assert.throws(() => c.getMany(['plain', 7]), TypeError);
+  c.close();
+});
+
 test('the loaded addon is a stripped release build (from the platform package when installed)', () => {
   const native = require(path.join(path.dirname(require.resolve('memshelf')), 'native.js'));
   assert.equal(native.isDebugBuild(), false, 'a debug addon was loaded');
