@@ -258,11 +258,14 @@ function packItem(what, which, pos, v) {
 // exactly one, so an encoding as long as the concatenation means every key
 // is ASCII (a lone surrogate, or a pair split across two keys, encodes
 // longer): each key's byte length is then its string length.
+// Batches of more than ASCII_PACK_MAX key characters are packed key by key
+// (a string has a length limit; a batch that large gains nothing).
+const ASCII_PACK_MAX = 1 << 20;
 function packAsciiKeys(keys, count) {
   let s = '';
   for (let i = 0; i < count; i++) {
     const k = keys[i];
-    if (typeof k !== 'string') return false;
+    if (typeof k !== 'string' || s.length + k.length > ASCII_PACK_MAX) return false;
     klenTable[i] = k.length;
     s += k;
   }

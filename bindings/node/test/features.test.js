@@ -236,6 +236,12 @@ test('getMany keys of every form: ASCII, other text, surrogate pairs, bytes, mix
   for (let i = 0; i < many.length; i++) {
     assert.equal(got[i] === null ? null : got[i].toString(), i % 3 === 0 ? many[i] : null, many[i]);
   }
+  // A batch of more than 2^20 key characters is packed key by key.
+  const big = Array.from({ length: 1200 }, (_, i) => `${i}:`.padEnd(1000, 'b'));
+  c.put(big[1199], 'last');
+  const bigGot = c.getMany(big);
+  assert.equal(bigGot.filter((v) => v !== null).length, 1);
+  assert.equal(bigGot[1199].toString(), 'last');
   // The two halves of a surrogate pair in adjacent keys are two lone
   // surrogates (their concatenation would be well-formed).
   assert.throws(() => c.getMany(['a\uD83D', '\uDE00b']), surrogateError);
