@@ -207,6 +207,16 @@ def test_get_many_and_put_many(name):
         c.get_many(["d", 7])
     c.put_many({f"n{i}": str(i).encode() for i in range(0, 300, 2)})
     assert c.get_many([f"n{i}" for i in range(300)]) == [str(i).encode() if i % 2 == 0 else None for i in range(300)]
+    # a list is read item by item; a list subclass keeps its own __iter__,
+    # and tuples, dict views and generators are iterated
+    class Reversed(list):
+        def __iter__(self):
+            return reversed(list(super().__iter__()))
+
+    assert c.get_many(Reversed(["d", "e", "missing"])) == [None, b"5", b"4"]
+    assert c.get_many(("e", "d")) == [b"5", b"4"]
+    assert c.get_many({"d": 0, "nope": 0}.keys()) == [b"4", None]
+    assert c.get_many(k for k in ["e"]) == [b"5"]
     p = memshelf.Cache(name, codec="pickle")
     p.put_many({"x": {"n": 1}, "y": None})
     missing = object()
