@@ -16,9 +16,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 const KEYS: usize = 100_000;
 
 fn keys() -> Vec<Vec<u8>> {
-    (0..KEYS)
-        .map(|i| format!("user:{i:011}").into_bytes())
-        .collect() // 16 bytes
+    (0..KEYS).map(memshelf_benches::bench_key).collect() // 16 bytes
 }
 
 /// A reproducible random key order, shared by every target.

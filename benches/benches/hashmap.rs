@@ -19,9 +19,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 const KEYS: usize = 100_000;
 
 fn keys() -> Vec<Vec<u8>> {
-    (0..KEYS)
-        .map(|i| format!("user:{i:011}").into_bytes())
-        .collect()
+    (0..KEYS).map(memshelf_benches::bench_key).collect()
 }
 
 fn order() -> Vec<u32> {

@@ -11,9 +11,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 fn bench(c: &mut Criterion) {
     for n in [1_000usize, 100_000] {
-        let keys: Vec<Vec<u8>> = (0..n)
-            .map(|i| format!("user:{i:011}").into_bytes())
-            .collect();
+        let keys: Vec<Vec<u8>> = (0..n).map(memshelf_benches::bench_key).collect();
         let order = memshelf_benches::key_order(n, 1 << 16);
         let name = format!("bench-sampling-{}-{n}", std::process::id());
         let _ = memshelf::unlink(&name);

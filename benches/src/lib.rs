@@ -77,6 +77,12 @@ fn decompress(path: &Path, name: &str) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
+/// Key `i` of the engine benchmarks (16 bytes: `user:` and 11 digits),
+/// the same in every one so their figures compare.
+pub fn bench_key(i: usize) -> Vec<u8> {
+    format!("user:{i:011}").into_bytes()
+}
+
 /// A reproducible random order of `len` key indexes in `0..keys`: the key
 /// order every benchmark replays (seeded `fastrand`, the same on every run).
 pub fn key_order(keys: usize, len: usize) -> Vec<u32> {

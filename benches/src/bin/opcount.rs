@@ -14,10 +14,6 @@ use std::hint::black_box;
 
 const OPS: usize = 100_000;
 
-fn key(i: usize) -> Vec<u8> {
-    format!("user:{i:011}").into_bytes()
-}
-
 #[inline(never)]
 fn measured(c: &memshelf::Cache, op: &str, keys: &[Vec<u8>], order: &[u32], value: &[u8]) -> usize {
     let mut buf = Vec::with_capacity(256);
@@ -63,13 +59,15 @@ fn main() {
         .expect("capacity");
     let name = format!("opcount-{}", std::process::id());
     let c = memshelf::Cache::open(&name, cap).expect("open");
-    let keys: Vec<Vec<u8>> = (0..nkeys).map(key).collect();
+    let keys: Vec<Vec<u8>> = (0..nkeys).map(memshelf_benches::bench_key).collect();
     let value = vec![7u8; 100];
     for k in &keys {
         c.put(k, &value).unwrap();
     }
     let probe: Vec<Vec<u8>> = if op == "get-miss" {
-        (nkeys..2 * nkeys).map(key).collect()
+        (nkeys..2 * nkeys)
+            .map(memshelf_benches::bench_key)
+            .collect()
     } else {
         keys.clone()
     };

@@ -30,9 +30,7 @@ fn main() {
     let nkeys: usize = std::env::args()
         .nth(1)
         .map_or(100_000, |a| a.parse().expect("keys"));
-    let keys: Vec<Vec<u8>> = (0..nkeys)
-        .map(|i| format!("user:{i:011}").into_bytes())
-        .collect();
+    let keys: Vec<Vec<u8>> = (0..nkeys).map(memshelf_benches::bench_key).collect();
     let map: HashMap<Vec<u8>, Vec<u8>> = keys.iter().map(|k| (k.clone(), vec![7u8; 100])).collect();
     let order = memshelf_benches::key_order(nkeys, OPS);
     let hits = measured(&map, &keys, &order);
