@@ -24,7 +24,7 @@
 //! registers anew (through `/proc/self/fd`, or by name) when it first needs
 //! a token.
 
-use std::sync::Mutex;
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
@@ -45,10 +45,20 @@ pub(crate) const LOCK_BASE: u64 = 1 << 48;
 pub(crate) struct Registry {
     /// `fork_epoch << 40 | token` of the current registration (0: none).
     state: AtomicU64,
-    inner: Mutex<Reg>,
+    /// Guards `inner`: `fork_epoch << 1 | 1` while a thread holds it, 0
+    /// when free. Not a `Mutex`: a forked child has no copy of the thread
+    /// that held a lock at the fork, so a lock taken in an older fork epoch
+    /// is free (see `lock`).
+    lock: AtomicU64,
+    inner: UnsafeCell<Reg>,
 }
 
-struct Reg {
+// SAFETY: `inner` is only reached through `RegGuard`, which `lock` hands to
+// one thread at a time per fork epoch (the word's CAS); a holder from an
+// older epoch is a thread of the parent, absent from this process.
+unsafe impl Sync for Registry {}
+
+pub(crate) struct Reg {
     /// The descriptor holding the slot's lock (-1: none).
     fd: libc::c_int,
     epoch: u32,
@@ -58,8 +68,57 @@ impl Registry {
     pub fn new() -> Registry {
         Registry {
             state: AtomicU64::new(0),
-            inner: Mutex::new(Reg { fd: -1, epoch: 0 }),
+            lock: AtomicU64::new(0),
+            inner: UnsafeCell::new(Reg { fd: -1, epoch: 0 }),
         }
+    }
+
+    /// Takes the registration lock. It is held for a few system calls
+    /// (registering or closing), so a waiter yields rather than sleeps. A
+    /// lock held in an older fork epoch is taken over: its holder was a
+    /// thread of the parent, which the child does not have (the parent's
+    /// registration it may have been making is redone: `register` starts
+    /// from a closed descriptor in a new epoch).
+    pub(crate) fn lock(&self) -> RegGuard<'_> {
+        let mine = (u64::from(sys::fork_epoch()) << 1) | 1;
+        loop {
+            let cur = self.lock.load(Ordering::Relaxed);
+            if cur != mine
+                && self
+                    .lock
+                    .compare_exchange(cur, mine, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return RegGuard { r: self };
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// The registration lock, held (see `Registry::lock`).
+pub(crate) struct RegGuard<'a> {
+    r: &'a Registry,
+}
+
+impl std::ops::Deref for RegGuard<'_> {
+    type Target = Reg;
+    fn deref(&self) -> &Reg {
+        // SAFETY: the guard is the only access to `inner` (see `Registry`).
+        unsafe { &*self.r.inner.get() }
+    }
+}
+
+impl std::ops::DerefMut for RegGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Reg {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe { &mut *self.r.inner.get() }
+    }
+}
+
+impl Drop for RegGuard<'_> {
+    fn drop(&mut self) {
+        self.r.lock.store(0, Ordering::Release);
     }
 }
 
@@ -86,7 +145,7 @@ impl Segment {
 
     #[cold]
     fn register(&self, epoch: u32) -> Result<u64> {
-        let mut r = self.reg.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = self.reg.lock();
         let st = self.reg.state.load(Ordering::Acquire);
         if st != 0 && st >> TOKEN_BITS == u64::from(epoch) {
             return Ok(st & TOKEN_MASK);
@@ -151,7 +210,7 @@ impl Segment {
 
     /// Drops this handle's registration (on close).
     pub fn unregister(&self) {
-        let mut r = self.reg.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = self.reg.lock();
         if r.fd >= 0 && r.epoch == sys::fork_epoch() {
             sys::untrack_reg_fd(r.fd);
             // SAFETY: our own descriptor (registered in this very process:
@@ -160,5 +219,57 @@ impl Segment {
         }
         r.fd = -1;
         self.reg.state.store(0, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use crate::Cache;
+
+    /// A fork while another thread holds the registration lock (it is
+    /// registering a handle: a few system calls, once per handle and
+    /// process) leaves the child able to register: the child has no copy
+    /// of that thread, so a lock it held in the parent must not make the
+    /// child's first write wait forever.
+    #[test]
+    fn a_fork_during_another_threads_registration_leaves_the_child_able_to_write() {
+        let name = format!("unit-regfork-{}", std::process::id());
+        let c = Cache::open(&name, 4 << 20).unwrap();
+        c.put(b"before", b"1").unwrap();
+        let (held_tx, held_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let c = &c;
+            s.spawn(move || {
+                let _guard = c.e.seg.reg.lock();
+                held_tx.send(()).unwrap();
+                let _ = done_rx.recv();
+            });
+            held_rx.recv().unwrap();
+            // SAFETY: the child writes through the mapped handle and calls
+            // _exit; alarm(10) ends it if it hangs.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork");
+            if pid == 0 {
+                // SAFETY: plain system calls in the child.
+                unsafe { libc::alarm(10) };
+                let ok = c.put(b"child", b"2").is_ok();
+                // SAFETY: ends the child without the harness's destructors.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            done_tx.send(()).unwrap();
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "the child could not register (status {status:#x}: 14 = killed by its alarm, stuck on the lock)"
+            );
+        });
+        assert_eq!(c.get(b"child").unwrap().as_deref(), Some(&b"2"[..]));
+        drop(c);
+        crate::unlink(&name).unwrap();
     }
 }
