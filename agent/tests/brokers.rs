@@ -284,6 +284,26 @@ fn cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// Cluster nodes get ports redis-server accepts (at most 55535: its cluster
+/// bus listens on port + 10000) whose bus port lies outside the ephemeral
+/// range, where another test's server or connection could take it.
+#[test]
+fn cluster_node_ports_leave_room_for_the_cluster_bus() {
+    let (lo, hi) = ephemeral_range();
+    for _ in 0..500 {
+        let p = free_cluster_port();
+        assert!(p <= 55535, "port {p} is too high for a cluster node");
+        // (A range reaching 65535 leaves no bus port outside it.)
+        assert!(
+            hi >= 65535 || u32::from(p) + 10000 > hi,
+            "bus port {} is inside the ephemeral range {lo}-{hi}",
+            u32::from(p) + 10000
+        );
+    }
+    let n = Redis::prepare(&["--cluster-enabled", "yes"]);
+    assert!(n.port <= 55535, "a cluster node was given port {}", n.port);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_of_three_masters_pubsub_and_streams() {
     let (nodes, addrs) = start_cluster(3);

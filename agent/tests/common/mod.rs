@@ -25,6 +25,39 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// The kernel's ephemeral port range (`ip_local_port_range`).
+pub fn ephemeral_range() -> (u32, u32) {
+    let r = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .unwrap_or_else(|_| "32768 60999".into());
+    let mut it = r.split_whitespace().map(|x| x.parse::<u32>().unwrap());
+    (it.next().unwrap(), it.next().unwrap())
+}
+
+/// A free port for a cluster node, with its cluster bus port (port +
+/// 10000, which redis-server also listens on) free too. At most 55535
+/// (redis-server refuses more), and where the range allows (here
+/// 32768-60999: ports 51000-55535) with the bus port above the ephemeral
+/// range, so that no other test's `free_port` or outgoing connection can
+/// take it between this check and the server's start. (Bus ports drawn
+/// from the ephemeral range collided now and then: a cluster test failed
+/// with "redis-server did not answer within 10 s".)
+pub fn free_cluster_port() -> u16 {
+    let (_, hi) = ephemeral_range();
+    let lo = if hi < 65535 {
+        (hi + 1 - 10000).clamp(1024, 55535) as u16
+    } else {
+        40000
+    };
+    for _ in 0..10_000 {
+        let port = fastrand::u16(lo..=55535);
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10000) {
+            return port;
+        }
+    }
+    panic!("no free port pair (p, p + 10000) for a cluster node");
+}
+
 pub fn unique(tag: &str) -> String {
     format!("agt-{}-{:08x}-{tag}", std::process::id(), fastrand::u32(..))
 }
@@ -46,7 +79,11 @@ impl Redis {
     pub fn prepare(args: &[&str]) -> Redis {
         let dir = std::env::temp_dir().join(unique("redis"));
         std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
+        let port = if args.contains(&"--cluster-enabled") {
+            free_cluster_port()
+        } else {
+            free_port()
+        };
         Redis {
             port,
             url: format!("redis://127.0.0.1:{port}"),
@@ -74,6 +111,8 @@ impl Redis {
             .args(&self.args)
             .arg("--dir")
             .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.dir.join("redis.log"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -108,10 +147,19 @@ impl Redis {
             }
             assert!(
                 Instant::now() < deadline,
-                "redis-server did not answer within 10 s"
+                "redis-server on port {} did not answer within 10 s; its log ends:\n{}",
+                self.port,
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The last lines of the server's log (why it did not start).
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join("\n")
     }
 
     /// Kills the server (SIGKILL) and waits for it.
