@@ -29,7 +29,7 @@ cargo test --workspace
 step "cargo package -p memshelf (the crate as published builds; offline)"
 cargo package -p memshelf --allow-dirty --offline --quiet
 
-step "loom model checks (model/: bucket lock and publish, item write/read, leases)"
+step "loom model checks (model/: bucket lock and publish, item write/read, leases, tags, registration lock)"
 # Exhaustive within the preemption bound; its own target dir (--cfg loom
 # rebuilds every dependency). ~1 min on 2 cores at the default bound 2.
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \

@@ -23,6 +23,8 @@
 //!   `begin_fill`, `FillLease::fill`, `release`).
 //! * [`tags`]: tag invalidation records under a line's floor (`tags.rs`
 //!   `invalidate`, `invalidated`, `stamp`).
+//! * [`reglock`]: the registration lock, taken over in a forked child
+//!   (`registry.rs` `Registry::lock`, `RegGuard::drop`).
 //!
 //! Every scenario takes a variant: `Correct` is the engine's protocol; the
 //! others each break one ordering or drop one re-check, and the tests show
@@ -41,6 +43,7 @@
 
 pub mod bucket;
 pub mod lease;
+pub mod reglock;
 pub mod ring;
 pub mod tags;
 

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use memshelf_model::{bucket, check, lease, ring, tags};
+use memshelf_model::{bucket, check, lease, reglock, ring, tags};
 
 fn run(name: &str, f: impl Fn() + Sync + Send + 'static) {
     let t = Instant::now();
@@ -125,6 +125,15 @@ fn tags_overflow_vs_reader() {
 fn tags_same_tag_twice() {
     run("tags_same_tag_twice", || {
         tags::same_tag_twice(tags::Variant::Correct)
+    });
+}
+
+// ---- (e) the registration lock after a fork ----------------------------
+
+#[test]
+fn reglock_after_fork() {
+    run("reglock_after_fork", || {
+        reglock::after_fork(reglock::Variant::Correct)
     });
 }
 
@@ -285,6 +294,26 @@ mod broken {
         LEASE,
         lease::stampede,
         lease::Variant::TakeoverAlways
+    );
+
+    const REGLOCK: &[&str] = &["two holders", "Causality violation", "data race"];
+    broken!(
+        reglock_acquire_relaxed,
+        REGLOCK,
+        reglock::after_fork,
+        reglock::Variant::AcquireRelaxed
+    );
+    broken!(
+        reglock_unlock_relaxed,
+        REGLOCK,
+        reglock::after_fork,
+        reglock::Variant::UnlockRelaxed
+    );
+    broken!(
+        reglock_takeover_always,
+        REGLOCK,
+        reglock::after_fork,
+        reglock::Variant::TakeoverAlways
     );
 
     broken!(
