@@ -76,9 +76,11 @@ impl Registry {
     /// Takes the registration lock. It is held for a few system calls
     /// (registering or closing), so a waiter yields rather than sleeps. A
     /// lock held in an older fork epoch is taken over: its holder was a
-    /// thread of the parent, which the child does not have (the parent's
-    /// registration it may have been making is redone: `register` starts
-    /// from a closed descriptor in a new epoch).
+    /// thread of the parent, which the child does not have. The child
+    /// registers afresh in its own epoch; a descriptor that thread had
+    /// opened and not yet recorded for the fork handler (or had just
+    /// unrecorded to close it) stays open in the child, and keeps that
+    /// registration looking alive until the child exits too.
     pub(crate) fn lock(&self) -> RegGuard<'_> {
         let mine = (u64::from(sys::fork_epoch()) << 1) | 1;
         loop {
@@ -261,8 +263,11 @@ mod tests {
             }
             let mut status = 0;
             // SAFETY: waits for our own child.
-            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+            // Release the holder first: a failed assert must not leave it
+            // waiting (the scope would then never end).
             done_tx.send(()).unwrap();
+            assert_eq!(waited, pid);
             assert!(
                 libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
                 "the child could not register (status {status:#x}: 14 = killed by its alarm, stuck on the lock)"

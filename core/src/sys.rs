@@ -4,8 +4,7 @@
 //! generator.
 
 use std::cell::Cell;
-use std::sync::Once;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Wall-clock milliseconds since the Unix epoch. Deadlines in a segment use
@@ -22,7 +21,8 @@ pub(crate) fn now_ms() -> u64 {
 /// registration made before the fork belongs to the parent, and a child
 /// registers anew when it first needs an identity.
 static FORK_EPOCH: AtomicU32 = AtomicU32::new(1);
-static ATFORK: Once = Once::new();
+/// Whether this process registered the fork handler (see `fork_epoch`).
+static ATFORK: AtomicBool = AtomicBool::new(false);
 
 /// Registry descriptors (see `registry.rs`) of this process: a forked child
 /// closes them at once, because an open-file-description lock is shared by
@@ -46,16 +46,32 @@ extern "C" fn in_forked_child() {
     }
 }
 
-/// The current fork epoch (changes in a forked child).
+/// The current fork epoch (changes in a forked child). The first call
+/// registers the fork handler. No caller ever waits for another to finish
+/// that: a child forked while a thread of its parent was registering it
+/// has no copy of that thread, and would wait forever (as a
+/// `std::sync::Once` made it). Every thread that finds it unregistered
+/// registers it; a handler registered twice runs twice in each child,
+/// which bumps the epoch twice and finds the descriptors already closed:
+/// harmless.
 pub(crate) fn fork_epoch() -> u32 {
-    ATFORK.call_once(|| {
-        // SAFETY: registers a handler that only does atomic operations and
-        // close(2), both async-signal-safe.
-        unsafe {
-            libc::pthread_atfork(None, None, Some(in_forked_child));
-        }
-    });
+    if !ATFORK.load(Ordering::Acquire) {
+        install_fork_handler();
+    }
     FORK_EPOCH.load(Ordering::Relaxed)
+}
+
+#[cold]
+#[inline(never)]
+fn install_fork_handler() {
+    #[cfg(test)]
+    tests::install_hook();
+    // SAFETY: registers a handler that only does atomic operations and
+    // close(2), both async-signal-safe.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(in_forked_child));
+    }
+    ATFORK.store(true, Ordering::Release);
 }
 
 /// The current fork epoch without installing the fork handler: only for a
@@ -233,4 +249,81 @@ fn first_ordinal(c: &Cell<u32>) -> u32 {
     let s = THREAD_ORDINAL.fetch_add(1, Ordering::Relaxed) as u32 & 0x7fff_ffff;
     c.set(s);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static HOOKED: AtomicBool = AtomicBool::new(false);
+    static ENTERED: AtomicBool = AtomicBool::new(false);
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+
+    /// Called while the fork handler is being installed: the first caller
+    /// after `HOOKED` was set waits there (a thread caught in the middle of
+    /// the first call); a forked child's call passes.
+    pub(super) fn install_hook() {
+        if HOOKED.swap(false, Ordering::SeqCst) {
+            ENTERED.store(true, Ordering::SeqCst);
+            while !RELEASE.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+
+    const FRESH: &str = "MEMSHELF_TEST_FRESH_PROCESS";
+
+    /// A fork while another thread is in the process's first `fork_epoch`
+    /// call (installing the fork handler) leaves the child able to call it:
+    /// the child has no copy of that thread, so nothing there may wait for
+    /// it. Runs in a fresh process of this test binary, where the handler
+    /// is not installed yet.
+    #[test]
+    fn a_fork_during_the_first_fork_epoch_call_leaves_the_child_able_to_call_it() {
+        let name =
+            "sys::tests::a_fork_during_the_first_fork_epoch_call_leaves_the_child_able_to_call_it";
+        if std::env::var_os(FRESH).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--test-threads=1", "--nocapture"])
+                .env(FRESH, "1")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "in a fresh process: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+                "the fresh process ran the test"
+            );
+            return;
+        }
+        HOOKED.store(true, Ordering::SeqCst);
+        let t = std::thread::spawn(super::fork_epoch);
+        while !ENTERED.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        // SAFETY: the child only makes the call under test and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: plain system calls in the child.
+            unsafe { libc::alarm(5) };
+            let _ = super::fork_epoch();
+            // SAFETY: ends the child without the harness's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+        RELEASE.store(true, Ordering::SeqCst);
+        t.join().unwrap();
+        assert_eq!(waited, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child's fork_epoch() did not return (status {status:#x}: 14 = killed by its alarm)"
+        );
+    }
 }
