@@ -38,9 +38,10 @@ pub fn ephemeral_range() -> (u32, u32) {
 /// (redis-server refuses more), and where the range allows (here
 /// 32768-60999: ports 51000-55535) with the bus port above the ephemeral
 /// range, so that no other test's `free_port` or outgoing connection can
-/// take it between this check and the server's start. (Bus ports drawn
-/// from the ephemeral range collided now and then: a cluster test failed
-/// with "redis-server did not answer within 10 s".)
+/// take it between this check and the server's start. (Nodes on
+/// `free_port` ports had bus ports inside that range; a cluster test once
+/// failed with "redis-server did not answer within 10 s", most likely
+/// from such a collision: the server's output was not kept then.)
 pub fn free_cluster_port() -> u16 {
     let (_, hi) = ephemeral_range();
     let lo = if hi < 65535 {
