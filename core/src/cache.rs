@@ -1090,6 +1090,7 @@ pub fn unlink_path(path: impl AsRef<std::path::Path>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::testing::{exit_code, fork_child, wait_child};
 
     fn slot_of(c: &Cache, key: &[u8]) -> Slot {
         let h = c.e.hash(key);
@@ -1336,25 +1337,14 @@ mod tests {
         let parent = c.e.stripe();
         let mut children = Vec::new();
         for _ in 0..4 {
-            // SAFETY: the child only computes its stripe and calls _exit
-            // (no allocation, no locks the fork could have copied held).
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork");
-            if pid == 0 {
-                let s = c.e.stripe();
-                // SAFETY: ends the child without running the parent's
-                // destructors or test harness.
-                unsafe { libc::_exit(s as i32) };
-            }
-            children.push(pid);
+            // The child only computes its stripe (no allocation, no locks
+            // the fork could have copied held).
+            children.push(fork_child(|| c.e.stripe() as i32));
         }
         let mut stripes = vec![parent];
         for pid in children {
-            let mut status = 0;
-            // SAFETY: waits for our own child.
-            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-            assert!(libc::WIFEXITED(status));
-            stripes.push(libc::WEXITSTATUS(status) as u32);
+            let code = exit_code(wait_child(pid)).expect("the child exited");
+            stripes.push(code as u32);
         }
         let mut distinct = stripes.clone();
         distinct.sort_unstable();
@@ -1387,20 +1377,15 @@ mod tests {
         assert!(b.get(b"k").unwrap().is_some());
         let mut children = Vec::new();
         for _ in 0..3 {
-            // SAFETY: the child only reads through handles mapped before the
-            // fork and calls _exit (registering again opens its own
-            // descriptor; no lock is held across the fork).
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork");
-            if pid == 0 {
+            // The child only reads through handles mapped before the fork
+            // (no lock is held across it).
+            children.push(fork_child(|| {
                 for _ in 0..N {
                     let _ = a.get(b"k");
                     let _ = b.get(b"missing");
                 }
-                // SAFETY: ends the child without the harness's destructors.
-                unsafe { libc::_exit(0) };
-            }
-            children.push(pid);
+                0
+            }));
         }
         std::thread::scope(|s| {
             for t in 0..8 {
@@ -1420,10 +1405,7 @@ mod tests {
             }
         });
         for pid in children {
-            let mut status = 0;
-            // SAFETY: waits for our own child.
-            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+            assert_eq!(exit_code(wait_child(pid)), Some(0));
         }
         let st = a.stats();
         assert_eq!(st.hits, 2 + 8 * N + 3 * N, "hits");

@@ -229,6 +229,7 @@ mod tests {
     use std::sync::mpsc;
 
     use crate::Cache;
+    use crate::sys::testing::{exit_code, fork_child, wait_child};
 
     /// A fork while another thread holds the registration lock (it is
     /// registering a handle: a few system calls, once per handle and
@@ -250,26 +251,14 @@ mod tests {
                 let _ = done_rx.recv();
             });
             held_rx.recv().unwrap();
-            // SAFETY: the child writes through the mapped handle and calls
-            // _exit; alarm(10) ends it if it hangs.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork");
-            if pid == 0 {
-                // SAFETY: plain system calls in the child.
-                unsafe { libc::alarm(10) };
-                let ok = c.put(b"child", b"2").is_ok();
-                // SAFETY: ends the child without the harness's destructors.
-                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-            }
-            let mut status = 0;
-            // SAFETY: waits for our own child.
-            let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+            let pid = fork_child(|| i32::from(c.put(b"child", b"2").is_err()));
+            let waited = std::panic::catch_unwind(|| wait_child(pid));
             // Release the holder first: a failed assert must not leave it
             // waiting (the scope would then never end).
             done_tx.send(()).unwrap();
-            assert_eq!(waited, pid);
+            let status = waited.unwrap();
             assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                exit_code(status) == Some(0),
                 "the child could not register (status {status:#x}: 14 = killed by its alarm, stuck on the lock)"
             );
         });

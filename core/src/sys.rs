@@ -251,6 +251,43 @@ fn first_ordinal(c: &Cell<u32>) -> u32 {
     s
 }
 
+/// Test helpers: a forked child that runs a body and exits with its code.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Forks; the child runs `body` and exits with what it returns (without
+    /// the parent's destructors or the test harness), after an `alarm(10)`
+    /// watchdog: a child that hangs ends by SIGALRM (status 14). Returns the
+    /// child's pid to the parent.
+    pub(crate) fn fork_child(body: impl FnOnce() -> i32) -> libc::pid_t {
+        // SAFETY: the child runs only `body` (the caller's test code, which
+        // may not rely on locks other threads held at the fork) and _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: plain system calls in the child; _exit ends it
+            // without running the parent's destructors.
+            unsafe {
+                libc::alarm(10);
+                libc::_exit(body());
+            }
+        }
+        pid
+    }
+
+    /// Waits for our child `pid`; its raw wait status.
+    pub(crate) fn wait_child(pid: libc::pid_t) -> i32 {
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        status
+    }
+
+    /// Its exit code, or `None` if a signal ended it.
+    pub(crate) fn exit_code(status: i32) -> Option<i32> {
+        libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -305,24 +342,15 @@ mod tests {
         while !ENTERED.load(Ordering::SeqCst) {
             std::thread::yield_now();
         }
-        // SAFETY: the child only makes the call under test and exits.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork");
-        if pid == 0 {
-            // SAFETY: plain system calls in the child.
-            unsafe { libc::alarm(5) };
+        let pid = super::testing::fork_child(|| {
             let _ = super::fork_epoch();
-            // SAFETY: ends the child without the harness's destructors.
-            unsafe { libc::_exit(0) };
-        }
-        let mut status = 0;
-        // SAFETY: waits for our own child.
-        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+            0
+        });
+        let status = super::testing::wait_child(pid);
         RELEASE.store(true, Ordering::SeqCst);
         t.join().unwrap();
-        assert_eq!(waited, pid);
         assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            super::testing::exit_code(status) == Some(0),
             "the child's fork_epoch() did not return (status {status:#x}: 14 = killed by its alarm)"
         );
     }
