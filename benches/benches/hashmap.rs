@@ -5,6 +5,16 @@
 //! is the cost of the lookup and copy alone. At 256 MiB the run also times
 //! `get_many_with` over batches of 100 of the same random keys.
 //!
+//! The "dependent" rows time the same gets as a chain: each key's index
+//! takes the previous value's first byte (always 7, minus 7), so one get
+//! cannot start before the one before it has finished. That is each get's
+//! latency, what a binding sees when the interpreter runs between calls;
+//! the plain rows let the CPU overlap the misses of successive gets.
+//!
+//! The "layout model" rows run `memshelf_benches::LayoutModel`: memshelf's
+//! index and log layout (an index as large as the 256 MiB segment's) with
+//! none of the engine's work, the floor that layout sets on this machine.
+//!
 //! `cargo bench -p memshelf-benches --bench hashmap`
 //!
 //! With `MEMSHELF_BENCH_HUGE_DIR` set to a directory on a tmpfs mounted
@@ -26,6 +36,18 @@ fn order() -> Vec<u32> {
     memshelf_benches::key_order(KEYS, 1 << 16)
 }
 
+/// `rounds` passes of a dependent multiply over `v`'s 8-byte words.
+fn mix(v: &[u8], rounds: usize) -> u64 {
+    let mut acc = 0u64;
+    for _ in 0..rounds {
+        for w in v.chunks_exact(8) {
+            acc = (acc ^ u64::from_le_bytes(w.try_into().expect("8 bytes")))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    acc
+}
+
 fn bench(c: &mut Criterion) {
     let keys = keys();
     let order = order();
@@ -42,6 +64,17 @@ fn bench(c: &mut Criterion) {
             buf.extend_from_slice(map.get(k.as_slice()).expect("hit"));
             black_box(&buf);
         })
+    });
+    g.bench_function("HashMap get + copy, dependent", |b| {
+        let mut buf = vec![7u8];
+        let mut i = 0;
+        b.iter(|| {
+            let k = &keys[order[(i + usize::from(buf[0]) - 7) & 0xffff] as usize];
+            i += 1;
+            buf.clear();
+            buf.extend_from_slice(map.get(k.as_slice()).expect("hit"));
+        });
+        black_box(&buf);
     });
     let huge = std::env::var_os("MEMSHELF_BENCH_HUGE_DIR").map(std::path::PathBuf::from);
     let mut cases = vec![
@@ -75,6 +108,66 @@ fn bench(c: &mut Criterion) {
             })
         });
         if cap == 256 << 20 && dir.is_none() {
+            // The same layout with none of the engine's work, its index as
+            // large as this segment's (`LayoutModel`).
+            let index_bytes = (cache.stats().index_slots / 15 * 128) as usize;
+            let mut model = memshelf_benches::LayoutModel::new(index_bytes, KEYS * 168);
+            for k in &keys {
+                assert!(model.insert(k, &value));
+            }
+            g.bench_function(
+                format!("layout model ({label} index), no engine work"),
+                |b| {
+                    let mut buf = Vec::with_capacity(128);
+                    let mut i = 0;
+                    b.iter(|| {
+                        let k = &keys[order[i & 0xffff] as usize];
+                        i += 1;
+                        assert!(model.get_into(k, &mut buf));
+                        black_box(&buf);
+                    })
+                },
+            );
+            g.bench_function(
+                format!("layout model ({label} index), no engine work, dependent"),
+                |b| {
+                    let mut buf = vec![7u8];
+                    let mut i = 0;
+                    b.iter(|| {
+                        let k = &keys[order[(i + usize::from(buf[0]) - 7) & 0xffff] as usize];
+                        i += 1;
+                        assert!(model.get_into(k, &mut buf));
+                    });
+                    black_box(&buf);
+                },
+            );
+            // The same gets, each followed by a short chain of work on its
+            // value (two passes of a multiply per 8 bytes, ~100
+            // instructions): what a validated read adds after its last miss.
+            g.bench_function(
+                format!("layout model ({label} index), then 100 instructions on the value"),
+                |b| {
+                    let mut buf = Vec::with_capacity(128);
+                    let mut i = 0;
+                    b.iter(|| {
+                        let k = &keys[order[i & 0xffff] as usize];
+                        i += 1;
+                        assert!(model.get_into(k, &mut buf));
+                        black_box(mix(&buf, 2));
+                    })
+                },
+            );
+            drop(model);
+            g.bench_function(format!("memshelf get_into ({label}), dependent"), |b| {
+                let mut buf = vec![7u8];
+                let mut i = 0;
+                b.iter(|| {
+                    let k = &keys[order[(i + usize::from(buf[0]) - 7) & 0xffff] as usize];
+                    i += 1;
+                    assert!(cache.get_into(k, &mut buf).unwrap());
+                });
+                black_box(&buf);
+            });
             // A batch of 100 of the same random keys in one call (the
             // prefetch pipeline); criterion's time is per batch: divide by
             // 100 for the time per key.

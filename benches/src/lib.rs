@@ -263,6 +263,99 @@ pub fn hit_ratio(p: &mut dyn Policy, trace: &[u64]) -> f64 {
     hits as f64 / trace.len().max(1) as f64
 }
 
+/// A model of memshelf's memory layout with none of its work: an index of
+/// 128-byte buckets (15 slots of 8 bytes after a lock word) chosen by
+/// multiply-shift, each slot a 6-bit tag and an item's position, and
+/// items packed one after another in a log, a 48-byte header (key and value
+/// lengths) then the key, then the value. A get hashes the key (one
+/// multiply), scans the bucket for the tag, compares the key and copies
+/// the value: no checksum, no validation, no statistics, no liveness, no
+/// frequency bit. The `hashmap` bench times it beside memshelf and a
+/// `HashMap` to show the floor this layout sets, and what memshelf's
+/// engine adds to it (benches/README.md section 0b).
+pub struct LayoutModel {
+    index: Vec<u64>,
+    nbuckets: u64,
+    log: Vec<u8>,
+}
+
+const MODEL_HEADER: usize = 48;
+const MODEL_SLOTS: usize = 16;
+
+impl LayoutModel {
+    /// An empty model with an index of `index_bytes` (rounded down to
+    /// whole buckets) and room for `log_bytes` of items.
+    pub fn new(index_bytes: usize, log_bytes: usize) -> LayoutModel {
+        let nbuckets = (index_bytes / 128).max(1);
+        LayoutModel {
+            index: vec![0; nbuckets * MODEL_SLOTS],
+            nbuckets: nbuckets as u64,
+            log: Vec::with_capacity(log_bytes),
+        }
+    }
+
+    fn hash(key: &[u8]) -> u64 {
+        let mut h = 0x9e37_79b9_7f4a_7c15u64;
+        for c in key.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        }
+        h ^ (h >> 29)
+    }
+
+    fn bucket(&self, h: u64) -> usize {
+        ((u128::from(h) * u128::from(self.nbuckets)) >> 64) as usize * MODEL_SLOTS
+    }
+
+    fn slot(pos: usize, h: u64) -> u64 {
+        ((pos as u64) << 8) | ((h >> 58) << 1) | 1
+    }
+
+    /// Adds a key that is not there yet. `false`: its bucket is full.
+    pub fn insert(&mut self, key: &[u8], value: &[u8]) -> bool {
+        let h = Self::hash(key);
+        let b = self.bucket(h);
+        let Some(free) = (1..MODEL_SLOTS).find(|&i| self.index[b + i] == 0) else {
+            return false;
+        };
+        let pos = self.log.len();
+        let mut header = [0u8; MODEL_HEADER];
+        header[..4].copy_from_slice(&(key.len() as u32).to_le_bytes());
+        header[4..8].copy_from_slice(&(value.len() as u32).to_le_bytes());
+        self.log.extend_from_slice(&header);
+        self.log.extend_from_slice(key);
+        self.log.extend_from_slice(value);
+        self.log.resize(self.log.len().next_multiple_of(8), 0);
+        self.index[b + free] = Self::slot(pos, h);
+        true
+    }
+
+    /// Copies `key`'s value into `buf`; `false` if absent.
+    #[inline]
+    pub fn get_into(&self, key: &[u8], buf: &mut Vec<u8>) -> bool {
+        let h = Self::hash(key);
+        let b = self.bucket(h);
+        let tag = ((h >> 58) << 1) | 1;
+        for &s in &self.index[b + 1..b + MODEL_SLOTS] {
+            if s & 0xff != tag {
+                continue;
+            }
+            let pos = (s >> 8) as usize;
+            let hdr = &self.log[pos..pos + MODEL_HEADER];
+            let klen = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+            let vlen = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as usize;
+            let k = pos + MODEL_HEADER;
+            if &self.log[k..k + klen] == key {
+                buf.clear();
+                buf.extend_from_slice(&self.log[k + klen..k + klen + vlen]);
+                return true;
+            }
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;
@@ -376,5 +469,21 @@ mod tests {
             assert_eq!(load_trace(&path).unwrap(), [1, 2, 3, 2], "{name}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_layout_model_finds_every_key_it_holds_and_no_other() {
+        let mut m = LayoutModel::new(64 << 10, 1 << 20);
+        let keys: Vec<Vec<u8>> = (0..2000).map(bench_key).collect();
+        for (i, k) in keys.iter().enumerate() {
+            assert!(m.insert(k, &[i as u8; 100]), "bucket full at key {i}");
+        }
+        let mut buf = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            assert!(m.get_into(k, &mut buf), "key {i}");
+            assert_eq!(buf, [i as u8; 100]);
+        }
+        assert!(!m.get_into(b"user:99999999999", &mut buf));
+        assert!(!m.get_into(b"", &mut buf));
     }
 }
