@@ -77,10 +77,9 @@ impl Registry {
     /// (registering or closing), so a waiter yields rather than sleeps. A
     /// lock held in an older fork epoch is taken over: its holder was a
     /// thread of the parent, which the child does not have. The child
-    /// registers afresh in its own epoch; a descriptor that thread had
-    /// opened and not yet recorded for the fork handler (or had just
-    /// unrecorded to close it) stays open in the child, and keeps that
-    /// registration looking alive until the child exits too.
+    /// registers afresh in its own epoch. The descriptor that thread was
+    /// opening or closing is never left unrecorded in the child: the fork
+    /// waits for that step (`sys::fd_section`).
     pub(crate) fn lock(&self) -> RegGuard<'_> {
         let mine = (u64::from(sys::fork_epoch()) << 1) | 1;
         loop {
@@ -155,18 +154,26 @@ impl Segment {
         if r.fd >= 0 && r.epoch == epoch {
             // Registered in this process but the state word was lost: cannot
             // happen; register afresh below after closing it.
-            sys::untrack_reg_fd(r.fd);
-            // SAFETY: our own descriptor, closed once.
-            unsafe { libc::close(r.fd) };
+            self.close_reg_fd(r.fd);
         }
         // A descriptor from before a fork was closed by the fork handler.
         r.fd = -1;
-        let fd = self.reopen()?;
+        // Open the descriptor and record it for the fork handler with no
+        // fork in between: a child forked between the two would keep an
+        // unrecorded copy, and with it this registration's lock.
+        let fd = sys::fd_section(|| -> Result<libc::c_int> {
+            let fd = self.reopen()?;
+            #[cfg(test)]
+            tests::pause(self.g.hash_seed, tests::Point::Opened);
+            let raw = fd.into_raw();
+            sys::track_reg_fd(raw);
+            Ok(raw)
+        })?;
         let nreg = self.g.nreg;
         let start = sys::random_u64() % nreg;
         for i in 0..nreg {
             let slot = (start + i) % nreg;
-            match sys::ofd_try_lock(fd.0, LOCK_BASE + slot) {
+            match sys::ofd_try_lock(fd, LOCK_BASE + slot) {
                 Ok(true) => {
                     let mut generation = self
                         .reg_word(slot)
@@ -176,9 +183,7 @@ impl Segment {
                         generation = self.reg_word(slot).fetch_add(1, Ordering::AcqRel) + 1;
                     }
                     let token = ((slot + 1) << GEN_BITS) | (generation & GEN_MASK);
-                    let raw = fd.into_raw();
-                    sys::track_reg_fd(raw);
-                    r.fd = raw;
+                    r.fd = fd;
                     r.epoch = epoch;
                     self.reg
                         .state
@@ -186,13 +191,31 @@ impl Segment {
                     return Ok(token);
                 }
                 Ok(false) => {}
-                Err(e) => return Err(Error::io("fcntl(F_OFD_SETLK)", e)),
+                Err(e) => {
+                    self.close_reg_fd(fd);
+                    return Err(Error::io("fcntl(F_OFD_SETLK)", e));
+                }
             }
         }
+        self.close_reg_fd(fd);
         Err(Error::Timeout(format!(
             "all {nreg} process slots of segment {:?} are held by live processes",
             self.name
         )))
+    }
+
+    /// Forgets and closes a registry descriptor of this process, with no
+    /// fork in between: a child forked between the two would keep an
+    /// unrecorded copy (and the lock), or close a number reused meanwhile.
+    fn close_reg_fd(&self, fd: libc::c_int) {
+        sys::fd_section(|| {
+            sys::untrack_reg_fd(fd);
+            #[cfg(test)]
+            tests::pause(self.g.hash_seed, tests::Point::Untracked);
+            // SAFETY: our own descriptor (opened and recorded in this very
+            // process: its callers check the fork epoch), closed once.
+            unsafe { libc::close(fd) };
+        });
     }
 
     /// Whether the handle behind `token` is alive, by the kernel's word.
@@ -214,10 +237,7 @@ impl Segment {
     pub fn unregister(&self) {
         let mut r = self.reg.lock();
         if r.fd >= 0 && r.epoch == sys::fork_epoch() {
-            sys::untrack_reg_fd(r.fd);
-            // SAFETY: our own descriptor (registered in this very process:
-            // the fork epoch matches), closed once.
-            unsafe { libc::close(r.fd) };
+            self.close_reg_fd(r.fd);
         }
         r.fd = -1;
         self.reg.state.store(0, Ordering::Release);
@@ -225,11 +245,139 @@ impl Segment {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::mpsc;
+    use std::time::Duration;
 
     use crate::Cache;
     use crate::sys::testing::{exit_code, fork_child, wait_child};
+
+    /// Where `pause` can hold a registering or closing thread.
+    #[derive(Clone, Copy)]
+    pub(crate) enum Point {
+        /// `register`: the new descriptor is open, not yet recorded for
+        /// the fork handler.
+        Opened = 0,
+        /// `unregister`: the descriptor is no longer recorded, not yet
+        /// closed.
+        Untracked = 1,
+    }
+
+    /// Per point: the hash seed of the segment whose thread should pause
+    /// there (0: none), and whether one has arrived.
+    static PAUSE: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+    static ARRIVED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+
+    /// Holds the first thread that reaches `at` for the segment of hash
+    /// seed `seed` (once armed by `arm`) for 300 ms: a fork from another
+    /// thread meanwhile lands inside that window unless something keeps
+    /// forks out of it.
+    pub(crate) fn pause(seed: u64, at: Point) {
+        let i = at as usize;
+        if PAUSE[i]
+            .compare_exchange(seed, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            ARRIVED[i].store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn arm(c: &Cache, at: Point) {
+        ARRIVED[at as usize].store(false, Ordering::SeqCst);
+        PAUSE[at as usize].store(c.e.seg.g.hash_seed, Ordering::SeqCst);
+    }
+
+    fn wait_arrival(at: Point) {
+        while !ARRIVED[at as usize].load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Forks a child that lives 5 s (it only sleeps) while `during` runs
+    /// in the parent, then kills and reaps it; returns `during`'s result.
+    fn with_live_child<R>(during: impl FnOnce() -> R) -> R {
+        let pid = fork_child(|| {
+            std::thread::sleep(Duration::from_secs(5));
+            0
+        });
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(during));
+        // SAFETY: our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        wait_child(pid);
+        r.unwrap()
+    }
+
+    /// Whether `token` (of a handle just closed) is seen dead within 2 s.
+    /// Not at once: a child that another test's thread forked while the
+    /// descriptor was open holds a copy until its fork handler has run
+    /// (microseconds, or a scheduling delay on a busy machine); a child
+    /// that keeps an unrecorded copy holds it for its whole life.
+    fn dead_soon(c: &Cache, token: u64) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while c.e.seg.alive(token) {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// A fork while another thread is registering a handle, between
+    /// opening its lock's descriptor and recording it for the fork
+    /// handler, must not leave the child a copy of that descriptor: the
+    /// lock would then outlive the parent's handle for as long as the
+    /// child lives, and the handle (closed, or its process dead) would
+    /// still look alive to everyone.
+    #[test]
+    fn a_fork_while_another_thread_opens_its_registration_leaves_the_child_no_copy() {
+        let name = format!("unit-regfork-open-{}", std::process::id());
+        let c = Cache::open(&name, 4 << 20).unwrap();
+        c.e.seg.unregister();
+        arm(&c, Point::Opened);
+        let dead = std::thread::scope(|s| {
+            let t = s.spawn(|| c.e.seg.token().unwrap());
+            wait_arrival(Point::Opened);
+            with_live_child(|| {
+                let token = t.join().unwrap();
+                assert!(c.e.seg.alive(token), "registered");
+                c.e.seg.unregister();
+                dead_soon(&c, token)
+            })
+        });
+        assert!(
+            dead,
+            "a closed handle still looks alive: the child forked mid-registration keeps its lock"
+        );
+        drop(c);
+        crate::unlink(&name).unwrap();
+    }
+
+    /// The same for a fork while another thread closes a handle, between
+    /// forgetting its descriptor and closing it.
+    #[test]
+    fn a_fork_while_another_thread_closes_its_registration_leaves_the_child_no_copy() {
+        let name = format!("unit-regfork-close-{}", std::process::id());
+        let c = Cache::open(&name, 4 << 20).unwrap();
+        let token = c.e.seg.token().unwrap();
+        arm(&c, Point::Untracked);
+        let dead = std::thread::scope(|s| {
+            let t = s.spawn(|| c.e.seg.unregister());
+            wait_arrival(Point::Untracked);
+            with_live_child(|| {
+                t.join().unwrap();
+                dead_soon(&c, token)
+            })
+        });
+        assert!(
+            dead,
+            "a closed handle still looks alive: the child forked mid-close keeps its lock"
+        );
+        drop(c);
+        crate::unlink(&name).unwrap();
+    }
 
     /// A fork while another thread holds the registration lock (it is
     /// registering a handle: a few system calls, once per handle and

@@ -4,7 +4,7 @@
 //! generator.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering, fence};
 use std::time::Duration;
 
 /// Wall-clock milliseconds since the Unix epoch. Deadlines in a segment use
@@ -31,7 +31,80 @@ static ATFORK: AtomicBool = AtomicBool::new(false);
 const MAX_REG_FDS: usize = 1024;
 static REG_FDS: [AtomicI32; MAX_REG_FDS] = [const { AtomicI32::new(-1) }; MAX_REG_FDS];
 
+/// Threads inside an `fd_section` now, and forks being prepared (see
+/// `fd_section`).
+static FD_SECTIONS: AtomicU32 = AtomicU32::new(0);
+static FORKS: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    /// Whether this thread is inside an `fd_section` (a fork from a signal
+    /// handler that interrupted it must not wait for itself).
+    static IN_FD_SECTION: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with no `fork` of this process in the middle of it: a fork
+/// from another thread waits (in the fork handler's prepare step) until
+/// `f` has returned, and a section started while a fork is being prepared
+/// waits for the fork. For the few system calls that open or close a
+/// registry descriptor and record or forget it for the child's handler
+/// (`registry.rs`): a child forked between the two would keep a copy the
+/// handler does not know, or close a number reused meanwhile. Sections are
+/// short (an `open`, or a `close`), so a fork waits microseconds.
+///
+/// The protocol is a store-buffer handshake (`FD_SECTIONS`, `FORKS`, each
+/// side's increment and check separated by a `SeqCst` fence): either the
+/// section sees the fork's increment and backs off, or the fork sees the
+/// section's and waits. `model/src/forkgate.rs`
+/// checks it.
+pub(crate) fn fd_section<R>(f: impl FnOnce() -> R) -> R {
+    fork_epoch(); // the handler is installed before any section runs
+    loop {
+        FD_SECTIONS.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if FORKS.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        FD_SECTIONS.fetch_sub(1, Ordering::SeqCst);
+        while FORKS.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+    }
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            IN_FD_SECTION.set(false);
+            FD_SECTIONS.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    IN_FD_SECTION.set(true);
+    let _leave = Leave;
+    f()
+}
+
+/// The fork handler's prepare step: in the forking thread, before the
+/// fork. Keeps sections out and waits for those under way.
+extern "C" fn before_fork() {
+    FORKS.fetch_add(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    if IN_FD_SECTION.get() {
+        return; // forking from a signal handler inside a section
+    }
+    while FD_SECTIONS.load(Ordering::SeqCst) != 0 {
+        // SAFETY: no arguments; async-signal-safe.
+        unsafe { libc::sched_yield() };
+    }
+}
+
+/// In the parent after a fork: sections may run again.
+extern "C" fn after_fork_in_parent() {
+    FORKS.fetch_sub(1, Ordering::SeqCst);
+}
+
 extern "C" fn in_forked_child() {
+    // The child has only the forking thread: no fork is being prepared,
+    // and the only section under way is that thread's own, if any.
+    FORKS.store(0, Ordering::SeqCst);
+    FD_SECTIONS.store(u32::from(IN_FD_SECTION.get()), Ordering::SeqCst);
     FORK_EPOCH.fetch_add(1, Ordering::Relaxed);
     for slot in &REG_FDS {
         let fd = slot.swap(-1, Ordering::Relaxed);
@@ -66,10 +139,15 @@ pub(crate) fn fork_epoch() -> u32 {
 fn install_fork_handler() {
     #[cfg(test)]
     tests::install_hook();
-    // SAFETY: registers a handler that only does atomic operations and
-    // close(2), both async-signal-safe.
+    // SAFETY: registers handlers that only do atomic operations, a
+    // thread-local `Cell` read, sched_yield(2) and close(2), all
+    // async-signal-safe.
     unsafe {
-        libc::pthread_atfork(None, None, Some(in_forked_child));
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_in_parent),
+            Some(in_forked_child),
+        );
     }
     ATFORK.store(true, Ordering::Release);
 }

@@ -25,6 +25,9 @@
 //!   `invalidate`, `invalidated`, `stamp`).
 //! * [`reglock`]: the registration lock, taken over in a forked child
 //!   (`registry.rs` `Registry::lock`, `RegGuard::drop`).
+//! * [`forkgate`]: no fork inside the few system calls that open or close
+//!   a registry descriptor and record or forget it (`sys.rs`
+//!   `fd_section`, `before_fork`, `after_fork_in_parent`).
 //!
 //! Every scenario takes a variant: `Correct` is the engine's protocol; the
 //! others each break one ordering or drop one re-check, and the tests show
@@ -42,6 +45,7 @@
 //! ```
 
 pub mod bucket;
+pub mod forkgate;
 pub mod lease;
 pub mod reglock;
 pub mod ring;

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use memshelf_model::{bucket, check, lease, reglock, ring, tags};
+use memshelf_model::{bucket, check, forkgate, lease, reglock, ring, tags};
 
 fn run(name: &str, f: impl Fn() + Sync + Send + 'static) {
     let t = Instant::now();
@@ -134,6 +134,15 @@ fn tags_same_tag_twice() {
 fn reglock_after_fork() {
     run("reglock_after_fork", || {
         reglock::after_fork(reglock::Variant::Correct)
+    });
+}
+
+// ---- (f) no fork inside a registry descriptor's open/record ------------
+
+#[test]
+fn forkgate_fork_during_section() {
+    run("forkgate_fork_during_section", || {
+        forkgate::fork_during_section(forkgate::Variant::Correct)
     });
 }
 
@@ -314,6 +323,26 @@ mod broken {
         REGLOCK,
         reglock::after_fork,
         reglock::Variant::TakeoverAlways
+    );
+
+    const FORKGATE: &[&str] = &["inside a section", "Causality violation", "data race"];
+    broken!(
+        forkgate_acquire_release,
+        FORKGATE,
+        forkgate::fork_during_section,
+        forkgate::Variant::AcquireRelease
+    );
+    broken!(
+        forkgate_no_gate,
+        FORKGATE,
+        forkgate::fork_during_section,
+        forkgate::Variant::NoGate
+    );
+    broken!(
+        forkgate_check_before_announce,
+        FORKGATE,
+        forkgate::fork_during_section,
+        forkgate::Variant::CheckBeforeAnnounce
     );
 
     broken!(
