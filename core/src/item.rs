@@ -4,9 +4,8 @@
 //! w0  magic 0xC0DE (16) | record kind (8) | ntags (8) | size in 8-byte units (32)
 //! w1  value_len (32) | key_len (16) | flags (16)
 //! w2  clear epoch at write time
-//! w3  expiry, ms since the epoch (0 = never)
-//! w4  end of grace, ms since the epoch (0 = never; >= expiry)
-//! w5  checksum (see `checksum`)
+//! w3  expiry, ms since the epoch (44 bits; 0 = never) | grace (20 bits)
+//! w4  checksum (see `checksum`)
 //! ... ntags x (tag hash, tag stamp: `tags.rs`), key padded to 8, value padded to 8,
 //!     then (ntags > 0 only) the tag names padded to 8: per tag a u16 LE
 //!     length and the bytes
@@ -16,6 +15,14 @@
 //! hashes are seeded per segment); reads and tag checks use the hashes.
 //! They are outside the checksum: whoever reads them keeps only names whose
 //! tag hash matches the (checksummed) hash of the same position.
+//!
+//! The grace is the time past the expiry during which the entry is kept
+//! and served stale (`get_or_set`'s stale-while-revalidate), as a float
+//! of 20 bits: a 15-bit mantissa in ms shifted by a 5-bit exponent
+//! (`grace_code`): exact below 32.768 s and for a minute or an hour,
+//! otherwise rounded down by less than 1/16384 of itself (a day by 3 s),
+//! so an entry is never served stale longer than asked. It had a word of its own until layout 9, which
+//! folded it into the expiry's to bring the header to 40 bytes.
 //!
 //! The key's hash is not stored (layout 6; it was w2 before): the checksum
 //! is seeded with it instead, so a reader that looked the key up by its
@@ -39,9 +46,42 @@ use crate::options::{MAX_TAG_LEN, MAX_TAGS};
 use crate::segment::{LogGeom, REC_ITEM, REC_MAGIC, Segment};
 use crate::sink::{self, Sink};
 
-pub(crate) const HDR_WORDS: usize = 6;
+pub(crate) const HDR_WORDS: usize = 5;
 const _: () = assert!(HDR_WORDS as u64 * 8 == ITEM_HEADER);
 pub(crate) const FLAG_NEGATIVE: u64 = 1;
+
+/// Bits of w3 that hold the expiry (ms since the Unix epoch: until the
+/// year 2527); the grace code takes the other 20.
+const EXPIRY_BITS: u32 = 44;
+const EXPIRY_MASK: u64 = (1 << EXPIRY_BITS) - 1;
+const GRACE_MANTISSA_BITS: u32 = 15;
+const GRACE_MANTISSA: u64 = (1 << GRACE_MANTISSA_BITS) - 1;
+
+/// The 20-bit code of a grace of `ms` milliseconds: `mantissa |
+/// exponent << 15` standing for `mantissa << exponent`, the largest such
+/// value not above `ms` (up to 32,767 << 31 ms, about 2,200 years).
+pub(crate) fn grace_code(ms: u64) -> u64 {
+    let bits = 64 - ms.leading_zeros();
+    let exp = bits.saturating_sub(GRACE_MANTISSA_BITS).min(31);
+    let mantissa = (ms >> exp).min(GRACE_MANTISSA);
+    (u64::from(exp) << GRACE_MANTISSA_BITS) | mantissa
+}
+
+/// The grace in ms that `code` (from `grace_code`) stands for.
+pub(crate) fn grace_ms(code: u64) -> u64 {
+    (code & GRACE_MANTISSA) << ((code >> GRACE_MANTISSA_BITS) & 31)
+}
+
+/// Word w3 of an item expiring at `expire_ms` (0 = never) whose grace ends
+/// at `stale_until_ms` (no grace when not past the expiry; none at all for
+/// an entry that never expires).
+fn expiry_word(expire_ms: u64, stale_until_ms: u64) -> u64 {
+    let exp = expire_ms.min(EXPIRY_MASK);
+    if exp == 0 {
+        return 0;
+    }
+    (grace_code(stale_until_ms.saturating_sub(exp)) << EXPIRY_BITS) | exp
+}
 
 /// What a reader learns from an item's header, and the hash of its key
 /// (not stored: given by a reader that knows the key, else computed from
@@ -85,10 +125,14 @@ impl Meta {
         self.words[2]
     }
     pub fn expire_ms(&self) -> u64 {
-        self.words[3]
+        self.words[3] & EXPIRY_MASK
     }
+    /// End of the grace period (0: none).
     pub fn stale_until_ms(&self) -> u64 {
-        self.words[4]
+        match self.expire_ms() {
+            0 => 0,
+            exp => exp + grace_ms(self.words[3] >> EXPIRY_BITS),
+        }
     }
     pub fn size(&self) -> u64 {
         self.units() * 8
@@ -188,8 +232,7 @@ impl Encoded {
                 (REC_MAGIC << 48) | (REC_ITEM << 40) | ((tags.len() as u64) << 32) | (size / 8),
                 value_len as u64 | ((key.len() as u64) << 32) | (flags << 48),
                 epoch,
-                expire_ms,
-                stale_until_ms,
+                expiry_word(expire_ms, stale_until_ms),
                 0,
             ],
             tags: t,
@@ -643,22 +686,22 @@ const MIX: [u64; 4] = [
     0x5899_65cc_7537_4cc3,
 ];
 
-/// The checksum chain over header words w0..w4 and tags, seeded with the
+/// The checksum chain over header words w0..w3 and tags, seeded with the
 /// segment's seed, the item's position and its key's hash (which binds
 /// the key: a reader compares the key's bytes, or hashes the copy it
 /// made); the value is hashed last (xxh3), seeded with this.
 ///
-/// The five header words are mixed with three folded multiplies (layout
-/// 7; xxh3 over their 40 bytes was ~85 instructions of a ~780-instruction
-/// get, this is ~20): each word enters a product with a seeded partner,
-/// so a torn or stale word changes the chain unless a 64-bit product
-/// collides.
+/// The four header words are mixed with three folded multiplies (layout
+/// 7, then five words; xxh3 over their 40 bytes was ~85 instructions of a
+/// ~780-instruction get, this is ~20): each word enters a product with a
+/// seeded partner, so a torn or stale word changes the chain unless a
+/// 64-bit product collides.
 fn partial_checksum(seed: u64, pos: u64, meta: &Meta) -> u64 {
     let s = seed ^ pos ^ meta.key_hash.rotate_left(23);
     let w = &meta.words;
     let a = fold_mul(w[0] ^ MIX[0], w[1] ^ s ^ MIX[1]);
     let b = fold_mul(w[2] ^ MIX[2] ^ s, w[3] ^ MIX[3]);
-    let mut h = fold_mul(a ^ MIX[1], b ^ w[4] ^ MIX[0]) ^ s;
+    let mut h = fold_mul(a ^ MIX[1], b ^ MIX[0]) ^ s;
     let tags = &meta.tags[..meta.ntags()];
     if !tags.is_empty() {
         // SAFETY: `(u64, u64)` pairs are plain integers; viewing the local
@@ -711,4 +754,76 @@ pub(crate) fn peek(seg: &Segment, log: &LogGeom, pos: u64) -> Option<Meta> {
         xxh3_64_with_seed(s, seg.g.hash_seed)
     });
     Some(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The grace code never stands for more than the grace asked, loses
+    /// less than 1/16384 of it, and is exact where people's graces are
+    /// round: anything under 32.768 s, a minute, an hour.
+    #[test]
+    fn a_grace_code_rounds_down_by_less_than_one_part_in_16384() {
+        let max_ttl = crate::options::MAX_TTL.as_millis() as u64;
+        let mut values = vec![0, 1, 2, 999, 32_767, 32_768, 32_769, 65_535, 65_536, 65_537];
+        values.extend([60_000, 3_600_000, 86_400_000, 7 * 86_400_000, max_ttl]);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push((x % (max_ttl + 1)) >> (x % 40));
+        }
+        for ms in values {
+            let code = grace_code(ms);
+            assert!(code < 1 << 20, "{ms} ms: code {code:#x} wider than 20 bits");
+            let back = grace_ms(code);
+            assert!(back <= ms, "{ms} ms stands for {back}");
+            assert!((ms - back) * 16384 <= ms, "{ms} ms stands for {back}");
+            if ms < 32_768 || ms == 60_000 || ms == 3_600_000 {
+                assert_eq!(back, ms);
+            }
+            // Re-encoding what a code stands for gives the same code (the
+            // tail pass rewrites items from their decoded header).
+            assert_eq!(grace_code(back), code, "{ms} ms");
+        }
+    }
+
+    /// Expiry and grace share word w3: each reads back as written (the
+    /// grace as its code says), an entry without expiry has no grace, and
+    /// the header is five words.
+    #[test]
+    fn expiry_and_grace_read_back_from_one_word() {
+        assert_eq!(ITEM_HEADER, 40);
+        let meta_of = |expire, stale_until| {
+            let e = Encoded::new(b"k", 1, 0, 7, 3, expire, stale_until, &[], 0);
+            let mut m = Meta::empty();
+            m.words = e.hdr;
+            m
+        };
+        let now = 1_780_000_000_000u64; // ms, in 2026
+        for (expire, stale_until, want) in [
+            (0, 0, 0),
+            (0, now, 0),
+            (now, 0, now),
+            (now, now, now),
+            (now, now + 60_000, now + 60_000),
+            (now, now + 86_400_000, now + 86_400_000 - 3_072),
+            (1, 2, 2),
+        ] {
+            let m = meta_of(expire, stale_until);
+            assert_eq!(m.expire_ms(), expire);
+            assert_eq!(
+                m.stale_until_ms(),
+                want,
+                "expire {expire}, grace until {stale_until}"
+            );
+            assert_eq!(m.epoch(), 3);
+        }
+        // An expiry past the 44 bits (a corrupt cap) saturates, grace kept.
+        let far = meta_of(u64::MAX - 10, u64::MAX);
+        assert_eq!(far.expire_ms(), EXPIRY_MASK);
+        assert!(far.stale_until_ms() >= far.expire_ms());
+    }
 }

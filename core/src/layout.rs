@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 /// `"MEMSHELF"` little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MEMSHELF");
 /// Version of this layout. Any change to the bytes of a segment bumps it.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 
 pub(crate) const HEADER_SIZE: u64 = 4096;
 pub(crate) const NSTRIPES: u64 = 64;
@@ -168,7 +168,7 @@ pub(crate) const SLOTS_PER_ENTRY: u64 = 4;
 
 /// Bytes of an item's fixed header in this layout (see `item.rs`): with the
 /// key and the value, each padded to 8 bytes, the size of an entry's item.
-pub const ITEM_HEADER: u64 = 48;
+pub const ITEM_HEADER: u64 = 40;
 
 pub(crate) fn pad8(n: u64) -> u64 {
     (n + 7) & !7
