@@ -267,7 +267,8 @@ pub fn hit_ratio(p: &mut dyn Policy, trace: &[u64]) -> f64 {
 /// 128-byte buckets (15 slots of 8 bytes after a lock word) chosen by
 /// multiply-shift, each slot a 6-bit tag and an item's position, and
 /// items packed one after another in a log, a 48-byte header (key and value
-/// lengths) then the key, then the value. A get hashes the key (one
+/// lengths; layout 8's size, kept at 48 so the figures of benches/README.md
+/// section 0b stay comparable; layout 9's is 40) then the key, then the value. A get hashes the key (one
 /// multiply), scans the bucket for the tag, compares the key and copies
 /// the value: no checksum, no validation, no statistics, no liveness, no
 /// frequency bit. The `hashmap` bench times it beside memshelf and a

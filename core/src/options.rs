@@ -208,7 +208,10 @@ pub struct GetOrSetOptions<'a> {
     /// How long the leader may take before a waiter takes over (default 10 s).
     pub lease: Duration,
     /// Keep the entry this long past its TTL and serve it stale while one
-    /// caller refreshes it (stale-while-revalidate).
+    /// caller refreshes it (stale-while-revalidate). Stored to the ms
+    /// below 32.768 s (and for a minute or an hour), otherwise rounded
+    /// down by less than 1/16384 of itself (a day by 3 s): never longer
+    /// than asked.
     pub grace: Option<Duration>,
     /// Cache a factory's `None` for this long (negative caching).
     pub negative_ttl: Option<Duration>,

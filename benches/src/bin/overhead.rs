@@ -9,8 +9,9 @@
 //! For each entry size (key + value bytes) it runs the default
 //! `expected_entry_size` (128) and, when they differ, the entry's own size.
 //! "index / entry" is the index's bytes divided by the entries the full
-//! segment holds; "header" is the fixed item header (`memshelf::ITEM_HEADER`, 48 bytes (plus padding
-//! of key and value to 8 bytes); "payload" is key + value bytes held as a
+//! segment holds; "header" is the fixed item header
+//! (`memshelf::ITEM_HEADER`, 40 bytes from layout 9) plus the padding of
+//! key and value to 8 bytes; "payload" is key + value bytes held as a
 //! share of the capacity.
 
 use memshelf::{DEFAULT_EXPECTED_ENTRY_SIZE, OpenOptions};
