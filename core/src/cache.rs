@@ -1102,45 +1102,61 @@ mod tests {
     /// the hit into a miss, and flipping it back restores the hit. (The
     /// value's zero padding and the tag names are outside it: a reader
     /// never returns them; names are matched against checked tag hashes.)
+    /// Two items: one tagged without expiry, one with an expiry and a
+    /// grace (layout 9 keeps both in word w3).
     #[test]
     fn any_flipped_bit_of_an_item_is_caught() {
         let name = format!("unit-flip-{}", std::process::id());
         let c = Cache::open(&name, 1 << 20).unwrap();
-        let (key, value) = (
-            b"flip-key".as_slice(),
-            b"a value of 37 bytes, not a multiple!!".as_slice(),
-        );
+        let value = b"a value of 37 bytes, not a multiple!!".as_slice();
         c.put_with(
-            key,
+            b"flip-key",
             value,
             &PutOptions::default().with_tags(&[b"t1", b"t22"]),
         )
         .unwrap();
-        let s = slot_of(&c, key);
-        let log = c.e.seg.log(s.log());
-        let size = item::item_size(key.len(), value.len(), 2);
-        let off = c.e.seg.log_off(log, s.pos(), size).expect("in the log");
-        let value_start = size - crate::layout::pad8(value.len() as u64);
-        let mut flips = 0;
-        for byte in 0..size {
-            if byte >= value_start + value.len() as u64 {
-                continue; // padding after the value
+        let opts = crate::GetOrSetOptions {
+            ttl: Ttl::After(std::time::Duration::from_secs(3600)),
+            grace: Some(std::time::Duration::from_secs(60)),
+            ..crate::GetOrSetOptions::default()
+        };
+        let got = c
+            .get_or_set(b"flip-ttl", &opts, || Ok::<_, String>(Some(value.to_vec())))
+            .unwrap();
+        assert_eq!(got.as_deref(), Some(value));
+        for (key, ntags) in [(b"flip-key".as_slice(), 2), (b"flip-ttl".as_slice(), 0)] {
+            let s = slot_of(&c, key);
+            let log = c.e.seg.log(s.log());
+            let size = item::item_size(key.len(), value.len(), ntags);
+            let off = c.e.seg.log_off(log, s.pos(), size).expect("in the log");
+            let meta = c.e.find(key, c.e.hash(key), None).expect("present").meta;
+            if ntags == 0 {
+                // The second item really has both in w3.
+                assert!(meta.expire_ms() > 0);
+                assert_eq!(meta.stale_until_ms(), meta.expire_ms() + 60_000);
             }
-            let w = c.e.seg.word(off + byte / 8 * 8);
-            for bit in 0..8 {
-                let mask = 1u64 << ((byte % 8) * 8 + bit);
-                w.fetch_xor(mask, Ordering::SeqCst);
-                assert_eq!(
-                    c.get(key).unwrap(),
-                    None,
-                    "bit {bit} of byte {byte} flipped"
-                );
-                w.fetch_xor(mask, Ordering::SeqCst);
-                assert_eq!(c.get(key).unwrap().as_deref(), Some(value));
-                flips += 1;
+            let value_start = size - crate::layout::pad8(value.len() as u64);
+            let mut flips = 0;
+            for byte in 0..size {
+                if byte >= value_start + value.len() as u64 {
+                    continue; // padding after the value
+                }
+                let w = c.e.seg.word(off + byte / 8 * 8);
+                for bit in 0..8 {
+                    let mask = 1u64 << ((byte % 8) * 8 + bit);
+                    w.fetch_xor(mask, Ordering::SeqCst);
+                    assert_eq!(
+                        c.get(key).unwrap(),
+                        None,
+                        "bit {bit} of byte {byte} flipped"
+                    );
+                    w.fetch_xor(mask, Ordering::SeqCst);
+                    assert_eq!(c.get(key).unwrap().as_deref(), Some(value));
+                    flips += 1;
+                }
             }
+            assert_eq!(flips, (value_start + value.len() as u64) * 8);
         }
-        assert_eq!(flips, (value_start + value.len() as u64) * 8);
         crate::unlink(&name).unwrap();
     }
 
