@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Bencher, Criterion, criterion_group, criterion_main};
 
 const KEYS: usize = 100_000;
 
@@ -48,33 +48,56 @@ fn mix(v: &[u8], rounds: usize) -> u64 {
     acc
 }
 
+/// Times `get(key, buf)` over the random order, each get independent of
+/// the one before (the CPU may overlap their misses).
+fn plain(
+    b: &mut Bencher,
+    keys: &[Vec<u8>],
+    order: &[u32],
+    mut get: impl FnMut(&[u8], &mut Vec<u8>),
+) {
+    let mut buf = Vec::with_capacity(128);
+    let mut i = 0;
+    b.iter(|| {
+        let k = &keys[order[i & 0xffff] as usize];
+        i += 1;
+        get(k, &mut buf);
+        black_box(&buf);
+    })
+}
+
+/// Times the same gets as a chain: each key's index takes the previous
+/// value's first byte (always 7, minus 7), so a get cannot start before
+/// the one before it has finished.
+fn dependent(
+    b: &mut Bencher,
+    keys: &[Vec<u8>],
+    order: &[u32],
+    mut get: impl FnMut(&[u8], &mut Vec<u8>),
+) {
+    let mut buf = vec![7u8];
+    let mut i = 0;
+    b.iter(|| {
+        let k = &keys[order[(i + usize::from(buf[0]) - 7) & 0xffff] as usize];
+        i += 1;
+        get(k, &mut buf);
+    });
+    black_box(&buf);
+}
+
 fn bench(c: &mut Criterion) {
     let keys = keys();
     let order = order();
     let value = [7u8; 100];
     let mut g = c.benchmark_group("get 100k keys: memshelf get_into vs HashMap get + copy");
     let map: HashMap<Vec<u8>, Vec<u8>> = keys.iter().map(|k| (k.clone(), value.to_vec())).collect();
-    g.bench_function("HashMap get + copy", |b| {
-        let mut buf = Vec::with_capacity(128);
-        let mut i = 0;
-        b.iter(|| {
-            let k = &keys[order[i & 0xffff] as usize];
-            i += 1;
-            buf.clear();
-            buf.extend_from_slice(map.get(k.as_slice()).expect("hit"));
-            black_box(&buf);
-        })
-    });
+    let copy = |k: &[u8], buf: &mut Vec<u8>| {
+        buf.clear();
+        buf.extend_from_slice(map.get(k).expect("hit"));
+    };
+    g.bench_function("HashMap get + copy", |b| plain(b, &keys, &order, copy));
     g.bench_function("HashMap get + copy, dependent", |b| {
-        let mut buf = vec![7u8];
-        let mut i = 0;
-        b.iter(|| {
-            let k = &keys[order[(i + usize::from(buf[0]) - 7) & 0xffff] as usize];
-            i += 1;
-            buf.clear();
-            buf.extend_from_slice(map.get(k.as_slice()).expect("hit"));
-        });
-        black_box(&buf);
+        dependent(b, &keys, &order, copy)
     });
     let huge = std::env::var_os("MEMSHELF_BENCH_HUGE_DIR").map(std::path::PathBuf::from);
     let mut cases = vec![
@@ -97,15 +120,9 @@ fn bench(c: &mut Criterion) {
         for k in &keys {
             cache.put(k, value).unwrap();
         }
+        let get = |k: &[u8], buf: &mut Vec<u8>| assert!(cache.get_into(k, buf).unwrap());
         g.bench_function(format!("memshelf get_into ({label})"), |b| {
-            let mut buf = Vec::with_capacity(128);
-            let mut i = 0;
-            b.iter(|| {
-                let k = &keys[order[i & 0xffff] as usize];
-                i += 1;
-                assert!(cache.get_into(k, &mut buf).unwrap());
-                black_box(&buf);
-            })
+            plain(b, &keys, &order, get)
         });
         if cap == 256 << 20 && dir.is_none() {
             // The same layout with none of the engine's work, its index as
@@ -117,29 +134,11 @@ fn bench(c: &mut Criterion) {
             }
             g.bench_function(
                 format!("layout model ({label} index), no engine work"),
-                |b| {
-                    let mut buf = Vec::with_capacity(128);
-                    let mut i = 0;
-                    b.iter(|| {
-                        let k = &keys[order[i & 0xffff] as usize];
-                        i += 1;
-                        assert!(model.get_into(k, &mut buf));
-                        black_box(&buf);
-                    })
-                },
+                |b| plain(b, &keys, &order, |k, buf| assert!(model.get_into(k, buf))),
             );
             g.bench_function(
                 format!("layout model ({label} index), no engine work, dependent"),
-                |b| {
-                    let mut buf = vec![7u8];
-                    let mut i = 0;
-                    b.iter(|| {
-                        let k = &keys[order[(i + usize::from(buf[0]) - 7) & 0xffff] as usize];
-                        i += 1;
-                        assert!(model.get_into(k, &mut buf));
-                    });
-                    black_box(&buf);
-                },
+                |b| dependent(b, &keys, &order, |k, buf| assert!(model.get_into(k, buf))),
             );
             // The same gets, each followed by a short chain of work on its
             // value (two passes of a multiply per 8 bytes, ~100
@@ -147,26 +146,15 @@ fn bench(c: &mut Criterion) {
             g.bench_function(
                 format!("layout model ({label} index), then 100 instructions on the value"),
                 |b| {
-                    let mut buf = Vec::with_capacity(128);
-                    let mut i = 0;
-                    b.iter(|| {
-                        let k = &keys[order[i & 0xffff] as usize];
-                        i += 1;
-                        assert!(model.get_into(k, &mut buf));
-                        black_box(mix(&buf, 2));
+                    plain(b, &keys, &order, |k, buf| {
+                        assert!(model.get_into(k, buf));
+                        black_box(mix(buf, 2));
                     })
                 },
             );
             drop(model);
             g.bench_function(format!("memshelf get_into ({label}), dependent"), |b| {
-                let mut buf = vec![7u8];
-                let mut i = 0;
-                b.iter(|| {
-                    let k = &keys[order[(i + usize::from(buf[0]) - 7) & 0xffff] as usize];
-                    i += 1;
-                    assert!(cache.get_into(k, &mut buf).unwrap());
-                });
-                black_box(&buf);
+                dependent(b, &keys, &order, get)
             });
             // A batch of 100 of the same random keys in one call (the
             // prefetch pipeline); criterion's time is per batch: divide by
