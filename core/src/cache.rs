@@ -1160,6 +1160,31 @@ mod tests {
         crate::unlink(&name).unwrap();
     }
 
+    /// Live words at their extremes are a corrupt segment's, not a reason
+    /// to panic: a tag clock at `u64::MAX` (the next invalidation clears the
+    /// segment instead, losing no invalidation) and two hot-key entries of
+    /// one hash whose counts sum past `u64::MAX` (found by an audit that
+    /// wrote them by hand: both panicked in debug builds).
+    #[test]
+    fn extreme_live_words_do_not_panic() {
+        let name = format!("unit-extreme-{}", std::process::id());
+        let c = Cache::open(&name, 1 << 20).unwrap();
+        c.put_with(b"k", b"v", &PutOptions::default().with_tags(&[b"t"]))
+            .unwrap();
+        c.e.seg.tag_clock().store(u64::MAX, Ordering::SeqCst);
+        c.invalidate_tag(b"t").unwrap();
+        assert_eq!(c.get(b"k").unwrap(), None, "the tag's entry survived");
+        c.put(b"k2", b"v").unwrap();
+        let (a, b) = (c.e.seg.g.hot_off(), c.e.seg.g.hot_off() + 16);
+        for off in [a, b] {
+            c.e.seg.word(off).store(42, Ordering::SeqCst);
+            c.e.seg.word(off + 8).store(u64::MAX - 1, Ordering::SeqCst);
+        }
+        let _ = c.stats();
+        let _ = c.hot_keys(10);
+        crate::unlink(&name).unwrap();
+    }
+
     /// Tag names `prefix:0`, `prefix:1`, ...
     fn tag_names(prefix: &str, n: usize) -> Vec<Vec<u8>> {
         (0..n)

@@ -309,14 +309,17 @@ impl Geometry {
             && g.small_off == g.index_off + g.nbuckets * BUCKET_SIZE
             && g.small_len >= 64
             && g.small_len % 64 == 0
-            && g.main_off == g.small_off + g.small_len
+            && g.small_off.checked_add(g.small_len) == Some(g.main_off)
             && g.main_len >= 4096
             && g.main_len % 64 == 0
             && g.main_off
                 .checked_add(g.main_len)
                 .is_some_and(|e| e <= map_len)
             && g.ttl_jitter_ppm <= 500_000
-            && g.max_value_size + ITEM_HEADER <= max_item_for(g.main_len);
+            && g.default_ttl_ms <= crate::options::MAX_TTL.as_millis() as u64
+            && g.max_value_size
+                .checked_add(ITEM_HEADER)
+                .is_some_and(|n| n <= max_item_for(g.main_len));
         if ok {
             Ok(g)
         } else {
@@ -444,6 +447,60 @@ pub fn capacity_for_entries(entries: u64, key_len: u64, value_len: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A planted header whose geometry checksum is right (it is seeded with
+    /// a public constant: anyone can recompute it) but whose values cannot
+    /// be a real segment's is refused by `read`, never a panic or an
+    /// accepted geometry that panics later (an audit found each of these:
+    /// a small log whose length wraps the address space onto the main
+    /// log's offset, once onto the header; a value limit near 2^64; a
+    /// default TTL past the longest TTL, which overflowed `now + ttl`).
+    #[test]
+    fn a_planted_geometry_with_a_valid_checksum_is_refused_not_a_panic() {
+        let cap = 1 << 20;
+        let good = Geometry::compute(cap, 7, 0, 0, None, 128).unwrap();
+        let read_back = |g: &Geometry| {
+            let hdr = std::cell::RefCell::new(vec![0u64; HEADER_SIZE as usize / 8]);
+            g.write(|off, v| hdr.borrow_mut()[off / 8] = v, 0);
+            let h = hdr.into_inner();
+            std::panic::catch_unwind(|| Geometry::read(|off| h[off / 8], cap))
+        };
+        assert!(matches!(read_back(&good), Ok(Ok(_))));
+        let max_ttl = crate::options::MAX_TTL.as_millis() as u64;
+        type Plant = fn(&mut Geometry, u64);
+        let cases: [(&str, Plant); 5] = [
+            ("small_len wraps onto main_off", |g, _| {
+                g.small_len = 0u64.wrapping_sub(64);
+                g.main_off = g.small_off - 64;
+            }),
+            ("small_len wraps the main log onto the header", |g, _| {
+                g.small_len = 0u64.wrapping_sub(g.small_off);
+                g.main_off = 0;
+            }),
+            ("max_value_size near 2^64", |g, _| {
+                g.max_value_size = u64::MAX - 7
+            }),
+            ("default_ttl_ms of u64::MAX", |g, _| {
+                g.default_ttl_ms = u64::MAX
+            }),
+            ("default_ttl_ms past MAX_TTL", |g, max_ttl| {
+                g.default_ttl_ms = max_ttl + 1
+            }),
+        ];
+        for (what, plant) in cases {
+            let mut g = good;
+            plant(&mut g, max_ttl);
+            match read_back(&g) {
+                Ok(Err(_)) => {}
+                Ok(Ok(_)) => panic!("{what}: accepted"),
+                Err(_) => panic!("{what}: read panicked"),
+            }
+        }
+        // The longest TTL itself is a real segment's default.
+        let mut g = good;
+        g.default_ttl_ms = max_ttl;
+        assert!(matches!(read_back(&g), Ok(Ok(_))));
+    }
 
     /// The logs of `capacity_for_entries` hold the entries asked for, and
     /// not several times as many (small caches used to get 2-3x).

@@ -203,7 +203,7 @@ impl Engine {
         v.dedup_by(|later, first| {
             let same = later.0 == first.0;
             if same {
-                first.1 += later.1;
+                first.1 = first.1.saturating_add(later.1); // (corrupt counts)
             }
             same
         });

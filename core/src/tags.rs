@@ -85,7 +85,13 @@ pub(crate) fn invalidated(seg: &Segment, tag_hash: u64, stamp: u64) -> bool {
 /// Invalidates every entry of the tag stamped before now. `false` when the
 /// clock has run past what a record holds: the caller clears the segment.
 pub(crate) fn invalidate(seg: &Segment, tag_hash: u64) -> bool {
-    let q = seg.tag_clock().fetch_add(1, Ordering::SeqCst) + 1;
+    // (saturating: a clock at its end, which only a corrupt word holds,
+    // reads as past the limit, so the caller clears rather than lose this
+    // invalidation)
+    let q = seg
+        .tag_clock()
+        .fetch_add(1, Ordering::SeqCst)
+        .saturating_add(1);
     if q >= SEQ_LIMIT {
         return false;
     }
