@@ -38,7 +38,8 @@ pub enum Error {
     /// or an `incr` that would overflow.
     #[allow(missing_docs)]
     NotAnInteger { detail: String },
-    /// The memory for the segment could not be reserved (full /dev/shm).
+    /// The memory for the segment could not be reserved (full /dev/shm):
+    /// at creation, or at attach to a file with holes.
     #[allow(missing_docs)]
     NoSpace {
         name: String,

@@ -211,6 +211,7 @@ impl Segment {
                     return Err(incompatible(Some(version), "layout versions differ".into()));
                 }
                 let g = Geometry::read(word, size).map_err(|d| incompatible(Some(version), d))?;
+                shm::fill_holes(fd, name, size)?;
                 return Ok((map, g));
             }
             if !nobody {

@@ -367,6 +367,41 @@ pub(crate) fn back(fd: &Fd, map: &Mapping, name: &str, bytes: u64) -> Result<()>
     Ok(())
 }
 
+/// Allocates whatever part of an existing segment's file has no memory
+/// yet (a file planted sparse, or with holes punched into it), so that a
+/// full file system is `NoSpace` at attach, as it is at creation, and not a
+/// SIGBUS at the first write into a hole. A file with all its blocks (every
+/// segment memshelf made) costs one `fstat`. `fallocate(2)` itself, never
+/// glibc's `posix_fallocate`, whose fallback on a file system without
+/// `fallocate` writes a zero byte into each block it reads as zero: on a
+/// segment in use that could overwrite another process's store. Where the
+/// file system cannot say or cannot allocate, the file is left as it is.
+pub(crate) fn fill_holes(fd: &Fd, name: &str, bytes: u64) -> Result<()> {
+    // SAFETY: `st` is a plain-old-data out parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and out pointer.
+    if unsafe { libc::fstat(fd.0, &mut st) } < 0 {
+        return Err(Error::last_os("fstat"));
+    }
+    if (st.st_blocks as u64).saturating_mul(512) >= bytes {
+        return Ok(());
+    }
+    // SAFETY: a plain syscall on a descriptor we own; mode 0 only
+    // allocates: it changes no byte of the file.
+    if unsafe { libc::fallocate(fd.0, 0, 0, bytes as libc::off_t) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL | libc::ENODEV) => Ok(()),
+        _ => Err(Error::NoSpace {
+            name: name.to_owned(),
+            bytes,
+            source: e,
+        }),
+    }
+}
+
 /// Whether `fd`'s file system is a tmpfs mounted with `huge=advise` (read
 /// from /proc/self/mountinfo, matched by device number): it gives huge
 /// pages only to a mapping that asked with `MADV_HUGEPAGE`.

@@ -189,3 +189,56 @@ fn planted_segments_are_refused_naming_owner_and_mode() {
     drop(Cache::open(seg.name(), CAP).unwrap());
     assert!(Cache::open(seg.name(), CAP).is_ok());
 }
+
+/// A segment file with holes (planted sparse, or punched out) on a file
+/// system too full to fill them: attach fills the holes or refuses with
+/// `NoSpace`, as creation does. Before, it mapped the holes, and the first
+/// write into one killed the process with SIGBUS.
+#[test]
+fn a_sparse_segment_on_a_full_file_system_is_refused_not_a_sigbus() {
+    let m = Mount::new("sparse", "tmpfs", "size=8m");
+    let path = m.file("seg");
+    let cap = 4u64 << 20;
+    let c = OpenOptions::new()
+        .capacity(cap)
+        .path(&path)
+        .open("sparse-test")
+        .unwrap();
+    c.put("k", "v").unwrap();
+    drop(c);
+    // Everything but the header's page becomes a hole (zeros, as a new
+    // segment's memory reads), then the rest of the file system is filled.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    // SAFETY: plain syscall on a descriptor we own.
+    let rc = unsafe {
+        libc::fallocate(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            4096,
+            (cap - 4096) as libc::off_t,
+        )
+    };
+    assert_eq!(rc, 0, "punch hole: {}", std::io::Error::last_os_error());
+    drop(f);
+    let filler = m.file("filler");
+    let mut out = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![1u8; 64 << 10];
+    while std::io::Write::write_all(&mut out, &chunk).is_ok() {}
+    drop(out);
+    let mut w = Worker::spawn("fill-path", &wargs!("path" => path.display(), "n" => 4000));
+    let (status, stdout) = w.output(Duration::from_secs(60));
+    assert!(
+        std::os::unix::process::ExitStatusExt::signal(&status).is_none(),
+        "the attached process was killed by signal {:?} (SIGBUS is 7): {stdout}",
+        std::os::unix::process::ExitStatusExt::signal(&status)
+    );
+    assert!(
+        stdout.contains("OPEN ERR NoSpace"),
+        "attach on a full file system: {status:?}, {stdout}"
+    );
+    // With room again, the same file attaches and works.
+    std::fs::remove_file(&filler).unwrap();
+    let mut w = Worker::spawn("fill-path", &wargs!("path" => path.display(), "n" => 4000));
+    let out = w.success(Duration::from_secs(60));
+    assert!(out.contains("RESULT puts=4000"), "{out}");
+}

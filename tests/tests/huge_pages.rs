@@ -11,44 +11,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use common::*;
 use memshelf::{Error, OpenOptions};
-
-/// A file system mounted for one test, unmounted on drop.
-struct Mount {
-    dir: TempPath,
-}
-
-impl Mount {
-    fn new(tag: &str, fstype: &str, options: &str) -> Mount {
-        let dir = TempPath::new(tag);
-        std::fs::create_dir_all(&dir.0).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", fstype, "-o", options, fstype])
-            .arg(&dir.0)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "mount -t {fstype} -o {options} failed (this suite needs root, as CI has): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Mount { dir }
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.0.join(name)
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir.0).status();
-    }
-}
 
 /// The kB of `field` (e.g. `ShmemPmdMapped`) in this process's mapping of
 /// `file`.

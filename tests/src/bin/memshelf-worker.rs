@@ -38,6 +38,7 @@ fn main() {
         "put-timed" => put_timed(&args),
         "gos-many" => gos_many(&args),
         "tags" => tags(&args),
+        "fill-path" => fill_path(&args),
         "sleep" => {
             std::thread::sleep(Duration::from_secs(args.num("secs", 60)));
             0
@@ -436,6 +437,30 @@ fn token(args: &Args) -> i32 {
     println!("TOKEN {}", c.debug_token().expect("token"));
     std::io::stdout().flush().expect("flush");
     std::thread::sleep(Duration::from_secs(args.num("secs", 60)));
+    0
+}
+
+/// Attaches to the segment file at `path` (never creates) and writes
+/// `n` entries of 1 KiB: prints `OPEN ERR <error>` and exits 3 if the
+/// attach fails, `RESULT puts=<n>` once every put returned (a put may fail
+/// with an error; a SIGBUS kills the process instead).
+fn fill_path(args: &Args) -> i32 {
+    let c = match OpenOptions::new()
+        .create(false)
+        .path(args.str("path"))
+        .open("fill-path")
+    {
+        Ok(c) => c,
+        Err(e) => {
+            println!("OPEN ERR {e:?}");
+            return 3;
+        }
+    };
+    let n = args.num("n", 10_000);
+    for i in 0..n {
+        let _ = c.put(format!("k{i}"), [7u8; 1024]);
+    }
+    println!("RESULT puts={n}");
     0
 }
 

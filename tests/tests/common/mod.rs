@@ -294,3 +294,36 @@ pub fn write_at(path: &std::path::Path, off: u64, bytes: &[u8]) {
 pub fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
     (0..n).map(|_| rng.u8(..)).collect()
 }
+
+/// A file system mounted for one test, unmounted on drop.
+pub struct Mount {
+    dir: TempPath,
+}
+
+impl Mount {
+    pub fn new(tag: &str, fstype: &str, options: &str) -> Mount {
+        let dir = TempPath::new(tag);
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", fstype, "-o", options, fstype])
+            .arg(&dir.0)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mount -t {fstype} -o {options} failed (this suite needs root, as CI has): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mount { dir }
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.0.join(name)
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir.0).status();
+    }
+}
