@@ -16,6 +16,7 @@
 //   `getString` decodes straight from a registered value buffer; `getInto`
 //   copies into the caller's buffer.
 
+const { markAsUntransferable } = require('node:worker_threads');
 const native = require('./native.js');
 
 // The hot functions as module constants: a property load on the addon's
@@ -38,6 +39,10 @@ let slabBuffer; // slab.buffer (reading it is a builtin call)
 let slabOffset = 0;
 function newSlab() {
   slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+  // The views `get` hands out share this memory, which the addon keeps
+  // writing: a transfer (postMessage, structuredClone) must copy it, never
+  // detach it (as Node's own Buffer pool is marked).
+  markAsUntransferable(slab.buffer);
   slabBuffer = slab.buffer;
   slabOffset = 0;
   native.setSlab(slab);
@@ -111,7 +116,10 @@ function loadValue(value) {
     return valueView.length;
   }
   if (value instanceof Uint8Array) {
-    valueView = value;
+    // Memory another thread may write while the engine reads it (twice:
+    // checksum, then copy) is copied first, or a racing write would leave
+    // an item that fails its checksum: a put that silently stored nothing.
+    valueView = value.buffer instanceof SharedArrayBuffer ? Buffer.from(value) : value;
     return value.length;
   }
   throw typeError('value', 'a string, Buffer or Uint8Array', value);
@@ -207,13 +215,19 @@ let outTable;
 let outBytes;
 function batchTables(n) {
   if (n <= batchCount) return;
-  batchCount = Math.max(n, 2 * batchCount, 64);
-  klenTable = new Uint32Array(batchCount);
-  klenBytes = Buffer.from(klenTable.buffer);
-  vlenTable = new Uint32Array(batchCount);
-  vlenBytes = Buffer.from(vlenTable.buffer);
-  outTable = new Int32Array(2 * batchCount);
-  outBytes = Buffer.from(outTable.buffer);
+  const count = Math.max(n, 2 * batchCount, 64);
+  // Allocated first, kept only once all exist: a batch too large to
+  // allocate for throws and leaves the tables as they were.
+  const k = new Uint32Array(count);
+  const v = new Uint32Array(count);
+  const out = new Int32Array(2 * count);
+  klenTable = k;
+  klenBytes = Buffer.from(k.buffer);
+  vlenTable = v;
+  vlenBytes = Buffer.from(v.buffer);
+  outTable = out;
+  outBytes = Buffer.from(out.buffer);
+  batchCount = count;
 }
 function grow(buf, need) {
   let n = buf.length;
@@ -284,6 +298,12 @@ class Cache {
     const o = options(opts, 'options');
     if (o.mode !== undefined && o.mode !== null && !Number.isInteger(o.mode)) {
       throw typeError('mode', 'an integer such as 0o600', o.mode);
+    }
+    if (Number.isInteger(o.mode) && (o.mode < 0 || o.mode > 0o777)) {
+      // (the addon takes a u32: a larger number would wrap to another mode)
+      const e = new RangeError(`mode ${o.mode} has bits outside 0o777`);
+      e.code = 'InvalidArgument';
+      throw e;
     }
     if (o.path !== undefined && o.path !== null && typeof o.path !== 'string') {
       throw typeError('path', 'a string', o.path);

@@ -7,13 +7,15 @@
 //! (a futex wait, no CPU burnt) and resolves a wait's promise when its fill
 //! ended or its time ran out; the wrapper then asks `beginFill` again.
 
-use std::sync::OnceLock;
+use std::ffi::c_void;
+use std::ptr;
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use memshelf::{Cache, FILL_WAIT_SLICE, Fill, FillCall, FillLease, GetOrSetOptions, WaitTicket};
 use napi::bindgen_prelude::{Buffer, BufferSlice, External, Object};
-use napi::{Env, JsDeferred, Result};
+use napi::{Env, Result, sys};
 use napi_derive::napi;
 
 use crate::error::OrThrow;
@@ -124,10 +126,139 @@ pub fn abandon_lease(lease: &mut External<LeaseCell>) {
     drop(lease.take());
 }
 
-type Resolver = fn(Env) -> Result<()>;
+/// A pending wait's promise, settled from the waiter thread through a
+/// thread-safe function of our own. napi's `JsDeferred` was used before:
+/// when a worker was stopped while one of its waits was pending, Node
+/// deleted that function with the worker's environment and the waiter
+/// thread's later call wrote into freed memory (the process aborted:
+/// `stopping workers that wait in getOrSet does not crash the process`).
+/// Here the function's finalizer, which Node runs on the environment's
+/// thread before it deletes the function (at the end of a normal
+/// settlement, or when the environment goes), marks the gate closed under
+/// its lock, and the waiter calls the function only under that lock while
+/// the gate is open.
+struct Settle {
+    tsfn: sys::napi_threadsafe_function,
+    gate: Arc<Mutex<bool>>,
+}
 
-fn resolved(_: Env) -> Result<()> {
-    Ok(())
+// SAFETY: the thread-safe function is made to be called from other
+// threads; every use of it goes through `gate` (see `settle`).
+unsafe impl Send for Settle {}
+
+impl Settle {
+    /// A pending promise of this environment and its settler.
+    fn new<'e>(env: &'e Env) -> Result<(Settle, Object<'e>)> {
+        let raw = env.raw();
+        let mut deferred = ptr::null_mut();
+        let mut promise = ptr::null_mut();
+        // SAFETY: plain Node-API calls on this thread's environment with
+        // valid out pointers.
+        check(unsafe { sys::napi_create_promise(raw, &mut deferred, &mut promise) })?;
+        let mut name = ptr::null_mut();
+        let label = c"memshelf getOrSet wait";
+        // SAFETY: as above; `label` is NUL-terminated and outlives the call.
+        check(unsafe {
+            sys::napi_create_string_utf8(
+                raw,
+                label.as_ptr(),
+                label.count_bytes() as isize,
+                &mut name,
+            )
+        })?;
+        let gate = Arc::new(Mutex::new(true));
+        let finalize_data = Arc::into_raw(Arc::clone(&gate)) as *mut c_void;
+        let mut tsfn = ptr::null_mut();
+        // SAFETY: as above. The finalizer gets back the `Arc` leaked into
+        // `finalize_data` (exactly once: Node finalizes a function once);
+        // the context is the promise's deferred, which `settled` resolves
+        // exactly once. No queue limit, so a call never blocks.
+        let status = unsafe {
+            sys::napi_create_threadsafe_function(
+                raw,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                name,
+                0,
+                1,
+                finalize_data,
+                Some(finalized),
+                deferred.cast(),
+                Some(settled),
+                &mut tsfn,
+            )
+        };
+        if status != sys::Status::napi_ok {
+            // SAFETY: the function was not made, so its finalizer will not
+            // run: take the leaked reference back.
+            drop(unsafe { Arc::from_raw(finalize_data as *const Mutex<bool>) });
+            check(status)?;
+        }
+        Ok((Settle { tsfn, gate }, Object::from_raw(raw, promise)))
+    }
+
+    /// Resolves the promise (on its environment's thread, later); nothing
+    /// if that environment is gone.
+    fn settle(self) {
+        let open = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if *open {
+            // SAFETY: the gate is open, so the finalizer has not run and
+            // cannot run before the lock is released: the function exists.
+            // Its data is the function itself, which `settled` releases.
+            unsafe {
+                sys::napi_call_threadsafe_function(
+                    self.tsfn,
+                    self.tsfn.cast(),
+                    sys::ThreadsafeFunctionCallMode::nonblocking,
+                );
+            }
+        }
+    }
+}
+
+fn check(status: sys::napi_status) -> Result<()> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(napi::Error::from_reason(format!(
+            "memshelf: a Node-API call for getOrSet failed (status {status})"
+        )))
+    }
+}
+
+/// The thread-safe function's call, on the environment's thread: resolves
+/// the promise and releases the function (which then finalizes). With a
+/// null `env` the environment is going away: nothing to resolve.
+unsafe extern "C" fn settled(
+    env: sys::napi_env,
+    _js_callback: sys::napi_value,
+    context: *mut c_void,
+    data: *mut c_void,
+) {
+    if env.is_null() {
+        return;
+    }
+    // SAFETY: `env` is the live environment Node passes to this callback;
+    // `context` is the deferred made with the function, resolved only here
+    // (a function is called once: `settle` consumes its `Settle`); `data`
+    // is the function itself.
+    unsafe {
+        let mut undefined = ptr::null_mut();
+        sys::napi_get_undefined(env, &mut undefined);
+        sys::napi_resolve_deferred(env, context.cast(), undefined);
+        sys::napi_release_threadsafe_function(
+            data.cast(),
+            sys::ThreadsafeFunctionReleaseMode::release,
+        );
+    }
+}
+
+/// The thread-safe function's finalizer: closes the gate (waiting for a
+/// call in progress), after which the waiter never touches the function.
+unsafe extern "C" fn finalized(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+    // SAFETY: `data` is the `Arc` leaked by `Settle::new` for this function.
+    let gate = unsafe { Arc::from_raw(data as *const Mutex<bool>) };
+    *gate.lock().unwrap_or_else(|p| p.into_inner()) = false;
 }
 
 /// One pending wait.
@@ -135,7 +266,7 @@ struct Job {
     cache: Cache,
     ticket: WaitTicket,
     until: Instant,
-    done: JsDeferred<(), Resolver>,
+    done: Settle,
 }
 
 /// How long the waiter sleeps on one ticket before it looks at the next
@@ -171,12 +302,8 @@ fn waiter_loop(rx: Receiver<Job>) {
             // An early return means the ticket's fill ended (or a spurious
             // wake-up: the wrapper's next `beginFill` sorts that out).
             if now.elapsed() < max || Instant::now() >= j.until {
-                let j = pending.swap_remove(i);
-                // Resolving goes through a thread-safe function; if the
-                // environment is gone (a worker that exited) nothing waits.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    j.done.resolve(resolved as Resolver)
-                }));
+                // (a worker that was stopped meanwhile: nothing waits)
+                pending.swap_remove(i).done.settle();
             } else {
                 i += 1;
             }
@@ -201,7 +328,7 @@ fn waiter() -> &'static Sender<Job> {
 #[napi(ts_return_type = "Promise<void>")]
 pub fn wait_fill<'e>(env: &'e Env, h: u32, ticket: &External<WaitTicket>) -> Result<Object<'e>> {
     let cache = cache_of(env, h)?;
-    let (done, promise) = env.create_deferred::<(), Resolver>()?;
+    let (done, promise) = Settle::new(env)?;
     let job = Job {
         cache,
         ticket: **ticket,
@@ -211,7 +338,7 @@ pub fn wait_fill<'e>(env: &'e Env, h: u32, ticket: &External<WaitTicket>) -> Res
     if let Err(mpsc::SendError(job)) = waiter().send(job) {
         // The waiter thread is gone (it cannot be, short of a panic): ask
         // again at once rather than hang.
-        job.done.resolve(resolved as Resolver);
+        job.done.settle();
     }
     Ok(promise)
 }

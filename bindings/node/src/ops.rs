@@ -163,7 +163,7 @@ pub fn incr(
         c.incr_with(scratch::key(env, klen)?, delta, ttl)
             .or_throw(env)
     })?;
-    Ok(if n.abs() <= MAX_SAFE {
+    Ok(if n.unsigned_abs() <= MAX_SAFE as u64 {
         Either::A(n)
     } else {
         Either::B(BigInt::from(n))
