@@ -1185,6 +1185,51 @@ mod tests {
         crate::unlink(&name).unwrap();
     }
 
+    /// A child forked while its parent holds a fill lease gets a copy of
+    /// the lease; dropping that copy (a child unwinding out of the factory)
+    /// or filling it must leave the parent's lease alone. Before, the
+    /// child's drop released it: a waiter took over and the parent's value
+    /// was never stored.
+    #[test]
+    fn a_forked_childs_copy_of_a_lease_neither_releases_nor_fills_it() {
+        let name = format!("unit-lease-fork-{}", std::process::id());
+        let c = Cache::open(&name, 1 << 20).unwrap();
+        let opts = crate::GetOrSetOptions::default();
+        let crate::Fill::Lead(lease) = c.begin_fill(b"k", &opts).unwrap() else {
+            panic!("no lead");
+        };
+        // One child drops its copy, one fills with its own value.
+        let lease_ptr = &lease as *const crate::FillLease;
+        let dropper = fork_child(|| {
+            // SAFETY: the child owns its copy of the parent's memory; it
+            // takes the lease out of it once and exits.
+            drop(unsafe { std::ptr::read(lease_ptr) });
+            0
+        });
+        assert_eq!(exit_code(wait_child(dropper)), Some(0));
+        let filler = fork_child(|| {
+            // SAFETY: as above.
+            let l = unsafe { std::ptr::read(lease_ptr) };
+            i32::from(l.fill(Some(b"child")).unwrap())
+        });
+        assert_eq!(
+            exit_code(wait_child(filler)),
+            Some(0),
+            "the child's copy filled"
+        );
+        let other = Cache::open(&name, 1 << 20).unwrap();
+        assert!(
+            matches!(other.begin_fill(b"k", &opts).unwrap(), crate::Fill::Wait(_)),
+            "the parent's lease was released by a child"
+        );
+        assert!(
+            lease.fill(Some(b"parent")).unwrap(),
+            "the parent's fill was not stored"
+        );
+        assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&b"parent"[..]));
+        crate::unlink(&name).unwrap();
+    }
+
     /// Tag names `prefix:0`, `prefix:1`, ...
     fn tag_names(prefix: &str, n: usize) -> Vec<Vec<u8>> {
         (0..n)

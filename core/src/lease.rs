@@ -158,6 +158,11 @@ pub struct FillLease {
     grace_ms: u64,
     negative_ms: u64,
     stale: Option<Vec<u8>>,
+    /// The fork epoch of the process that took the lease (`sys::fork_epoch`):
+    /// a forked child's copy of the lease is not its own, so that copy
+    /// neither fills nor releases it (a child that unwinds out of the
+    /// factory used to hand the parent's lease to a waiter).
+    fork_epoch: u32,
 }
 
 /// The error of [`Cache::get_or_set`]: the cache's or the factory's.
@@ -446,6 +451,7 @@ impl Cache {
                 grace_ms,
                 negative_ms,
                 stale: stale.clone(),
+                fork_epoch: sys::fork_epoch(),
             };
             // A fill in progress?
             let existing = SLOTS.clone().find_map(|i| {
@@ -575,6 +581,9 @@ impl FillLease {
     /// remaining TTL only with the value). The TTL is checked as `put`'s; a
     /// bad one is an error and the lease is released (a waiter takes over).
     pub fn fill_with_ttl(self, value: Option<&[u8]>, ttl: Ttl) -> Result<bool> {
+        if !self.ours() {
+            return Ok(false); // a forked child's copy: the parent fills
+        }
         let e = &self.cache.e;
         let (bytes, flags, ttl_ms, grace) = match value {
             Some(v) => (v, 0, e.ttl_ms(ttl)?, self.grace_ms),
@@ -617,8 +626,17 @@ impl FillLease {
     }
 }
 
+impl FillLease {
+    /// Whether this process took the lease (not a forked child's copy).
+    fn ours(&self) -> bool {
+        self.fork_epoch == sys::fork_epoch()
+    }
+}
+
 impl Drop for FillLease {
     fn drop(&mut self) {
-        self.cache.e.release(self.rec, self.claim);
+        if self.ours() {
+            self.cache.e.release(self.rec, self.claim);
+        }
     }
 }

@@ -91,6 +91,20 @@ def test_json_refuses_what_json_cannot_hold(name):
     assert isinstance(e.value.__cause__, TypeError)
 
 
+def test_json_refuses_nan_infinity_and_lone_surrogates_and_keeps_the_old_value(name):
+    # Python's json writes NaN and Infinity, which are not JSON (Node's
+    # codec: 'json' could not read them back), and a lone surrogate
+    # escaped the codec as a bare UnicodeEncodeError.
+    c = memshelf.Cache(name, capacity="4MiB", codec="json")
+    c.put("k", {"ok": 1})
+    for bad in (float("nan"), {"x": float("inf")}, [float("-inf")], "\ud800"):
+        with pytest.raises(memshelf.CodecError) as e:
+            c.put("k", bad)
+        assert "json" in str(e.value)
+        assert isinstance(e.value.__cause__, (ValueError, UnicodeEncodeError))
+    assert c.get("k") == {"ok": 1}
+
+
 def test_decoding_bytes_of_another_codec_is_a_codec_error(name):
     raw = memshelf.Cache(name, capacity="4MiB")
     raw.put("k", b"\xff not json")

@@ -234,3 +234,34 @@ def test_get_or_set_waiter_answers_ctrl_c(name):
         release.set()
         t.join(10)
     assert c.get("k") == b"v"
+
+
+def test_a_child_forked_inside_the_factory_leaves_the_parents_lease_alone(name):
+    # The child's copy of the lease used to be released when SystemExit
+    # unwound it out of the factory: another caller then led the same fill
+    # and the parent's value was never stored.
+    c = memshelf.Cache(name, capacity="4MiB")
+    seen = []
+
+    def factory():
+        pid = os.fork()
+        if pid == 0:
+            raise SystemExit(0)
+        os.waitpid(pid, 0)
+        other = memshelf.Cache(name)
+        kind, got = other._begin_fill("fk")  # one step of get_or_set
+        if kind == 2:  # LEAD: the parent's lease was given away
+            got.release()
+        seen.append(kind)
+        return b"parent"
+
+    parent = os.getpid()
+    try:
+        v = c.get_or_set("fk", factory)
+    except SystemExit:
+        if os.getpid() != parent:
+            os._exit(0)  # the child, once SystemExit left get_or_set
+        raise
+    assert v == b"parent"
+    assert seen == [3], f"another caller's step while the parent fills: {seen} (3 = WAIT)"
+    assert c.get("fk") == b"parent"

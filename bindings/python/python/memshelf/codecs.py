@@ -29,15 +29,22 @@ class PickleCodec:
 class JsonCodec:
     """JSON values (dict, list, str, int, float, bool, None), stored as
     compact UTF-8 JSON, so other languages can read them (Node's
-    ``codec: 'json'``). Tuples come back as lists, non-str dict keys as str."""
+    ``codec: 'json'``). Tuples come back as lists, non-str dict keys as str.
+    NaN, infinities and lone surrogates are refused (``CodecError``): JSON
+    has no way to write them."""
 
     name = "json"
 
     def __init__(self) -> None:
-        self._encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        # allow_nan=False: NaN and Infinity are not JSON (other languages'
+        # parsers refuse them), so such a value is a CodecError.
+        self._encode = json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode
 
-    def dumps(self, value: Any) -> str:
-        return self._encode(value)
+    def dumps(self, value: Any) -> bytes:
+        # Encoded here, so a lone surrogate is this codec's error too.
+        return self._encode(value).encode("utf-8")
 
     def loads(self, data: bytes) -> Any:
         return json.loads(data)
