@@ -225,6 +225,13 @@ async fn read_loop<F: Feed>(
     let mut first = true;
     let mut attempt = 0u32;
     let mut fail_log = RateLimit::new(Duration::from_secs(10));
+    let mut lost_log = RateLimit::new(Duration::from_secs(10));
+    // Connections lost within `STEADY` of being made, in a row: a link that
+    // drops every connection (a proxy, `CLIENT KILL` in a loop) backs off
+    // as a refused one does, instead of reconnecting every 0-50 ms.
+    const STEADY: Duration = Duration::from_secs(10);
+    let mut flaps = 0u32;
+    let mut connected_at;
     loop {
         let r = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
@@ -238,6 +245,7 @@ async fn read_loop<F: Feed>(
                 info!(feed = %feed.describe(), reconnect = !first, covered = c.covered, "connected");
                 first = false;
                 attempt = 0;
+                connected_at = std::time::Instant::now();
                 metrics.touch();
                 // In order with the payloads: the second clear lands after
                 // the subscription is in place.
@@ -298,7 +306,9 @@ async fn read_loop<F: Feed>(
                 }
                 Err(lost) => {
                     metrics.set_connected(false);
-                    warn!(reason = lost.reason.label(), error = %lost.error, "disconnected from the broker");
+                    if let Some(suppressed) = lost_log.allow() {
+                        warn!(reason = lost.reason.label(), error = %lost.error, suppressed, "disconnected from the broker");
+                    }
                     metrics.set_error(Some(lost.error));
                     let replayable = feed.replayable();
                     if ctrl
@@ -314,7 +324,12 @@ async fn read_loop<F: Feed>(
                 }
             }
         }
-        let wait = backoff(&cfg, 0);
+        flaps = if connected_at.elapsed() < STEADY {
+            flaps.saturating_add(1)
+        } else {
+            0
+        };
+        let wait = backoff(&cfg, flaps);
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(wait) => {}

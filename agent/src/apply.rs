@@ -56,7 +56,10 @@ pub struct Applier {
     silence_limit: Option<Duration>,
     degraded_ttl: Duration,
     metrics: Arc<Metrics>,
-    seqs: HashMap<String, u64>,
+    /// The last `seq` of each origin, keyed by the 128-bit hash of the
+    /// origin (an origin may be as long as a message: keeping the strings
+    /// let 10,000 origins of a megabyte each hold 10 GB).
+    seqs: HashMap<u128, u64>,
     state: Option<StateFile>,
     unsaved: Option<StreamPos>,
     last_save: Instant,
@@ -379,18 +382,24 @@ impl Applier {
                 return Outcome::SkippedOrigin;
             }
             if let Some(seq) = inv.seq {
-                match self.seqs.get(o) {
+                let id = xxhash_rust::xxh3::xxh3_128(o.as_bytes());
+                match self.seqs.get(&id) {
                     Some(&last) if seq > last.saturating_add(1) => {
-                        warn!(origin = %o, expected = last + 1, got = seq, "seq jump");
+                        let o: String = o.chars().take(200).collect();
+                        warn!(origin = %o, expected = last.saturating_add(1), got = seq, "seq jump");
                         self.gap(GapReason::Seq);
                     }
                     _ => {}
                 }
-                if self.seqs.len() >= MAX_ORIGINS && !self.seqs.contains_key(o) {
+                if self.seqs.len() >= MAX_ORIGINS && !self.seqs.contains_key(&id) {
                     self.seqs.clear();
                 }
-                let e = self.seqs.entry(o.clone()).or_insert(seq);
-                *e = (*e).max(seq);
+                // The counter follows the messages, not the highest seen: a
+                // seq far ahead (corrupt, or a publisher that restarted its
+                // counter without a new nonce) is one gap, and the next
+                // jump after it is another. A repeat or a step back (a
+                // replayed entry) only moves the counter back.
+                self.seqs.insert(id, seq);
             }
         }
         if let Some(ts) = inv.ts {
@@ -463,6 +472,25 @@ impl Applier {
         outcome
     }
 
+    /// Lets go of segment `i` if it was unlinked (its name may name a new
+    /// segment now: a layout upgrade's dump, unlink and load), so the next
+    /// `attach` opens whatever the name names, and clears it. Before, the
+    /// agent stayed on the unlinked file and applied deletes nobody saw.
+    fn follow_name(&mut self, i: usize) {
+        let s = &mut self.served[i];
+        let Some(c) = &s.cache else { return };
+        match c.is_unlinked() {
+            Ok(false) => {}
+            Ok(true) => {
+                info!(segment = %s.name, "segment was unlinked; attaching to its name again");
+                self.metrics.remove_cache(c);
+                s.cache = None;
+                s.last_try = None;
+            }
+            Err(e) => warn!(segment = %s.name, error = %e, "cannot check the segment's name"),
+        }
+    }
+
     /// Periodic work: silence detection, late attaches and stream checkpoints. `force` saves the checkpoint now.
     pub fn tick(&mut self, force: bool) {
         if let Some(limit) = self.silence_limit {
@@ -482,6 +510,7 @@ impl Applier {
             }
         }
         for i in 0..self.served.len() {
+            self.follow_name(i);
             self.attach(i, false);
         }
         self.checkpoint(force);

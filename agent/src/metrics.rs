@@ -506,6 +506,13 @@ impl Metrics {
             l.push(c);
         }
     }
+    /// Removes the segment of `c`'s name from the per-segment metrics (it
+    /// was unlinked; its successor is added when attached).
+    pub fn remove_cache(&self, c: &memshelf::Cache) {
+        if let Ok(mut l) = self.caches.lock() {
+            l.retain(|x| x.name() != c.name());
+        }
+    }
     /// Notes that a payload arrived now.
     pub fn touch(&self) {
         let ms = self.start.elapsed().as_millis() as u64;

@@ -717,3 +717,158 @@ fn help_shows_every_default() {
     }
     assert!(help.contains("[default: 1s]"), "{help}");
 }
+
+/// A segment unlinked and made again under the same name (a layout
+/// upgrade: dump, unlink, load) gets the invalidations: the agent used to
+/// stay attached to the unlinked file, counting deletes as applied to a
+/// segment nobody could open any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_unlinked_and_recreated_gets_the_invalidations() {
+    let redis = Redis::start();
+    let seg = Segment::new("recreated");
+    let agent = start(config(&[&seg.name], &redis)).await;
+    let m = agent.metrics().clone();
+    wait_for("connected", || m.is_connected()).await;
+    memshelf::unlink(&seg.name).unwrap();
+    let fresh = memshelf::Cache::open(&seg.name, 4 << 20).unwrap();
+    wait_for("the new segment attached (and cleared)", || {
+        m.flushes(GapReason::Attach) >= 1
+    })
+    .await;
+    fresh.put("k", b"v").unwrap();
+    fresh.put("unrelated", b"v").unwrap();
+    redis
+        .publish(CH, Message::delete(&[b"k".as_slice()]).to_json().unwrap())
+        .await;
+    wait_for("the delete reached the new segment", || {
+        fresh.get("k").unwrap().is_none()
+    })
+    .await;
+    assert!(fresh.get("unrelated").unwrap().is_some());
+    agent.shutdown().await;
+}
+
+/// A `seq` far ahead of an origin's counter (a corrupt or hostile
+/// message) is a gap, and the counter follows the messages after it, so a
+/// later jump is a gap too. The agent used to keep the highest `seq` seen,
+/// which hid every later gap of that origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seq_far_ahead_does_not_hide_later_gaps() {
+    let redis = Redis::start();
+    let seg = Segment::new("seqpoison");
+    let agent = start(config(&[&seg.name], &redis)).await;
+    let m = agent.metrics().clone();
+    wait_for("connected", || m.is_connected()).await;
+    for seq in [1, u64::MAX, 2, 3] {
+        redis
+            .publish(
+                CH,
+                Message::heartbeat().origin("w:1", seq).to_json().unwrap(),
+            )
+            .await;
+    }
+    wait_for("four heartbeats", || m.messages(Outcome::Heartbeat) == 4).await;
+    let before = m.gaps(GapReason::Seq);
+    assert!(before >= 1, "the jump to u64::MAX is a gap");
+    seg.put("k");
+    redis
+        .publish(
+            CH,
+            Message::heartbeat().origin("w:1", 100).to_json().unwrap(),
+        )
+        .await;
+    wait_for("the jump from 3 to 100 is a gap", || {
+        m.gaps(GapReason::Seq) > before
+    })
+    .await;
+    wait_for("and clears", || !seg.has("k")).await;
+    agent.shutdown().await;
+}
+
+/// A stream whose next batch cannot be read within `dead_after` (big
+/// entries, a slow link) still makes progress: the agent reads fewer
+/// entries at a time. It used to time out on the same 512-entry batch,
+/// reconnect as "covered" and read it again, for ever, serving what the
+/// entries behind it should have deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_batch_slower_than_dead_after_still_makes_progress() {
+    let redis = Redis::start();
+    let seg = Segment::new("bigbatch");
+    let stream = unique("big");
+    let state = redis.dir.join("agent.state");
+    let mut cfg = stream_config(&seg, &redis, &stream, &state);
+    cfg.dead_after = Duration::from_millis(20);
+    // A first agent saves a position, then stops; the entries pile up
+    // behind it, so the next agent's first read is a full batch.
+    let first = start(cfg.clone()).await;
+    let fm = first.metrics().clone();
+    wait_for("the first agent connected", || fm.is_connected()).await;
+    redis
+        .xadd(&stream, &Message::heartbeat().to_json().unwrap())
+        .await;
+    wait_for("the first agent read the stream", || {
+        fm.messages(Outcome::Heartbeat) >= 1
+    })
+    .await;
+    first.shutdown().await;
+    assert!(state.exists());
+    seg.put("stale");
+    // 512 deletes of 25 keys of 4,000 bytes each: ~51 MB in one XREAD.
+    let keys: Vec<Vec<u8>> = (0..25)
+        .map(|i| format!("{i:04}{}", "x".repeat(3996)).into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let big = Message::delete(&refs).to_json().unwrap();
+    let mut c = redis.conn().await;
+    let mut p = redis::pipe();
+    for _ in 0..512 {
+        p.cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("m")
+            .arg(&big)
+            .ignore();
+    }
+    let _: () = p.query_async(&mut c).await.unwrap();
+    redis
+        .xadd(
+            &stream,
+            &Message::delete(&[b"stale".as_slice()]).to_json().unwrap(),
+        )
+        .await;
+    let agent = start(cfg).await;
+    let m = agent.metrics().clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seg.has("stale") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delete behind the big batch was not applied within 60 s ({} applied)",
+            m.messages(Outcome::Applied)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    agent.shutdown().await;
+}
+
+/// A broker that drops every connection right after it is made (a proxy,
+/// `CLIENT KILL` in a loop) is retried with a growing backoff, as a
+/// refused connection is. The agent used to reset its backoff on every
+/// successful connect and reconnect every 0-50 ms for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_drops_every_connection_is_retried_with_backoff() {
+    let redis = Redis::start();
+    let seg = Segment::new("flap");
+    let agent = start(config(&[&seg.name], &redis)).await;
+    let m = agent.metrics().clone();
+    wait_for("connected", || m.is_connected()).await;
+    let before = m.reconnects();
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < end {
+        redis.cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let n = m.reconnects() - before;
+    assert!(n >= 2, "{n} reconnects: the kills did not reach the agent");
+    assert!(n <= 20, "{n} reconnects in 3 s: no backoff");
+    agent.shutdown().await;
+}

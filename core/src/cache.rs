@@ -729,6 +729,24 @@ impl Cache {
         Ok(())
     }
 
+    /// Whether this handle's segment was unlinked since it was opened: its
+    /// name is gone or names another segment now (`unlink`, then an `open`
+    /// that created a new one), so processes that open the name no longer
+    /// see this handle's entries. A long-lived process that must follow the
+    /// name (`memshelf-agent`) reopens when this says so.
+    ///
+    /// ```
+    /// # let name = format!("doc-is-unlinked-{}", std::process::id());
+    /// let cache = memshelf::Cache::open(&name, 16 << 20)?;
+    /// assert!(!cache.is_unlinked()?);
+    /// memshelf::unlink(&name)?;
+    /// assert!(cache.is_unlinked()?);
+    /// # Ok::<(), memshelf::Error>(())
+    /// ```
+    pub fn is_unlinked(&self) -> Result<bool> {
+        self.e.seg.is_unlinked()
+    }
+
     /// Every entry becomes a miss, in O(1).
     ///
     /// ```

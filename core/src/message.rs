@@ -134,8 +134,29 @@ struct Wire<'a> {
     origin: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seq: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_ts",
+        skip_serializing_if = "Option::is_none"
+    )]
     ts: Option<u64>,
+}
+
+/// `ts` serves only the lag metric, so a number that is not a whole count
+/// of ms since 1970 (`time.time() * 1000` has a fraction; a clock before
+/// 1970 is negative) is read as whole ms, or as absent, and never costs
+/// the message its delete.
+fn lenient_ts<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<u64>, D::Error> {
+    let v = Option::<serde_json::Number>::deserialize(d)?;
+    Ok(v.and_then(|n| {
+        n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0 && *f < 1.8e19)
+                .map(|f| f as u64)
+        })
+    }))
 }
 
 fn invalid(why: impl Into<String>) -> Error {

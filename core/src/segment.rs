@@ -311,6 +311,18 @@ impl Segment {
         self.attach.0
     }
 
+    /// Whether the segment's file has no name left (unlinked; its name may
+    /// now be another segment's).
+    pub fn is_unlinked(&self) -> Result<bool> {
+        // SAFETY: `st` is a plain-old-data out parameter.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: the attach descriptor is open for the handle's life.
+        if unsafe { libc::fstat(self.attach.0, &mut st) } < 0 {
+            return Err(Error::last_os("fstat"));
+        }
+        Ok(st.st_nlink == 0)
+    }
+
     /// A new description of the segment's file (for the registry).
     pub fn reopen(&self) -> Result<Fd> {
         shm::reopen(&self.attach, &self.loc)

@@ -775,3 +775,20 @@ fn sink_reads_during_rewrites_are_whole_values() {
         batch.1
     );
 }
+
+/// `ts` feeds only the lag metric: a fractional one (`time.time() * 1000`)
+/// is read as whole ms and a negative one as absent; either way the
+/// delete is applied. Both used to make the whole message malformed, so
+/// its delete was dropped.
+#[test]
+fn an_odd_ts_never_costs_a_message_its_delete() {
+    let m = Message::parse(
+        br#"{"v":1,"op":"del","keys":["x"],"ts":1700000000000.5}"#,
+        1 << 20,
+    )
+    .unwrap();
+    assert_eq!(m.ts, Some(1_700_000_000_000));
+    let m = Message::parse(br#"{"v":1,"op":"del","keys":["x"],"ts":-5}"#, 1 << 20).unwrap();
+    assert_eq!(m.ts, None);
+    assert!(matches!(m.op, memshelf::message::Op::Del(_)));
+}

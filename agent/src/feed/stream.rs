@@ -31,7 +31,11 @@ use crate::metrics::GapReason;
 /// field.
 pub const PAYLOAD_FIELD: &str = "m";
 
-/// Entries read per `XREAD`.
+/// Entries read per `XREAD` at most. A read that fails (no reply within
+/// `dead_after`: big entries, a slow link) halves the next one's count, down
+/// to one entry; each read that succeeds grows it again by a quarter. A
+/// fixed count re-read the same batch for ever when it could not arrive in
+/// time, leaving the deletes behind it unapplied.
 const BATCH: usize = 512;
 
 /// A stream entry id `ms-seq`, compared numerically.
@@ -278,6 +282,8 @@ pub struct StreamFeed {
     /// Position of the last entry handed to the agent.
     delivered: Option<StreamPos>,
     pending: VecDeque<(StreamPos, Vec<u8>)>,
+    /// Entries the next `XREAD` asks for (see `BATCH`).
+    batch: usize,
 }
 
 impl StreamFeed {
@@ -302,6 +308,7 @@ impl StreamFeed {
             last: resume_from,
             delivered: resume_from,
             pending: VecDeque::new(),
+            batch: BATCH,
         }
     }
 
@@ -330,7 +337,7 @@ impl StreamFeed {
         conn: &mut MultiplexedConnection,
         key: &str,
         pos: StreamId,
-        batch: bool,
+        batch: Option<usize>,
         timeout: Duration,
     ) -> Result<
         (
@@ -345,10 +352,10 @@ impl StreamFeed {
         p.atomic().ignore_errors();
         p.cmd("XINFO").arg("STREAM").arg(key);
         p.cmd("XRANGE").arg(key).arg(&id).arg(&id);
-        if batch {
+        if let Some(count) = batch {
             p.cmd("XREAD")
                 .arg("COUNT")
-                .arg(BATCH)
+                .arg(count)
                 .arg("STREAMS")
                 .arg(key)
                 .arg(&id);
@@ -395,7 +402,7 @@ impl Feed for StreamFeed {
             }
         };
         let from = self.last.map(|p| p.id).unwrap_or_default();
-        let (info, at, _) = Self::snapshot(&mut c, &self.key, from, false, self.dead_after)
+        let (info, at, _) = Self::snapshot(&mut c, &self.key, from, None, self.dead_after)
             .await
             .map_err(|e| format!("{node}: {e}"))?;
         let mut out = Connected::default();
@@ -438,12 +445,17 @@ impl Feed for StreamFeed {
             let node = node.clone();
             let lost = |e: String| Lost::disconnect(format!("{node}: {e}"));
             let after = self.last.unwrap_or_else(StreamPos::start);
-            let r = Self::snapshot(conn, &self.key, after.id, true, self.dead_after).await;
+            let r =
+                Self::snapshot(conn, &self.key, after.id, Some(self.batch), self.dead_after).await;
             let (info, at, batch) = match r {
-                Ok(x) => x,
+                Ok(x) => {
+                    self.batch = (self.batch + self.batch / 4 + 1).min(BATCH);
+                    x
+                }
                 Err(e) => {
                     self.conn = None;
                     self.attempt = self.attempt.wrapping_add(1);
+                    self.batch = (self.batch / 2).max(1);
                     return Err(lost(e));
                 }
             };
