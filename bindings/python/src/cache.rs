@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use memshelf::{Error, Expiry, Fill, OpenOptions, PutOptions, Ttl};
-use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyIterator, PyList, PyString, PyTuple};
 
@@ -208,7 +208,12 @@ impl Cache {
                 memshelf::parse_size(s.to_str()?).py_err(py)?
             } else if c.is_instance_of::<PyInt>() && !c.is_instance_of::<pyo3::types::PyBool>() {
                 c.extract::<u64>().map_err(|_| {
-                    PyValueError::new_err("capacity must be a positive number of bytes")
+                    error_to_py(
+                        py,
+                        &Error::InvalidArgument(format!(
+                            "capacity {c} is not a number of bytes from 0 to 2^64 - 1"
+                        )),
+                    )
                 })?
             } else {
                 return Err(PyTypeError::new_err(format!(

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use memshelf::{Error, Ttl};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyString};
@@ -67,8 +67,21 @@ pub(crate) fn borrowed_bytes<'a>(obj: &'a Bound<'_, PyAny>, what: &str) -> PyRes
     if let Ok(b) = obj.cast::<PyByteArray>() {
         return Ok(Cow::Owned(b.to_vec()));
     }
-    if let Ok(buf) = pyo3::buffer::PyBuffer::<u8>::get(obj) {
-        return Ok(Cow::Owned(buf.to_vec(obj.py())?));
+    match pyo3::buffer::PyBuffer::<u8>::get(obj) {
+        Ok(buf) => return Ok(Cow::Owned(buf.to_vec(obj.py())?)),
+        // A released memoryview says so itself (ValueError).
+        Err(e) if e.is_instance_of::<PyValueError>(obj.py()) => return Err(e),
+        Err(e) => {
+            // SAFETY: a plain C-API query on a live object.
+            if unsafe { pyo3::ffi::PyObject_CheckBuffer(obj.as_ptr()) } != 0 {
+                // A buffer, but not of bytes (array('i'), memoryview.cast('I')).
+                return Err(PyTypeError::new_err(format!(
+                    "{what} must be str, bytes or a buffer of unsigned bytes (format 'B'), \
+                     not a {} of other items ({e})",
+                    type_name(obj)
+                )));
+            }
+        }
     }
     Err(PyTypeError::new_err(format!(
         "{what} must be str, bytes, bytearray or memoryview, not {}",
@@ -117,11 +130,22 @@ pub(crate) fn seconds(t: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
             "{what} must be a number of seconds, not bool"
         )));
     }
-    t.extract::<f64>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "{what} must be a number of seconds, not {}",
-            type_name(t)
-        ))
+    t.extract::<f64>().map_err(|e| {
+        let py = t.py();
+        if e.is_instance_of::<PyOverflowError>(py) {
+            // An int too large for a float (10**400): a number, too long.
+            error_to_py(
+                py,
+                &Error::InvalidTtl(format!("{what} is out of range (too large): {e}")),
+            )
+        } else if e.is_instance_of::<PyTypeError>(py) {
+            PyTypeError::new_err(format!(
+                "{what} must be a number of seconds, not {}",
+                type_name(t)
+            ))
+        } else {
+            e // raised by the object's own __float__
+        }
     })
 }
 

@@ -459,3 +459,29 @@ def test_duration_options_follow_the_engine_rules(cache):
         with pytest.raises(memshelf.InvalidTtl):
             cache.get_or_set("bad", lambda: b"v", **bad)
     assert "bad" not in cache
+
+
+def test_odd_buffers_and_huge_numbers_get_errors_that_say_what_is_wrong(name):
+    # An audit found each of these reported as something else: a released
+    # memoryview or a buffer of ints as "must be ... memoryview, not
+    # memoryview", ttl=10**400 as "not int", capacity=2**70 as a plain
+    # ValueError.
+    import array
+
+    c = memshelf.Cache(name, capacity="4MiB")
+    m = memoryview(b"key")
+    m.release()
+    with pytest.raises(ValueError, match="released"):
+        c.put(m, b"v")
+    for buf in (array.array("i", [1, 2]), memoryview(b"abcd").cast("I")):
+        with pytest.raises(TypeError, match="buffer of unsigned bytes"):
+            c.put("k", buf)
+    for what in ("ttl", "lease", "grace"):
+        with pytest.raises(memshelf.InvalidTtl, match=f"{what} is out of range"):
+            if what == "ttl":
+                c.put("k", b"v", ttl=10**400)
+            else:
+                c.get_or_set("k2", lambda: b"v", **{what: 10**400})
+    with pytest.raises(memshelf.InvalidArgument, match="capacity"):
+        memshelf.Cache(name + "-big", capacity=2**70)
+    assert c.get("k") is None
