@@ -23,7 +23,8 @@ export type Value = string | Uint8Array;
  * - `RangeError` (code `InvalidName`, `KeyTooLong`, `ValueTooLarge`,
  *   `InvalidTtl` or `InvalidArgument`): a value outside its limits.
  * - `Error` (code `NotFound`, `NotAnInteger`, `IncompatibleSegment`,
- *   `NoSpace`, `Io`, `Timeout` or `Closed`): anything else.
+ *   `NoSpace`, `Io`, `Timeout` or `Closed`): anything else; with the json
+ *   codec, code `CodecError` for a stored value that is not JSON.
  */
 export interface MemshelfError extends Error {
   code: string;

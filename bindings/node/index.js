@@ -184,6 +184,19 @@ function codecOf(v) {
   throw e;
 }
 
+/** The value of stored JSON text (the json codec); text that is not JSON
+ * (written by another codec, or by hand) is an Error with code
+ * `CodecError`, as Python's `CodecError`. */
+function fromJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    const err = new Error(`memshelf: the stored value is not JSON (${e.message})`, { cause: e });
+    err.code = 'CodecError';
+    throw err;
+  }
+}
+
 /** JSON text of a value for the json codec. */
 function toJson(what, v) {
   const s = JSON.stringify(v);
@@ -345,9 +358,9 @@ class Cache {
   #readJson(h, klen) {
     const n = native.readValue(h, klen);
     if (n < 0) return null;
-    if (n <= VALUE_SCRATCH.length) return JSON.parse(VALUE_SCRATCH.utf8Slice(0, n));
+    if (n <= VALUE_SCRATCH.length) return fromJson(VALUE_SCRATCH.utf8Slice(0, n));
     const b = readLarge(h, klen, n);
-    return b === null ? null : JSON.parse(b.utf8Slice(0, b.length));
+    return b === null ? null : fromJson(b.utf8Slice(0, b.length));
   }
 
   getString(key) {
@@ -403,7 +416,7 @@ class Cache {
           out[i] = null;
         } else {
           const n = outTable[2 * i + 1];
-          out[i] = json ? JSON.parse(s.utf8Slice(off, off + n)) : Buffer.from(slabBuffer, off, n);
+          out[i] = json ? fromJson(s.utf8Slice(off, off + n)) : Buffer.from(slabBuffer, off, n);
           // Text decoded by the json codec leaves the slab bytes free.
           if (!json) slabOffset = (off + n + 7) & ~7;
         }
@@ -417,7 +430,7 @@ class Cache {
         const klen = klenTable[stop];
         KEY_SCRATCH.set(batchKeys.subarray(kpos, kpos + klen));
         const b = readLarge(h, klen, need);
-        out[stop] = b === null ? null : json ? JSON.parse(b.utf8Slice(0, b.length)) : b;
+        out[stop] = b === null ? null : json ? fromJson(b.utf8Slice(0, b.length)) : b;
         start = stop + 1;
       } else {
         newSlab();
@@ -570,7 +583,7 @@ class Cache {
       switch (step.state) {
         case 'hit':
         case 'stale':
-          return json ? JSON.parse(step.value.utf8Slice(0, step.value.length)) : step.value;
+          return json ? fromJson(step.value.utf8Slice(0, step.value.length)) : step.value;
         case 'absent':
           return null;
         case 'wait':

@@ -265,8 +265,10 @@ impl Thread {
                         .into(),
                 ));
             }
-            if len + 1 >= buf.len() {
-                // Possibly truncated: any key this long is too long anyway.
+            if len + 4 > buf.len() {
+                // Possibly truncated (napi stops at the last whole character
+                // that fits, up to 3 bytes short of the end): any key this
+                // long is too long anyway; report its whole length.
                 let mut full = 0usize;
                 // SAFETY: a null buffer asks only for the UTF-8 length.
                 unsafe {

@@ -128,3 +128,25 @@ test('stopping workers that wait in getOrSet does not crash the process', () => 
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /value v/);
 });
+
+test('json codec: a stored value that is not JSON is a CodecError', () => {
+  const name = segName('notjson');
+  const raw = new Cache(name, { capacity: '1MiB' });
+  raw.put('k', 'not json {');
+  raw.putMany([['k2', 'nope']]);
+  const json = new Cache(name, { codec: 'json' });
+  for (const read of [() => json.get('k'), () => json.getMany(['k', 'k2'])]) {
+    assert.throws(read, (e) => e.code === 'CodecError' && e.cause instanceof SyntaxError);
+  }
+  raw.close();
+  json.close();
+});
+
+test('a key too long to fit the key buffer reports its whole length', () => {
+  const c = open('euro');
+  const key = '\u20ac'.repeat(4096); // 12,288 bytes of UTF-8
+  for (const op of [() => c.get(key), () => c.has(key), () => c.put(key, 'v')]) {
+    assert.throws(op, (e) => e.code === 'KeyTooLong' && /12288/.test(e.message), String(op));
+  }
+  c.close();
+});
