@@ -230,12 +230,16 @@ pub struct GetOrSetOptions<'a> {
 /// assert_eq!(memshelf::duration_from_secs("lease", 1e-6)?, Duration::from_millis(1));
 /// assert!(memshelf::duration_from_secs("lease", -1.0).is_err());
 /// assert!(memshelf::duration_from_secs("lease", f64::NAN).is_err());
+/// let e = memshelf::duration_from_secs("lease", -1.0).unwrap_err().to_string();
+/// assert!(e.contains("above 0"), "{e}");
 /// # Ok::<(), memshelf::Error>(())
 /// ```
 pub fn duration_from_secs(what: &str, secs: f64) -> Result<Duration> {
     if !secs.is_finite() || secs < 0.0 || secs > MAX_TTL.as_secs_f64() {
+        // (a lease must be above 0: `check_duration` refuses 0 where used)
+        let low = if what == "lease" { "above 0" } else { "from 0" };
         return Err(Error::InvalidTtl(format!(
-            "{what} of {secs} seconds is out of range (a finite number from 0 to {} s)",
+            "{what} of {secs} seconds is out of range (a finite number {low} to {} s)",
             MAX_TTL.as_secs()
         )));
     }
