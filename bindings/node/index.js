@@ -530,7 +530,13 @@ class Cache {
   }
 
   hotKeys(n = 10) {
-    if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw typeError('n', 'a non-negative integer', n);
+    if (!Number.isInteger(n)) throw typeError('n', 'a non-negative integer', n);
+    if (n < 0 || n > 0xffffffff) {
+      // (the README's rule: a value outside its limits is a RangeError)
+      const e = new RangeError(`n ${n} is out of range (0 to ${0xffffffff})`);
+      e.code = 'InvalidArgument';
+      throw e;
+    }
     return native.hotKeys(this.#h, n);
   }
 

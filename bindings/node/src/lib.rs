@@ -61,6 +61,10 @@ fn size_arg(what: &str, v: Either<f64, String>) -> memshelf::Result<u64> {
         Either::A(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n <= 2f64.powi(53) => {
             Ok(n as u64)
         }
+        Either::A(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 => Err(invalid(format!(
+            "{what} {n} is above 2^53 bytes (past what a number holds exactly; \
+             use a size string such as '1TiB')"
+        ))),
         Either::A(n) => Err(invalid(format!(
             "{what} {n} is not a whole number of bytes >= 0"
         ))),

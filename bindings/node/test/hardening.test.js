@@ -150,3 +150,16 @@ test('a key too long to fit the key buffer reports its whole length', () => {
   }
   c.close();
 });
+
+test('numbers past their limits are RangeErrors that name the limit', () => {
+  const c = open('limits');
+  for (const n of [-1, 2 ** 32]) {
+    assert.throws(() => c.hotKeys(n), (e) => e instanceof RangeError && e.code === 'InvalidArgument', `hotKeys(${n})`);
+  }
+  assert.throws(() => c.hotKeys(1.5), TypeError);
+  assert.throws(
+    () => new Cache(segName('cap'), { capacity: 2 ** 60 }),
+    (e) => e instanceof RangeError && /above 2\^53/.test(e.message),
+  );
+  c.close();
+});
