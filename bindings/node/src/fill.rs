@@ -198,13 +198,22 @@ impl Settle {
     }
 
     /// Resolves the promise (on its environment's thread, later); nothing
-    /// if that environment is gone.
+    /// if that environment is gone. (Dropping a `Settle` does the same, so
+    /// a wait dropped unsettled, by a panic of the waiter thread, still
+    /// settles its promise: the wrapper then asks `beginFill` again.)
     fn settle(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
         let open = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         if *open {
             // SAFETY: the gate is open, so the finalizer has not run and
             // cannot run before the lock is released: the function exists.
-            // Its data is the function itself, which `settled` releases.
+            // Its data is the function itself, which `settled` releases;
+            // a `Settle` is dropped once, so the function is called once.
             unsafe {
                 sys::napi_call_threadsafe_function(
                     self.tsfn,
