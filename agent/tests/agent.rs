@@ -858,7 +858,11 @@ async fn a_stream_batch_slower_than_dead_after_still_makes_progress() {
 async fn a_link_that_drops_every_connection_is_retried_with_backoff() {
     let redis = Redis::start();
     let seg = Segment::new("flap");
-    let agent = start(config(&[&seg.name], &redis)).await;
+    let mut cfg = config(&[&seg.name], &redis);
+    // (the tests' 300 ms cap would allow ~20 reconnects in 3 s even with
+    // the backoff growing; the default is 5 s)
+    cfg.backoff_max = Duration::from_secs(2);
+    let agent = start(cfg).await;
     let m = agent.metrics().clone();
     wait_for("connected", || m.is_connected()).await;
     let before = m.reconnects();
