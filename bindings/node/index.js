@@ -73,6 +73,14 @@ function typeError(what, expected, got) {
   return e;
 }
 
+// A number outside its limits, checked here rather than by the engine: the
+// engine's own `InvalidArgument`, as the addon throws it.
+function rangeError(message) {
+  const e = new RangeError(message);
+  e.code = 'InvalidArgument';
+  return e;
+}
+
 // Two JavaScript strings that differ only in lone surrogates would encode
 // to the same UTF-8 bytes (each becomes U+FFFD), so they are refused.
 function notWellFormed(what) {
@@ -314,9 +322,7 @@ class Cache {
     }
     if (Number.isInteger(o.mode) && (o.mode < 0 || o.mode > 0o777)) {
       // (the addon takes a u32: a larger number would wrap to another mode)
-      const e = new RangeError(`mode ${o.mode} has bits outside 0o777`);
-      e.code = 'InvalidArgument';
-      throw e;
+      throw rangeError(`mode ${o.mode} has bits outside 0o777`);
     }
     if (o.path !== undefined && o.path !== null && typeof o.path !== 'string') {
       throw typeError('path', 'a string', o.path);
@@ -533,9 +539,7 @@ class Cache {
     if (!Number.isInteger(n)) throw typeError('n', 'a non-negative integer', n);
     if (n < 0 || n > 0xffffffff) {
       // (the README's rule: a value outside its limits is a RangeError)
-      const e = new RangeError(`n ${n} is out of range (0 to ${0xffffffff})`);
-      e.code = 'InvalidArgument';
-      throw e;
+      throw rangeError(`n ${n} is out of range (0 to ${0xffffffff})`);
     }
     return native.hotKeys(this.#h, n);
   }

@@ -314,13 +314,7 @@ impl Segment {
     /// Whether the segment's file has no name left (unlinked; its name may
     /// now be another segment's).
     pub fn is_unlinked(&self) -> Result<bool> {
-        // SAFETY: `st` is a plain-old-data out parameter.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: the attach descriptor is open for the handle's life.
-        if unsafe { libc::fstat(self.attach.0, &mut st) } < 0 {
-            return Err(Error::last_os("fstat"));
-        }
-        Ok(st.st_nlink == 0)
+        Ok(shm::fstat(&self.attach)?.st_nlink == 0)
     }
 
     /// A new description of the segment's file (for the registry).

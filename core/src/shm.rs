@@ -194,13 +194,19 @@ pub(crate) struct FileId {
     pub ino: u64,
 }
 
-pub(crate) fn file_id(fd: &Fd) -> Result<FileId> {
+/// `fstat(2)` of `fd`.
+pub(crate) fn fstat(fd: &Fd) -> Result<libc::stat> {
     // SAFETY: `st` is a plain-old-data out parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid descriptor and out pointer.
     if unsafe { libc::fstat(fd.0, &mut st) } < 0 {
         return Err(Error::last_os("fstat"));
     }
+    Ok(st)
+}
+
+pub(crate) fn file_id(fd: &Fd) -> Result<FileId> {
+    let st = fstat(fd)?;
     Ok(FileId {
         uid: st.st_uid,
         mode: st.st_mode & 0o7777,
@@ -270,12 +276,7 @@ pub(crate) fn reopen(fd: &Fd, loc: &Location) -> Result<Fd> {
 }
 
 pub(crate) fn file_size(fd: &Fd) -> Result<u64> {
-    // SAFETY: `st` is a plain-old-data out parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid descriptor and out pointer.
-    if unsafe { libc::fstat(fd.0, &mut st) } < 0 {
-        return Err(Error::last_os("fstat"));
-    }
+    let st = fstat(fd)?;
     if (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
         return Err(Error::InvalidArgument(
             "the segment path is not a regular file".into(),
@@ -377,12 +378,7 @@ pub(crate) fn back(fd: &Fd, map: &Mapping, name: &str, bytes: u64) -> Result<()>
 /// segment in use that could overwrite another process's store. Where the
 /// file system cannot say or cannot allocate, the file is left as it is.
 pub(crate) fn fill_holes(fd: &Fd, name: &str, bytes: u64) -> Result<()> {
-    // SAFETY: `st` is a plain-old-data out parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid descriptor and out pointer.
-    if unsafe { libc::fstat(fd.0, &mut st) } < 0 {
-        return Err(Error::last_os("fstat"));
-    }
+    let st = fstat(fd)?;
     if (st.st_blocks as u64).saturating_mul(512) >= bytes {
         return Ok(());
     }
@@ -406,12 +402,9 @@ pub(crate) fn fill_holes(fd: &Fd, name: &str, bytes: u64) -> Result<()> {
 /// from /proc/self/mountinfo, matched by device number): it gives huge
 /// pages only to a mapping that asked with `MADV_HUGEPAGE`.
 fn huge_on_advice(fd: &Fd) -> bool {
-    // SAFETY: `st` is a plain-old-data out parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid descriptor and out pointer.
-    if unsafe { libc::fstat(fd.0, &mut st) } < 0 {
+    let Ok(st) = fstat(fd) else {
         return false;
-    }
+    };
     let dev = format!("{}:{}", libc::major(st.st_dev), libc::minor(st.st_dev));
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
